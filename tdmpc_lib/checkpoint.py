@@ -1,0 +1,284 @@
+"""Checkpoint I/O (reference sections 2.8, 2.10, 11, 16).
+
+`load_checkpoint` reads, with `torch.load(weights_only=True)`:
+- official TD-MPC2 files in the OLD (flat `_Qs.params.{j}`), INTERMEDIATE and NEW
+  (`_Qs.params.{layer}.{name}`, `_target_Qs_params.*`, `_detach_Qs_params.*`) key layouts,
+- TD-MPC-Opt fp16 / int8 / mixed files (quantized tensors are dequantized; the scale-1.0
+  int8 files are detected and reported as destroyed),
+- our own checkpoints (`save_checkpoint`, written atomically, with the resolved config).
+The architecture is inferred from tensor shapes unless the caller names a size to expect.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from .config import PRESETS, ModelConfig, model_config
+from .tasks import TASK_SETS, get_task_set
+from .world_model import WorldModel
+
+FORMAT_NAME = "tdmpc-distill"
+FORMAT_VERSION = 1
+HUB_REPO = "nicklashansen/tdmpc2"
+HUB_CHECKPOINTS = tuple(f"{ts}-{s}M" for ts in ("mt30", "mt80") for s in (1, 5, 19, 48, 317))
+_Q_NAMES = ("weight", "bias", "ln.weight", "ln.bias")  # OLD flat index j -> name [j % 4]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the requested model (one-line message)."""
+
+
+# ---------------------------------------------------------------------------- reading
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> dict:
+    """torch.load(weights_only=True) with one-line errors for missing/corrupt/foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a .pt file path or a hub name "
+                              f"such as {HUB_CHECKPOINTS[0]!r}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files; all mean "cannot read"
+        if "Weights only load failed" in str(e):  # a pickle of arbitrary objects, e.g. a dataset chunk
+            raise CheckpointError(f"cannot read checkpoint {path} safely: it holds pickled Python objects that "
+                                  f"weights_only=True refuses, so it is not a model checkpoint") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
+                              f"PyTorch checkpoint ({first[:160]}); re-download or re-save it") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a TD-MPC2 checkpoint: it holds a {type(obj).__name__}, "
+                              f"expected a dict of tensors")
+    return obj
+
+
+def _state_of(obj: dict, path) -> dict:
+    state = obj.get("model", obj)
+    if not isinstance(state, dict) or "_encoder.state.0.weight" not in state:
+        raise CheckpointError(f"{path} is not a TD-MPC2 world-model checkpoint: no '_encoder.state.0.weight' "
+                              f"entry (found keys: {', '.join(list(map(str, state))[:5])}...)")
+    return state
+
+
+def _dequantize(state: dict, path) -> tuple[dict, list[str]]:
+    """Dequantize torch quantized tensors; detect TD-MPC-Opt's scale-1.0 per-tensor int8."""
+    out, broken = {}, []
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.is_quantized:
+            if v.qscheme() == torch.per_tensor_affine and v.q_scale() == 1.0 and v.q_zero_point() == 0:
+                broken.append(k)
+            v = v.dequantize()
+        out[k] = v
+    notes = []
+    if broken:
+        msg = (f"{path}: {len(broken)} int8 tensors were quantized per tensor with scale 1.0, so every "
+               f"weight was rounded to an integer and the model's weights are destroyed (TD-MPC-Opt int8/mixed "
+               f"files); use the fp16 file or quantize with tdmpc_lib.quantize")
+        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
+    return out, notes
+
+
+def normalize_keys(state: dict) -> tuple[dict, dict]:
+    """Any official layout -> our layout. Returns (tensors, extras) where extras holds the
+    log-std bounds if the file stored them. Drops the gradient-free `_detach_Qs` copies and the
+    tensordict metadata (`__batch_size`, `__device`)."""
+    out, extras = {}, {}
+    for k, v in state.items():
+        if k.endswith("__batch_size") or k.endswith("__device") or k.startswith("_detach_Qs"):
+            continue
+        if k in ("log_std_min", "log_std_dif"):
+            extras[k] = float(v)
+            continue
+        if not isinstance(v, torch.Tensor):
+            continue
+        m = re.fullmatch(r"(_Qs|_target_Qs)\.params\.(\d+)", k)  # OLD flat layout
+        if m:
+            j = int(m.group(2))
+            k = f"{m.group(1)}.params.{j // 4}.{_Q_NAMES[j % 4]}"
+        elif k.startswith("_target_Qs_params."):  # NEW target naming
+            k = "_target_Qs.params." + k[len("_target_Qs_params."):]
+        out.setdefault(k, v)
+    return out, extras
+
+
+def infer_config(state: dict, extras: dict | None = None, path="checkpoint") -> ModelConfig:
+    """Architecture from tensor shapes (section 11, recipe step 5)."""
+    extras = extras or {}
+    try:
+        enc = sorted(int(m.group(1)) for k in state
+                     if (m := re.fullmatch(r"_encoder\.state\.(\d+)\.weight", k)))
+        if "_task_emb.weight" in state:
+            num_tasks, task_dim = state["_task_emb.weight"].shape
+        else:
+            num_tasks, task_dim = 0, 0
+        enc_first, enc_last = state[f"_encoder.state.{enc[0]}.weight"], state[f"_encoder.state.{enc[-1]}.weight"]
+        latent, obs_dim = enc_last.shape[0], enc_first.shape[1] - task_dim
+        dyn0 = state["_dynamics.0.weight"]
+        mlp_dim, action_dim = dyn0.shape[0], dyn0.shape[1] - latent - task_dim
+        num_bins = state["_reward.2.weight"].shape[0]
+        num_q = state["_Qs.params.0.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"{path}: required entry {e.args[0]!r} is missing; the file is incomplete "
+                              f"or not a TD-MPC2 world model") from None
+    fields = dict(obs_dim=obs_dim, action_dim=action_dim, num_tasks=num_tasks, task_dim=task_dim,
+                  enc_dim=enc_first.shape[0] if len(enc) > 1 else 256, mlp_dim=mlp_dim, latent_dim=latent,
+                  num_enc_layers=len(enc), num_q=num_q, num_bins=num_bins)
+    if "log_std_min" in extras:
+        fields["log_std_min"] = extras["log_std_min"]
+        fields["log_std_max"] = extras["log_std_min"] + extras.get("log_std_dif", 12.0)
+    if num_tasks == 0:
+        return ModelConfig(task_set=None, action_dims=(), discounts=(), **fields)
+    task_set = next((ts for ts in TASK_SETS.values() if len(ts) == num_tasks), None)
+    if task_set is None:
+        raise CheckpointError(f"{path}: the task embedding has {num_tasks} rows, which matches no known task "
+                              f"set ({', '.join(f'{n}: {len(t)}' for n, t in TASK_SETS.items())})")
+    cfg = ModelConfig(task_set=task_set.name, action_dims=task_set.action_dims,
+                      discounts=task_set.discounts, **fields)
+    for size in PRESETS:  # name the preset when the shapes are exactly one
+        preset = model_config(size, task_set.name)
+        if all(getattr(preset, f) == getattr(cfg, f) for f in fields if f not in ("log_std_min", "log_std_max")):
+            cfg = dataclasses.replace(cfg, size=size)
+            break
+    return cfg
+
+
+def load_state_strict(model: WorldModel, state: dict, path="checkpoint", what: str | None = None) -> None:
+    """load_state_dict(strict) with one-line errors naming the key and both shapes."""
+    what = what or _describe(model.cfg)
+    expected = model.state_dict()
+    state = dict(state)
+    if "_action_masks" in expected and "_action_masks" not in state:
+        state["_action_masks"] = expected["_action_masks"]  # OLD files do not store the masks
+    if "_target_Qs.params.0.weight" not in state and "_Qs.params.0.weight" in state:
+        for k in list(state):  # a file without target Qs: start them as a copy (section 2.9)
+            if k.startswith("_Qs."):
+                state["_target_Qs." + k[len("_Qs."):]] = state[k]
+    for k, v in expected.items():
+        if k not in state:
+            raise CheckpointError(f"{path}: entry {k!r} (shape {tuple(v.shape)}) expected by a {what} is "
+                                  f"missing; the file is incomplete or for a different architecture")
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{path}: entry {k!r} has shape {tuple(state[k].shape)} but a {what} expects "
+                                  f"{tuple(v.shape)}; load it with the size it was trained with")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected entries {unexpected[:4]} for a {what}; the file is for "
+                              f"a different architecture (e.g. an episodic model with a termination head)")
+    if "_action_masks" in expected and not torch.equal(state["_action_masks"].float().cpu(),
+                                                       expected["_action_masks"].cpu()):
+        raise CheckpointError(f"{path}: stored action masks differ from the {model.cfg.task_set} task list; "
+                              f"the checkpoint was trained on a different task order")
+    if next(iter(expected.values())).is_meta:
+        return  # a shape check against a meta-device reference model
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def _describe(cfg: ModelConfig) -> str:
+    size = f"{cfg.size}M" if isinstance(cfg.size, int) else (cfg.size or "custom-size")
+    return f"{size} {cfg.task_set or 'single-task'} model"
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32, size: str | int | None = None,
+                    task_set: str | None = None) -> WorldModel:
+    """Load any supported checkpoint into a ready WorldModel in eval mode.
+
+    `size`/`task_set`, when given, state what the caller expects; a file of another size is
+    then a one-line error instead of a silently different model. The returned model carries
+    `checkpoint_info` (path, sha256, detected layout, stored dtypes, warnings)."""
+    path = Path(path)
+    if not path.exists() and str(path) in HUB_CHECKPOINTS:
+        path = Path(download_checkpoint(str(path)))
+    obj = read_checkpoint_file(path)
+    ours = obj.get("format") == FORMAT_NAME
+    if ours and obj.get("quantization"):
+        from .quantize import dequantize_checkpoint  # our own int8/fp16 files (quantize.py)
+        obj = dequantize_checkpoint(obj)
+    state = _state_of(obj, path)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if isinstance(v, torch.Tensor)})
+    state, notes = _dequantize(state, path)
+    layout = ("ours" if ours else "new" if any(k.startswith("_target_Qs_params.") for k in state)
+              else "old" if "_Qs.params.0" in state else "unknown")
+    if layout == "new" and any(k.startswith("_target_Qs.params.") for k in state):
+        layout = "intermediate"
+    state, extras = normalize_keys(state)
+    if ours:
+        cfg = ModelConfig.from_dict(obj["model_config"])
+    else:
+        cfg = infer_config(state, extras, path)
+    if size is not None or task_set is not None:
+        expected = model_config(size if size is not None else (cfg.size or 1),
+                                task_set if task_set is not None else cfg.task_set)
+        if not dataclasses.replace(cfg, size=expected.size) == expected:
+            with torch.device("meta"):  # shapes only: no memory for a 317M comparison model
+                reference = WorldModel(expected)
+            load_state_strict(reference, state, path, _describe(expected))  # raises at the first mismatch
+    model = WorldModel(cfg)
+    load_state_strict(model, state, path)
+    model = model.to(device=device, dtype=dtype).eval()
+    model.checkpoint_info = {"path": str(path), "sha256": file_sha256(path), "layout": layout,
+                             "stored_dtypes": dtypes, "warnings": notes,
+                             "quantization": obj.get("quantization") if ours else None}
+    return model
+
+
+# ---------------------------------------------------------------------------- writing
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`, so a
+    kill never leaves a half-written checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(model: WorldModel, path: str | os.PathLike, **extra) -> None:
+    """Our format: {'format', 'format_version', 'model_config', 'model', ...extra}."""
+    obj = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model_config": model.cfg.to_dict(),
+           "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+    atomic_torch_save(obj, path)
+
+
+# ---------------------------------------------------------------------------- hub
+def download_checkpoint(name: str, cache_dir: str | os.PathLike | None = None,
+                        revision: str | None = None) -> str:
+    """Fetch an official checkpoint from the Hugging Face hub (cached; honours HF_HUB_OFFLINE).
+
+    `name` is a short name such as 'mt30-317M' (-> multitask/mt30-317M.pt) or a path inside
+    the repo such as 'multitask/mt80-48M.pt'."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    filename = name if "/" in name else f"multitask/{name.removesuffix('.pt')}.pt"
+    if "/" not in name and name.removesuffix(".pt") not in HUB_CHECKPOINTS:
+        raise CheckpointError(f"unknown hub checkpoint {name!r}; choose one of {', '.join(HUB_CHECKPOINTS)} "
+                              f"or give a path inside {HUB_REPO}")
+    try:
+        return hf_hub_download(repo_id=HUB_REPO, filename=filename, revision=revision,
+                               cache_dir=None if cache_dir is None else str(cache_dir))
+    except LocalEntryNotFoundError:
+        raise CheckpointError(f"{filename} is not in the local Hugging Face cache and the hub cannot be reached "
+                              f"(offline mode or no network); download it once with network access") from None

@@ -1,0 +1,201 @@
+"""MPPI planning with the learned world model (reference section 5), batched over
+environments: E environments x S samples go through the model in one forward per latent
+step, so the planner runs once per agent step for every environment of a run.
+
+Per environment the semantics are TD-MPC2's: 24 policy-prior trajectories kept fixed, 488
+Gaussian samples around a warm-started mean, 6 iterations of top-64 elite refitting with
+temperature 0.5, value = discounted decoded rewards + gamma^H * Q_avg(z_H, pi(z_H)), the
+executed action sampled from the elites' final scores (Gumbel-max), plus std[0] noise when
+not in eval mode.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .world_model import WorldModel
+
+
+@dataclass
+class PlannerConfig:
+    """MPPI settings; defaults are TD-MPC2's (config.yaml)."""
+    mpc: bool = True  # False: act with the policy prior only
+    horizon: int = 3
+    iterations: int = 6
+    num_samples: int = 512
+    num_elites: int = 64
+    num_pi_trajs: int = 24
+    min_std: float = 0.05
+    max_std: float = 2.0
+    temperature: float = 0.5
+
+
+def autocast_context(device: torch.device | str, precision: str):
+    """bf16/fp16 autocast for planning ('fp32' -> no-op). fp16 autocast only on CUDA."""
+    device_type = torch.device(device).type
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    if precision == "fp16" and device_type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    raise ValueError(f"precision {precision!r} is not supported on {device_type}; use fp32 or bf16"
+                     + (" (fp16 autocast needs a CUDA device)" if precision == "fp16" else ""))
+
+
+class TaskBoundModel:
+    """The world model's planning heads with each environment's task fixed.
+
+    The first layer of every head sees [z, e_task, a] (or [z, e_task]); with the task fixed per
+    environment, W_e @ e_task + b is one constant per environment, computed once per planning
+    call instead of concatenating the 96-d embedding onto every one of the E x S rows. This is
+    the same arithmetic as the model's own forward (up to float summation order) with ~40% less
+    work in first layers and no per-call concatenation. Inputs are (E, S, ...) per environment.
+    """
+
+    def __init__(self, model: WorldModel, task: torch.Tensor):
+        self.m, cfg = model, model.cfg
+        self.L, self.T = cfg.latent_dim, cfg.task_dim if cfg.multitask else 0
+        emb = model._task_emb(task) if cfg.multitask else None  # (E, T), renormalised once
+
+        def split(weight, bias):  # weight (..., out, L + T [+ A]) -> W_z, per-env bias, W_a
+            w_z, w_e, w_a = weight[..., :self.L], weight[..., self.L:self.L + self.T], weight[..., self.L + self.T:]
+            if emb is None:
+                return w_z, bias.unsqueeze(-2).unsqueeze(-2), w_a
+            env_bias = torch.einsum("et,...ot->...eo", emb.to(weight.dtype), w_e) + bias.unsqueeze(-2)
+            return w_z, env_bias.unsqueeze(-2), w_a  # bias (..., E, 1, out)
+
+        self.dyn = split(model._dynamics[0].weight, model._dynamics[0].bias)
+        self.rew = split(model._reward[0].weight, model._reward[0].bias)
+        self.pi_first = split(model._pi[0].weight, model._pi[0].bias)
+        q0 = model._Qs.params[0]
+        self.q = split(q0.weight, q0.bias)
+
+    @staticmethod
+    def _first(parts, z, a=None):
+        w_z, env_bias, w_a = parts
+        h = torch.matmul(z, w_z.transpose(-1, -2)) + env_bias
+        return h if a is None else h + torch.matmul(a, w_a.transpose(-1, -2))
+
+    def _head(self, seq, parts, z, a=None):
+        first = seq[0]
+        h = first.act(first.ln(self._first(parts, z, a)))
+        return seq[1:](h)
+
+    def next(self, z, a):
+        return self._head(self.m._dynamics, self.dyn, z, a)
+
+    def reward(self, z, a):
+        return self._head(self.m._reward, self.rew, z, a)
+
+    def pi(self, z, task):
+        """Same sampling as WorldModel.pi, with the bound first layer."""
+        return self.m.pi(z, task, features=self._head(self.m._pi, self.pi_first, z))
+
+    def q_avg(self, z, a):
+        """Mean of two distinct randomly drawn online Q members, decoded: (E, S, 1)."""
+        qs = self.m._Qs
+        members = torch.randperm(qs.num_q, device=z.device)[:2]
+        w_z, env_bias, w_a = (t[members] for t in self.q)  # (2, M, L), (2, E, 1, M), (2, M, A)
+        h = torch.matmul(z, w_z.transpose(-1, -2).unsqueeze(1)) + env_bias
+        h = h + torch.matmul(a, w_a.transpose(-1, -2).unsqueeze(1))  # (2, E, S, M)
+        q = qs.forward_hidden(h.flatten(1, 2), members)  # (2, E*S, K)
+        q1, q2 = self.m.decode(q).unflatten(1, z.shape[:2]).unbind(0)
+        return (q1 + q2) / 2
+
+
+class BatchedPlanner:
+    """Plans for E environments at once. Holds each environment's warm-start mean.
+
+    act(obs (E, O), task (E,) long, t0 (E,) bool) -> actions (E, A) in [-1, 1], padded to A
+    (entries beyond a task's action dim are 0).
+    """
+
+    def __init__(self, model: WorldModel, cfg: PlannerConfig | None = None, eval_mode: bool = True,
+                 precision: str = "fp32"):
+        self.model, self.cfg, self.eval_mode, self.precision = model, cfg or PlannerConfig(), eval_mode, precision
+        self._prev_mean: torch.Tensor | None = None
+        autocast_context(next(model.parameters()).device, precision)  # validate early
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task: torch.Tensor, t0: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        obs, task, t0 = obs.to(device), task.to(device).long(), t0.to(device)
+        with autocast_context(device, self.precision):
+            z = self.model.encode(obs, task)
+            if not self.cfg.mpc:
+                action, info = self.model.pi(z, task)
+                return (info["mean"] if self.eval_mode else action).float()
+            return self._plan(z.float(), task, t0)
+
+    def _value(self, heads: TaskBoundModel, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor,
+               gamma: torch.Tensor) -> torch.Tensor:
+        """z (E, S, L), actions (H, E, S, A), gamma (E, 1, 1) -> return estimate (E, S, 1):
+        sum_t gamma^t r_t + gamma^H Q_avg(z_H, pi(z_H))."""
+        G, discount = torch.zeros(z.shape[:-1] + (1,), device=z.device), torch.ones_like(gamma)
+        for t in range(actions.shape[0]):
+            reward = self.model.decode(heads.reward(z, actions[t]))
+            z = heads.next(z, actions[t])
+            G = G + discount * reward
+            discount = discount * gamma
+        action, _ = heads.pi(z, task)
+        return G + discount * heads.q_avg(z, action)
+
+    def _warm_start(self, E: int, t0: torch.Tensor, device) -> torch.Tensor:
+        """Initial mean (H, E, A): zeros at an episode's first step, else the previous final
+        mean shifted one step ahead with a zero last step. std is never warm-started."""
+        mean = torch.zeros(self.cfg.horizon, E, self.model.cfg.action_dim, device=device)
+        if self._prev_mean is not None and self._prev_mean.shape[1] == E:
+            warm = ~t0.bool()
+            mean[:-1, warm] = self._prev_mean[1:, warm]
+        return mean
+
+    def _plan(self, z: torch.Tensor, task: torch.Tensor, t0: torch.Tensor) -> torch.Tensor:
+        cfg, m = self.cfg, self.model
+        E, A, H, S, P = z.shape[0], m.cfg.action_dim, cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
+        heads = TaskBoundModel(m, task)
+        task_s = task[:, None].expand(E, S)
+        gamma = m.discount(task, z.device)[:, None]  # (E, 1, 1)
+        mask = m.action_mask(task, z)  # (E, A) or None
+        mask_s = None if mask is None else mask[:, None, :]
+
+        actions = torch.empty(H, E, S, A, device=z.device)
+        if P > 0:  # policy-prior trajectories, fixed over iterations
+            z_pi, task_p = z[:, None].expand(E, P, -1), task[:, None].expand(E, P)
+            for t in range(H):
+                actions[t, :, :P] = heads.pi(z_pi, task_p)[0].float()
+                if t < H - 1:
+                    z_pi = heads.next(z_pi, actions[t, :, :P])
+
+        mean = self._warm_start(E, t0, z.device)
+        std = torch.full((H, E, A), cfg.max_std, device=z.device)
+
+        z_s = z[:, None].expand(E, S, -1)
+        for _ in range(cfg.iterations):
+            noise = torch.randn(H, E, S - P, A, device=z.device)
+            actions[:, :, P:] = (mean[:, :, None] + std[:, :, None] * noise).clamp(-1, 1)
+            if mask_s is not None:
+                actions.mul_(mask_s)
+            value = torch.nan_to_num(self._value(heads, z_s, actions, task_s, gamma).squeeze(-1), nan=0.0)  # (E, S)
+            elite_value, elite_idx = torch.topk(value, cfg.num_elites, dim=1)
+            elite_actions = torch.gather(actions, 2, elite_idx[None, :, :, None].expand(H, E, -1, A))
+            score = torch.exp(cfg.temperature * (elite_value - elite_value.max(1, keepdim=True).values))
+            score = score / score.sum(1, keepdim=True)  # (E, K)
+            w = score[None, :, :, None]
+            denom = score.sum(1)[None, :, None] + 1e-9
+            mean = (w * elite_actions).sum(2) / denom
+            std = ((w * (elite_actions - mean[:, :, None]) ** 2).sum(2) / denom).sqrt()
+            std = std.clamp(cfg.min_std, cfg.max_std)
+            if mask is not None:
+                mean, std = mean * mask, std * mask
+
+        # Sample one elite per environment from the final scores (Gumbel-max on log score).
+        gumbel = -torch.log(-torch.log(torch.rand_like(score).clamp_min(1e-20)))
+        choice = torch.argmax(torch.log(score) + gumbel, dim=1)  # (E,)
+        action = elite_actions[0, torch.arange(E, device=z.device), choice]  # (E, A)
+        if not self.eval_mode:
+            action = action + std[0] * torch.randn_like(action)
+        self._prev_mean = mean
+        return action.clamp(-1, 1)

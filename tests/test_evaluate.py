@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from tdmpc_lib import load_checkpoint, make_world_model, save_checkpoint
+from tdmpc_lib.evaluate import EvalConfig, evaluate, main, normalized_score
+
+
+def test_cli_writes_results_json_with_every_field(tmp_path, capsys):
+    save_checkpoint(make_world_model("tiny", seed=0), tmp_path / "tiny.pt")
+    out = tmp_path / "r.json"
+    main(["--checkpoint", str(tmp_path / "tiny.pt"), "--tasks", "pendulum-swingup,cup-spin", "--episodes", "2",
+          "--seed", "3", "--protocol", "paper", "--policy", "prior", "--output", str(out)])
+    r = json.loads(out.read_text())
+    assert set(r["tasks"]) == {"pendulum-swingup", "cup-spin"}
+    for v in r["tasks"].values():
+        assert len(v["returns"]) == 2 and v["mean"] == pytest.approx(sum(v["returns"]) / 2, abs=1e-3)
+    assert r["normalized_score"] == pytest.approx(normalized_score({t: v["mean"] for t, v in r["tasks"].items()}))
+    assert r["protocol"] == "paper" and r["seed"] == 3 and r["precision"] == "fp32" and r["device"] == "cpu"
+    assert len(r["checkpoint"]["sha256"]) == 64 and r["timing"]["agent_steps"] == 4 * 500
+    assert "normalized score" in capsys.readouterr().out
+
+
+def test_same_seed_same_returns_and_episodes_differ(tmp_path):
+    m = make_world_model("tiny", seed=0)
+    cfg = EvalConfig(tasks="cartpole-swingup", episodes=2, seed=5, policy="prior")
+    a, b = evaluate(m, cfg, progress=False), evaluate(m, cfg, progress=False)
+    assert a["tasks"] == b["tasks"]
+    r = a["tasks"]["cartpole-swingup"]["returns"]
+    assert r[0] != r[1]  # episode k starts from the official k-th initial state
+
+
+def test_bad_arguments_fail_with_one_line(tmp_path, capsys):
+    save_checkpoint(make_world_model("tiny"), tmp_path / "t.pt")
+    for args, text in ((["--tasks", "walker-fly"], "unknown task 'walker-fly'"),
+                       (["--episodes", "0"], "episodes must be at least 1"),
+                       (["--device", "cuda"], "no CUDA GPU is available")):
+        with pytest.raises(SystemExit) as e:
+            main(["--checkpoint", str(tmp_path / "t.pt"), *args])
+        assert e.value.code == 2
+        assert text in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tmp_path / "missing.pt")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_fixture_checkpoint_is_competent_with_planning(fp16_fixture):
+    """Must-show of the core issue: the released 1M student plans well under the clean protocol."""
+    model = load_checkpoint(fp16_fixture)
+    r = evaluate(model, EvalConfig(tasks="reacher-easy,cartpole-balance", episodes=1, seed=1), progress=False)
+    assert r["tasks"]["reacher-easy"]["mean"] > 900, r["tasks"]
+    assert r["tasks"]["cartpole-balance"]["mean"] > 900, r["tasks"]
