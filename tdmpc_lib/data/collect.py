@@ -1,0 +1,146 @@
+"""Collecting small real datasets offline: roll out a policy on MT30 tasks and write the
+episodes both as a public-format chunk file and into a memory-mapped store.
+
+Policies: 'plan' (MPPI with a checkpoint's world model), 'prior' (its policy prior), 'random'
+(uniform actions in [-1, 1] on the task's action dims, one generator per episode seeded from
+(seed, task id, k); no checkpoint needed). All episodes of
+a run step in lockstep, one batched planner call per agent step (as in tdmpc_lib.evaluate).
+Episode k of a task starts from make_env(task, seed, episode=k)'s initial state, so episodes
+differ and a run is reproducible.
+
+API:
+    collect(out_dir, tasks='walker-walk,cheetah-run', episodes=2, policy='random', model=None,
+            seed=1, device='cpu', precision='fp32', max_steps=None, chunk_file=None)
+        -> {'chunk_file', 'store', 'segment', 'returns': {task: [return per episode]}}
+    The chunk file is a TensorDict, batch [N, T+1] (T = max_steps or 500), keys obs (N, T+1, O),
+    action (N, T+1, A), reward (N, T+1), task int32 (N, T+1), row 0 action/reward = NaN
+    (as newer official code writes); readable by read_chunk / convert_chunks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_torch_save, file_sha256
+from ..evaluate import resolve_device, set_seed
+from ..planner import BatchedPlanner, PlannerConfig
+from ..tasks import DMC_EPISODE_LENGTH, get_task_set
+from .chunks import append_episodes
+from .store import DataError, new_manifest, read_manifest
+
+POLICIES = ("plan", "prior", "random")
+
+
+def _default_chunk_file(out: Path) -> Path:
+    folder = out / "chunks"
+    k = 0
+    while (folder / f"chunk_{k}.pt").exists():
+        k += 1
+    return folder / f"chunk_{k}.pt"
+
+
+def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int = 1, device="cpu",
+            precision: str = "fp32", max_steps: int | None = None, explore: bool = False,
+            task_set: str = "mt30", progress: bool = True) -> dict[str, np.ndarray]:
+    """Run len(tasks) * episodes episodes in lockstep; returns chunk-shaped numpy arrays
+    obs (N, T+1, O), action (N, T+1, A), reward (N, T+1), task (N, T+1) int32, N ordered
+    task-major (all episodes of tasks[0] first)."""
+    from ..envs import make_env  # dm_control is imported only when environments are needed
+
+    ts = get_task_set(task_set)
+    steps = DMC_EPISODE_LENGTH if max_steps is None else int(max_steps)
+    if not 1 <= steps <= DMC_EPISODE_LENGTH:
+        raise ValueError(f"max_steps must lie in [1, {DMC_EPISODE_LENGTH}], got {max_steps}")
+    pairs = [(t, k) for t in tasks for k in range(episodes)]
+    n, O, A = len(pairs), ts.obs_dim, ts.action_dim
+    obs = np.zeros((n, steps + 1, O), np.float32)
+    action = np.zeros((n, steps + 1, A), np.float32)
+    reward = np.zeros((n, steps + 1), np.float32)
+    task = np.repeat(np.array([ts.index(t) for t, _ in pairs], np.int32)[:, None], steps + 1, axis=1)
+    action[:, 0], reward[:, 0] = np.nan, np.nan  # row 0: dummy action/reward
+    envs = [make_env(t, seed, episode=k) for t, k in pairs]
+    for i, env in enumerate(envs):
+        o = env.reset()
+        obs[i, 0, :o.shape[0]] = o
+    # random actions: one generator per episode, so an episode does not depend on the others
+    rngs = [np.random.Generator(np.random.PCG64([seed, ts.index(t), k])) for t, k in pairs]
+    planner = None
+    if policy != "random":
+        dev = resolve_device(device)
+        model = model.to(dev).eval()
+        set_seed(seed)
+        planner = BatchedPlanner(model, dataclasses.replace(PlannerConfig(), mpc=policy == "plan"),
+                                 eval_mode=not explore, precision=precision)
+        task_ids = torch.from_numpy(task[:, 0].astype(np.int64)).to(dev)
+    for t in tqdm(range(steps), desc=f"collect ({policy})", unit="step", disable=not progress, file=sys.stderr):
+        if planner is None:
+            act = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
+        else:
+            t0 = torch.full((n,), t == 0, device=task_ids.device)
+            act = planner.act(torch.from_numpy(np.ascontiguousarray(obs[:, t])), task_ids, t0).float().cpu().numpy()
+        for i, env in enumerate(envs):
+            a = np.zeros(A, np.float32)
+            a[:env.action_dim] = np.clip(act[i, :env.action_dim], -1.0, 1.0)
+            o, r, _, _ = env.step(a[:env.action_dim])
+            obs[i, t + 1, :o.shape[0]] = o
+            action[i, t + 1] = a
+            reward[i, t + 1] = r
+    return {"obs": obs, "action": action, "reward": reward, "task": task}
+
+
+def save_chunk(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """Write chunk-shaped arrays as a public-format chunk: a TensorDict, batch [N, T+1]."""
+    try:
+        from tensordict import TensorDict
+    except ImportError:
+        raise DataError("writing chunk files needs the `tensordict` package: pip install tensordict") from None
+    n, length = arrays["obs"].shape[:2]
+    td = TensorDict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+                    batch_size=[n, length])
+    atomic_torch_save(td, path)
+    return Path(path)
+
+
+def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, policy: str = "random",
+            model=None, seed: int = 1, device="cpu", precision: str = "fp32", max_steps: int | None = None,
+            chunk_file: str | os.PathLike | None = None, explore: bool = False, progress: bool = True) -> dict:
+    """Roll out `policy` and write the episodes as a chunk file and a new store segment."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if policy != "random" and model is None:
+        raise ValueError(f"policy {policy!r} needs a checkpoint (model); only 'random' runs without one")
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    task_set = "mt30"
+    if model is not None:
+        if not model.cfg.multitask:
+            raise ValueError("collect needs a multi-task (MT30/MT80) checkpoint: task ids index its task set")
+        task_set = model.cfg.task_set
+    names = get_task_set("mt30").resolve(tasks)  # environments exist for the MT30 tasks only
+    out = Path(out)
+    arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
+                     task_set, progress)
+    chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)
+    save_chunk(arrays, chunk)
+    out.mkdir(parents=True, exist_ok=True)
+    length = arrays["obs"].shape[1]
+    manifest = read_manifest(out)
+    if manifest is None:
+        manifest = new_manifest(task_set, length)  # written when the segment commits
+    elif manifest["task_set"] != task_set or manifest["episode_length"] != length:
+        raise DataError(f"{out} holds {manifest['task_set']} episodes of {manifest['episode_length']} rows; "
+                        f"cannot add {task_set} episodes of {length} rows (chunk kept at {chunk})")
+    source = {"source": chunk.name, "source_sha256": file_sha256(chunk), "source_bytes": chunk.stat().st_size,
+              "collected": {"policy": policy, "seed": seed, "tasks": names, "episodes": episodes,
+                            "explore": explore, "precision": precision,
+                            "checkpoint": (getattr(model, "checkpoint_info", None) or {}).get("path")}}
+    seg = append_episodes(out, manifest, arrays, arrays["obs"].shape[0], source, progress=False)
+    rets = arrays["reward"][:, 1:].sum(axis=1).reshape(len(names), episodes)  # task-major order
+    returns = {t: [round(float(r), 4) for r in rets[i]] for i, t in enumerate(names)}
+    return {"chunk_file": str(chunk), "store": str(out), "segment": seg["name"], "returns": returns}
