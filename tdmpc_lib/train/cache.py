@@ -1,0 +1,197 @@
+"""The teacher-target cache: the frozen teacher's reward for every dataset row, computed once.
+
+One float per row r: the teacher's decoded reward for (obs[r], action[r+1]) (row r+1 stores
+the action taken at obs r; the last row of every episode has no such action and holds NaN,
+which no training slice ever reads). Stored beside the data as PATH.npy (a float32 memmap,
+4 bytes per row) and PATH.json (teacher sha256 and dtype, dataset size, precision and the
+bf16 accuracy check, build progress). Sweeps over d_coef and seeds then never run the teacher:
+the distillation loss reads cache[batch.rows[t]]. Building is batched, resumable (progress is
+flushed every few chunks) and runs in bf16 where that is accurate: bf16 is used when its max
+abs error against fp32 on a spread-out check batch is within `tolerance` (reward units).
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .distill import Teacher
+
+CACHE_FORMAT = "tdmpc-distill-teacher-rewards"
+
+
+def valid_rows(store) -> np.ndarray:
+    """(rows,) bool: row r has a next row in the same episode (r is not an episode's last row)."""
+    valid = np.ones(store.num_rows, dtype=bool)
+    valid[store.episode_starts[1:] - 1] = False
+    return valid
+
+
+def _store_rows(store, lo: int, hi: int):
+    """obs[lo:hi], action[lo+1:hi+1] (zeros past the end / NaN dummies), task[lo:hi] as tensors."""
+    obs, task = store.gather(np.arange(lo, hi), ("obs", "task"))
+    act_rows = np.minimum(np.arange(lo + 1, hi + 1), store.num_rows - 1)
+    (action,) = store.gather(act_rows, ("action",))
+    action = np.nan_to_num(action, nan=0.0)
+    return torch.from_numpy(obs), torch.from_numpy(action), torch.from_numpy(task.astype(np.int64))
+
+
+class TeacherTargetCache:
+    """Per-row teacher rewards beside the data: PATH.npy (rows,) float32 memmap (NaN for the
+    last row of every episode, which no slice uses) and PATH.json naming teacher sha256,
+    dtype, the store's size and the accuracy check. Lookup: cache[rows] -> (n, B, 1)."""
+
+    UPLOAD_CHUNK = 1 << 24  # rows per host->device copy (64 MB)
+
+    def __init__(self, path: str | os.PathLike, device="cpu", release_every: int = 256):
+        self.path, self.release_every, self._lookups = Path(path), release_every, 0
+        self.meta = json.loads(self.meta_path(self.path).read_text())
+        if not self.meta.get("complete"):
+            raise ValueError(f"teacher cache {self.path} is incomplete; build it again (it resumes)")
+        self.values = np.load(self.path, mmap_mode="r")
+        self.device = torch.device(device)
+        # On an accelerator the whole table (4 bytes per row) lives there: lookups need no host
+        # sync. It is uploaded in chunks so the host never holds more than one chunk.
+        self.table = None
+        if self.device.type != "cpu":
+            self.table = torch.empty(len(self.values), dtype=torch.float32, device=self.device)
+            for lo in range(0, len(self.values), self.UPLOAD_CHUNK):
+                chunk = np.array(self.values[lo:lo + self.UPLOAD_CHUNK])
+                self.table[lo:lo + len(chunk)].copy_(torch.from_numpy(chunk))
+            self.release_pages()
+
+    @staticmethod
+    def meta_path(path: Path) -> Path:
+        return path.with_suffix(".json")
+
+    @staticmethod
+    def default_path(data_dir: str | os.PathLike, teacher_sha256: str) -> Path:
+        return Path(data_dir) / "teacher_cache" / f"reward_{teacher_sha256[:16]}.npy"
+
+    def lookup(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.table is not None:
+            return self.table[rows.to(self.device)].unsqueeze(-1)
+        idx = rows.cpu().numpy()
+        out = torch.from_numpy(np.asarray(self.values[idx.reshape(-1)]).reshape(*idx.shape, 1)).to(rows.device)
+        self._lookups += 1
+        if self.release_every and self._lookups % self.release_every == 0:
+            self.release_pages()
+        return out
+
+    def release_pages(self) -> None:
+        """Drop this process's resident pages of the memory map (random lookups otherwise let
+        the resident set grow towards the cache's size: 4 bytes per dataset row)."""
+        try:
+            self.values._mmap.madvise(mmap.MADV_DONTNEED)
+        except (AttributeError, OSError, ValueError):
+            pass
+
+    def check(self, store, teacher_sha256: str | None = None) -> None:
+        m = self.meta
+        if m["num_rows"] != store.num_rows or m["num_episodes"] != store.num_episodes:
+            raise ValueError(f"teacher cache {self.path} was built for {m['num_rows']} rows / {m['num_episodes']} "
+                             f"episodes, the dataset has {store.num_rows} / {store.num_episodes}; rebuild it")
+        if teacher_sha256 is not None and m["teacher_sha256"] != teacher_sha256:
+            raise ValueError(f"teacher cache {self.path} was computed by teacher sha256 "
+                             f"{m['teacher_sha256'][:12]}, not {teacher_sha256[:12]}")
+
+    @classmethod
+    def build(cls, teacher: Teacher, store, path: str | os.PathLike, batch_size: int = 4096,
+              precision: str = "auto", tolerance: float = 0.02, progress: bool = True,
+              flush_every: int = 64) -> "TeacherTargetCache":
+        """Compute (or finish) the cache; an interrupted build resumes from its last flush."""
+        from tqdm.auto import tqdm
+
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"cannot create the teacher cache folder {path.parent} ({e.strerror}); "
+                             f"pass a writable cache path instead of 'auto'") from None
+        meta_path = cls.meta_path(path)
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() and path.is_file() else None
+        same = meta is not None and meta.get("teacher_sha256") == teacher.sha256 and \
+            meta.get("num_rows") == store.num_rows and meta.get("num_episodes") == store.num_episodes
+        if same and meta.get("complete"):
+            return cls(path)
+        n = store.num_rows
+        if not same:
+            meta = {"format": CACHE_FORMAT, "teacher_path": teacher.path, "teacher_sha256": teacher.sha256,
+                    "teacher_size": teacher.model.cfg.size, "teacher_weight_dtype": str(teacher.dtype),
+                    "data": str(store.root), "num_rows": n, "num_episodes": store.num_episodes,
+                    "convention": "value[r] = teacher reward for (obs[r], action[r+1]); NaN at episode ends",
+                    "rows_done": 0, "complete": False}
+            meta.update(cls._choose_precision(teacher, store, precision, tolerance, batch_size))
+            values = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,))
+        else:
+            values = np.lib.format.open_memmap(path, mode="r+")
+        valid = valid_rows(store)
+        bf16 = meta["precision"] == "bf16"
+        start, tic = meta["rows_done"], time.perf_counter()
+        bar = tqdm(total=n, initial=start, desc="teacher cache", unit="row", disable=not progress)
+        for i, lo in enumerate(range(start, n, batch_size)):
+            hi = min(lo + batch_size, n)
+            obs, action, task = _store_rows(store, lo, hi)
+            r = teacher.predict(obs, action, task, bf16=bf16)["reward"].squeeze(-1).numpy()
+            values[lo:hi] = np.where(valid[lo:hi], r, np.nan)
+            bar.update(hi - lo)
+            if (i + 1) % flush_every == 0 or hi == n:
+                values.flush()
+                store.release_pages()
+                meta["rows_done"] = hi
+                meta["complete"] = hi == n
+                _write_json(meta_path, meta)
+        bar.close()
+        if n == start:
+            meta["complete"] = True
+        meta["build_s"] = meta.get("build_s", 0.0) + time.perf_counter() - tic
+        _write_json(meta_path, meta)
+        del values
+        return cls(path)
+
+    @staticmethod
+    def _choose_precision(teacher: Teacher, store, precision: str, tolerance: float, batch_size: int) -> dict:
+        """bf16 where accurate: compare bf16 with fp32 on a spread-out check batch of rows."""
+        if precision == "fp32" or teacher.dtype != torch.float32:
+            return {"precision": "fp32" if teacher.dtype == torch.float32 else str(teacher.dtype)}
+        rows = np.linspace(0, store.num_rows - 2, num=min(batch_size, store.num_rows - 1)).astype(np.int64)
+        rows = rows[valid_rows(store)[rows]]
+        obs, task = store.gather(rows, ("obs", "task"))
+        (action,) = store.gather(rows + 1, ("action",))
+        args = torch.from_numpy(obs), torch.from_numpy(action), torch.from_numpy(task.astype(np.int64))
+        ref = teacher.predict(*args, bf16=False)["reward"]
+        err = (teacher.predict(*args, bf16=True)["reward"] - ref).abs()
+        check = {"bf16_check_rows": int(rows.size), "bf16_max_abs_err": float(err.max()),
+                 "bf16_mean_abs_err": float(err.mean()), "tolerance": tolerance}
+        accurate = float(err.max()) <= tolerance
+        return {"precision": "bf16" if precision == "bf16" or accurate else "fp32", **check}
+
+
+def find_complete_cache(store, data_dir, teacher_path: str, spec: str, device="cpu") -> TeacherTargetCache | None:
+    """The finished cache of this teacher file for this dataset (spec 'auto' or a path), or None.
+    Needs only the teacher file's sha256, not the teacher model."""
+    from ..checkpoint import file_sha256
+
+    if spec is None or not Path(teacher_path).is_file():
+        return None
+    sha = file_sha256(teacher_path)
+    path = TeacherTargetCache.default_path(data_dir, sha) if spec == "auto" else Path(spec)
+    meta_path = TeacherTargetCache.meta_path(path)
+    if not (path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("complete")):
+        return None
+    cache = TeacherTargetCache(path, device)
+    cache.check(store, sha)
+    return cache
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)

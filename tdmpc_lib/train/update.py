@@ -1,0 +1,127 @@
+"""One TD-MPC2 gradient update (reference sections 4.2-4.5), with optional distillation terms.
+
+    targets (eval mode, no grad) -> model losses (train mode) + distillation -> world-model step
+    -> policy step on the detached latents -> Polyak update of the target Qs -> eval mode.
+
+Optimizers (official): Adam over [encoder at lr * enc_lr_scale, dynamics, reward, Qs, task
+embedding at lr] (+ a trained latent projection, at projection_lr), gradients clipped to a
+global norm of grad_clip_norm; a separate Adam(pi, lr, eps=pi_adam_eps), clipped alike.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..world_model import WorldModel
+from .config import TrainConfig
+from .distill import Distiller
+from .losses import RunningScale, model_losses, policy_loss, policy_values, td_targets
+
+
+class Learner:
+    """Owns the optimizers, the RunningScale and the update step of one student."""
+
+    def __init__(self, model: WorldModel, cfg: TrainConfig, distiller: Distiller | None = None):
+        self.model, self.cfg, self.distiller = model, cfg, distiller
+        self.device = next(model.parameters()).device
+        groups = [{"params": list(model._encoder.parameters()), "lr": cfg.lr * cfg.enc_lr_scale},
+                  {"params": list(model._dynamics.parameters())},
+                  {"params": list(model._reward.parameters())},
+                  {"params": list(model._Qs.parameters())}]
+        if model.cfg.multitask:
+            groups.append({"params": list(model._task_emb.parameters())})
+        extra = distiller.trainable_parameters() if distiller is not None else []
+        if extra:
+            groups.append({"params": extra, "lr": cfg.distill.projection_lr or cfg.lr})
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=cfg.pi_adam_eps)
+        self.model_params = [p for g in groups for p in g["params"]]
+        self.pi_params = list(model._pi.parameters())
+        self.scale = RunningScale(cfg.tau, self.device)
+        self.bf16 = cfg.precision == "bf16"
+        self._model_losses, self._policy_values = model_losses, policy_values
+        if cfg.compile:
+            self._model_losses = torch.compile(model_losses, dynamic=False)
+            # pattern_matcher off: inductor 2.13 mis-matches its randperm-index pattern on Q member draws
+            self._policy_values = torch.compile(policy_values, dynamic=False, options={"pattern_matcher": False})
+
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def update(self, batch, step: int = 0) -> dict[str, torch.Tensor]:
+        """One update on `batch` (already on the model's device); `step` (0-based) only sets the
+        distillation coefficient's schedule. Returns named detached scalar tensors."""
+        cfg, model = self.cfg, self.model
+        obs, action, reward, task = batch.obs, batch.action, batch.reward, batch.task
+        # 4.2 targets: no gradient, eval mode (no Q dropout), before any parameter changes.
+        model.eval()
+        with torch.no_grad(), self._autocast():
+            next_z = model.encode(obs[1:], task)
+            td_target = td_targets(model, next_z, reward, task).float()
+            teacher_targets = self.distiller.targets(batch, cfg.horizon) if self.distiller else {}
+
+        # 4.3 model losses in train mode (Q dropout active).
+        model.train()
+        with self._autocast():
+            terms, zs, reward_logits = self._model_losses(model, obs, action, reward, task, next_z.float(),
+                                                          td_target, cfg.rho)
+            total = (cfg.consistency_coef * terms["consistency"] + cfg.reward_coef * terms["reward"]
+                     + cfg.value_coef * terms["value"])
+            out = {}
+            if teacher_targets:
+                dterms = self.distiller.losses(teacher_targets, reward_logits, zs, model.decode)
+                if "distill_reward" in dterms:
+                    d_coef = self.distiller.coefficient(step, cfg.steps)
+                    total = total + d_coef * dterms["distill_reward"]
+                    out["d_coef"] = torch.tensor(d_coef, dtype=torch.float64)
+                if "distill_latent" in dterms:
+                    total = total + cfg.distill.latent_coef * dterms["distill_latent"]
+                terms.update(dterms)
+        # Zero before backward (the fork's order): the official code zeroes after its step, so the
+        # policy loss's gradient on the task embedding leaks into the next world-model step
+        # (section 4.4); clearing here trains the embedding only through the world-model losses.
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model_params, cfg.grad_clip_norm)
+        self.optim.step()
+
+        # 4.4 policy update on detached latents, online Qs without parameter gradients. The task
+        # embedding is frozen meanwhile (as in the fork): its pi-loss gradient would be discarded
+        # by the zero_grad above anyway, so it is not computed at all.
+        self.pi_optim.zero_grad(set_to_none=True)
+        emb = model._task_emb.weight if model.cfg.multitask else None
+        if emb is not None:
+            emb.requires_grad_(False)
+        try:
+            with self._autocast():
+                q, pi_info = self._policy_values(model, zs.detach(), task)
+                pi_loss, pi_stats = policy_loss(q, pi_info, self.scale, cfg.rho, cfg.entropy_coef)
+            pi_loss.backward()
+        finally:
+            if emb is not None:
+                emb.requires_grad_(True)
+        pi_grad_norm = torch.nn.utils.clip_grad_norm_(self.pi_params, cfg.grad_clip_norm)
+        self.pi_optim.step()
+
+        # 4.5 target Qs, then back to eval mode.
+        model.soft_update_target_Q(cfg.tau)
+        model.eval()
+        out.update({f"{k}_loss": v.detach() for k, v in terms.items()})
+        out.update(total_loss=total.detach(), grad_norm=grad_norm.detach(), pi_loss=pi_loss.detach(),
+                   pi_grad_norm=pi_grad_norm.detach(), td_target=td_target.mean(), **pi_stats)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"optim": self.optim.state_dict(), "pi_optim": self.pi_optim.state_dict(),
+                "scale": self.scale.state_dict(),
+                "distiller": self.distiller.state_dict() if self.distiller is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+        self.scale.load_state_dict(state["scale"])
+        if self.distiller is not None and state.get("distiller") is not None:
+            self.distiller.load_state_dict(state["distiller"])

@@ -1,0 +1,344 @@
+"""Training: the TD-MPC2 update terms, distillation, the teacher cache, checkpoints and an exact
+resume after SIGKILL. Tiny models on a tiny synthetic store (one CPU thread: the runners share
+two cores and multi-threaded BLAS slows down badly when oversubscribed)."""
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tdmpc_lib import math as tmath
+from tdmpc_lib.checkpoint import load_checkpoint, save_checkpoint
+from tdmpc_lib.data.benchmark_support import make_synthetic_store
+from tdmpc_lib.data.sampler import SliceSampler
+from tdmpc_lib.train import (DistillConfig, Distiller, Learner, LatentProjection, RunningScale, Teacher,
+                             TeacherTargetCache, TrainConfig, distill_coefficient, train)
+from tdmpc_lib.train.losses import model_losses, td_targets
+from tdmpc_lib.world_model import make_world_model
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSS_KEYS = ("consistency_loss", "reward_loss", "value_loss", "total_loss", "pi_loss", "grad_norm", "pi_scale")
+
+
+def randomized(model, seed):
+    """Give the zero-initialised reward/Q output layers random weights (non-trivial outputs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (model._reward[-1].weight, model._Qs.params[-1].weight):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        model._target_Qs.load_state_dict(model._Qs.state_dict())
+    return model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for this module (restored afterwards): bit-exact comparisons with the
+    single-threaded CLI runs, and no oversubscription of the shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "store"
+    make_synthetic_store(path, rows=4000, episode_length=40, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(store_dir):
+    from tdmpc_lib.data.store import open_store
+    return open_store(store_dir)
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_checkpoint(randomized(make_world_model("tiny", seed=7), 8), path)
+    return path
+
+
+def batch_of(store, seed=0, batch_size=16):
+    return SliceSampler(store, batch_size, 3, "cpu", seed=seed).sample()
+
+
+def cfg_for(store_dir, tmp, **kw):
+    base = dict(data=str(store_dir), out=str(tmp), student_size="tiny", batch_size=16, steps=4, threads=1,
+                log_freq=1, checkpoint_freq=100, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ------------------------------------------------------------------------------ update terms
+def test_running_scale_matches_numpy_percentiles():
+    x = torch.randn(257, 1) * 7
+    s = RunningScale(tau=0.01)
+    p5, p95 = np.percentile(x.numpy(), [5, 95])
+    s.update(x)
+    assert s.value.item() == pytest.approx(1 + 0.01 * (max(p95 - p5, 1) - 1), abs=1e-5)
+    small = RunningScale(tau=0.5)
+    small.update(torch.zeros(10, 1))  # range below 1 -> clamped to 1
+    assert small.value.item() == 1.0
+    assert torch.allclose(s(torch.ones(3)), torch.ones(3) / s.value)
+
+
+def test_model_losses_match_the_reference_loop(store):
+    """Vectorised losses == the official per-step loops of section 4.3."""
+    torch.manual_seed(0)
+    model = randomized(make_world_model("tiny", seed=1), 2)
+    b = batch_of(store)
+    cfg, rho, H = model.cfg, 0.5, 3
+    with torch.no_grad():
+        next_z = model.encode(b.obs[1:], b.task)
+        y = td_targets(model, next_z, b.reward, b.task)
+    model.eval()  # no dropout: both computations see the same Q
+    terms, zs, _ = model_losses(model, b.obs, b.action, b.reward, b.task, next_z, y, rho)
+    z, cons, rew, val = model.encode(b.obs[0], b.task), 0.0, 0.0, 0.0
+    for t in range(H):
+        qs = model.Q(z, b.action[t], b.task, return_type="all")
+        rew = rew + tmath.soft_ce(model.reward(z, b.action[t], b.task), b.reward[t], cfg.num_bins, cfg.vmin,
+                                  cfg.vmax).mean() * rho ** t
+        for q in qs:
+            val = val + tmath.soft_ce(q, y[t], cfg.num_bins, cfg.vmin, cfg.vmax).mean() * rho ** t
+        z = model.next(z, b.action[t], b.task)
+        cons = cons + F.mse_loss(z, next_z[t]) * rho ** t
+        assert torch.allclose(z, zs[t + 1], atol=1e-6)
+    assert torch.allclose(terms["consistency"], cons / H, rtol=1e-5)
+    assert torch.allclose(terms["reward"], rew / H, rtol=1e-5)
+    assert torch.allclose(terms["value"], val / (H * cfg.num_q), rtol=1e-5)
+
+
+def test_update_changes_only_what_it_should(store):
+    torch.manual_seed(0)
+    model = make_world_model("tiny", seed=1)
+    learner = Learner(model, TrainConfig(data="x"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = learner.update(batch_of(store), 0)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    after = model.state_dict()
+    for prefix in ("_encoder", "_dynamics", "_reward", "_pi", "_Qs", "_target_Qs"):
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(prefix)), prefix
+    # Polyak: target moved by tau towards the updated online Qs
+    k = "_Qs.params.0.weight"
+    tgt = "_target_Qs.params.0.weight"
+    assert torch.allclose(after[tgt], before[tgt] + 0.01 * (after[k] - before[tgt]), atol=1e-7)
+    groups = learner.optim.param_groups
+    assert groups[0]["lr"] == pytest.approx(3e-4 * 0.3) and all(g["lr"] == 3e-4 for g in groups[1:])
+    assert learner.pi_optim.param_groups[0]["eps"] == 1e-5
+    assert not model.training  # back in eval mode after the update
+
+
+# ------------------------------------------------------------------------------ distillation
+def test_distill_coefficient_schedules():
+    assert distill_coefficient("constant", 0.45, 50, 100) == 0.45
+    assert distill_coefficient("decrease", 0.4, 25, 100) == pytest.approx(0.3)
+    assert distill_coefficient("decrease", 0.4, 200, 100) == 0.0
+    assert distill_coefficient("increase", 0.4, 25, 100) == pytest.approx(0.1)
+    assert distill_coefficient("increase", 0.4, 500, 100) == 0.4
+
+
+def test_distillation_from_identical_teacher_is_zero_and_leaves_gradients_unchanged(store):
+    student = randomized(make_world_model("tiny", seed=3), 4)
+    plain, distilled = copy.deepcopy(student), copy.deepcopy(student)
+    teacher = Teacher(copy.deepcopy(student))
+    dcfg = DistillConfig(teacher="same-weights", d_coef=0.45)
+    learners = [Learner(plain, TrainConfig(data="x")),
+                Learner(distilled, TrainConfig(data="x", distill=dcfg),
+                        Distiller(dcfg, teacher, student.cfg.latent_dim))]
+    sampler = SliceSampler(store, 16, 3, "cpu", seed=5)
+    for step in range(3):
+        b = sampler.sample()
+        with torch.no_grad():  # the teacher holds the student's current weights
+            teacher.model.load_state_dict(distilled.state_dict(), strict=False)
+        outs = []
+        for learner in learners:
+            torch.manual_seed(100 + step)  # same pi/Q-member/dropout draws for both
+            outs.append(learner.update(b, step))
+        assert outs[1]["distill_reward_loss"].item() == 0.0
+        assert outs[0]["total_loss"].item() == outs[1]["total_loss"].item()
+        for (name, p), q in zip(plain.named_parameters(), distilled.parameters()):
+            assert (p.grad is None) == (q.grad is None), name
+            if p.grad is not None:
+                assert torch.equal(p.grad, q.grad), name
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, distilled.state_dict()[k]), k
+
+
+def test_teacher_is_frozen_and_never_changes(store):
+    raw = randomized(make_world_model("tiny", seed=9), 10)
+    with torch.no_grad():
+        raw._task_emb.weight.mul_(200)  # rows with norm > 1: max_norm would rewrite them on lookup
+    teacher = Teacher(raw)
+    snapshot = {k: v.clone() for k, v in teacher.model.state_dict().items()}
+    assert torch.all(snapshot["_task_emb.weight"].norm(dim=-1) <= 1.0 + 1e-6)
+    student = make_world_model("tiny", seed=11)
+    dcfg = DistillConfig(teacher="t", d_coef=0.45, all_steps=True, latent="linear")
+    distiller = Distiller(dcfg, teacher, student.cfg.latent_dim)
+    learner = Learner(student, TrainConfig(data="x", distill=dcfg), distiller)
+    teacher_ids = {id(p) for p in teacher.model.parameters()}
+    optim_ids = {id(p) for o in (learner.optim, learner.pi_optim) for g in o.param_groups for p in g["params"]}
+    assert not teacher_ids & optim_ids
+    assert all(not p.requires_grad for p in teacher.model.parameters()) and not teacher.model.training
+    proj_before = distiller.projection.linear.weight.clone()
+    sampler = SliceSampler(store, 16, 3, "cpu", seed=1)
+    for step in range(3):
+        out = learner.update(sampler.sample(), step)
+        assert out["distill_reward_loss"] > 0 and out["distill_latent_loss"] > 0
+    for k, v in teacher.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    assert all(p.grad is None for p in teacher.model.parameters())
+    assert not torch.equal(proj_before, distiller.projection.linear.weight)  # 'linear' trains jointly
+
+
+def test_projections_frozen_linear_and_pca():
+    frozen = LatentProjection("linear-frozen", 40, 16, seed=0)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert torch.equal(frozen.linear.weight, LatentProjection("linear-frozen", 40, 16, seed=0).linear.weight)
+    pca = LatentProjection("pca", 40, 16)
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(40, 16, generator=g))[0]
+    data = 3.0 + torch.randn(2000, 16, generator=g) @ basis.T  # rank 16 around a non-zero mean
+    pca.fit_pca(data)
+    assert pca.explained_variance_ratio.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(pca.mean, data.mean(0), atol=1e-5)
+    scores = pca(data)
+    assert scores.mean(0).abs().max() < 1e-4  # centred
+    recon = scores @ pca.components + pca.mean
+    assert torch.allclose(recon, data, atol=1e-3)
+
+
+def test_teacher_cache_equals_online_teacher(store, store_dir, teacher_ckpt, tmp_path):
+    teacher = Teacher.load(str(teacher_ckpt), "cpu")
+    path = tmp_path / "rewards.npy"
+    cache = TeacherTargetCache.build(teacher, store, path, batch_size=1000, precision="fp32", progress=False)
+    assert cache.meta["complete"] and cache.meta["teacher_sha256"] == teacher.sha256
+    ends = store.episode_starts[1:] - 1
+    assert np.isnan(cache.values[ends]).all() and np.isfinite(np.delete(cache.values, ends)).all()
+    b = batch_of(store, seed=3, batch_size=64)
+    online = teacher.predict(b.obs[:3], b.action[:3], b.task)["reward"]
+    assert torch.allclose(cache.lookup(b.rows[:3]), online, atol=1e-5)
+    # bf16 where accurate: the check batch's error is recorded; an interrupted build resumes.
+    meta = json.loads(TeacherTargetCache.meta_path(path).read_text())
+    meta.update(rows_done=2000, complete=False)
+    TeacherTargetCache.meta_path(path).write_text(json.dumps(meta))
+    np.lib.format.open_memmap(path, mode="r+")[2000:] = 0.0
+    resumed = TeacherTargetCache.build(teacher, store, path, batch_size=1000, progress=False)
+    assert np.array_equal(np.asarray(resumed.values), np.asarray(cache.values), equal_nan=True)
+    auto = TeacherTargetCache.build(teacher, store, tmp_path / "auto.npy", batch_size=1000, progress=False)
+    assert "bf16_max_abs_err" in auto.meta
+    tol = 1e-5 if auto.meta["precision"] == "fp32" else auto.meta["tolerance"]
+    assert torch.allclose(auto.lookup(b.rows[:3]), online, atol=tol)
+
+
+def test_cached_and_online_distillation_give_the_same_run(store_dir, teacher_ckpt, tmp_path):
+    runs = {}
+    for name, cache in (("online", None), ("cached", "auto")):
+        dcfg = DistillConfig(teacher=str(teacher_ckpt), d_coef=0.4, all_steps=True, cache=cache,
+                             cache_precision="fp32")
+        train(cfg_for(store_dir, tmp_path / name, distill=dcfg))
+        runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(runs["online"], runs["cached"]):
+        assert a["distill_reward_loss"] == pytest.approx(b["distill_reward_loss"], rel=1e-4)
+        assert a["total_loss"] == pytest.approx(b["total_loss"], rel=1e-4)
+    # a second cached run does not load the teacher at all
+    summary = train(cfg_for(store_dir, tmp_path / "again", distill=DistillConfig(
+        teacher=str(teacher_ckpt), d_coef=0.4, cache="auto", cache_precision="fp32")))
+    assert summary["teacher"]["cache"]["path"].endswith(".npy") and "params" not in summary["teacher"]
+
+
+@pytest.mark.parametrize("mode", ["linear-frozen", "pca"])
+def test_latent_ablations_log_each_term(store_dir, teacher_ckpt, tmp_path, mode):
+    dcfg = DistillConfig(teacher=str(teacher_ckpt), d_coef=0.4, latent=mode, latent_coef=0.5, pca_samples=300)
+    summary = train(cfg_for(store_dir, tmp_path / mode, steps=2, distill=dcfg))
+    row = summary["metrics"]
+    assert row["distill_reward_loss"] > 0 and row["distill_latent_loss"] > 0 and row["d_coef"] == 0.4
+    if mode == "pca":
+        assert 0 < row["pca_explained_variance"] <= 1.0 + 1e-6
+
+
+def test_bf16_autocast_update_runs(store):
+    model = make_world_model("tiny", seed=1)
+    out = Learner(model, TrainConfig(data="x", precision="bf16")).update(batch_of(store), 0)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_periodic_evaluation_does_not_change_training(store_dir, tmp_path):
+    """Evaluation runs on a copy with its own seeding; the training RNG streams are restored."""
+    plain = train(cfg_for(store_dir, tmp_path / "plain", steps=2))
+    evald = train(cfg_for(store_dir, tmp_path / "eval", steps=2, eval_freq=2, eval_tasks="cartpole-balance",
+                          eval_policy="prior"))
+    assert evald["eval"]["step"] == 2 and evald["eval"]["normalized_score"] >= 0
+    assert (tmp_path / "eval" / "eval.csv").read_text().startswith("step,normalized_score")
+    assert _losses(tmp_path / "plain") == _losses(tmp_path / "eval")
+
+
+# ------------------------------------------------------------------------------ checkpoints and resume
+def test_checkpoint_loads_and_resume_refuses_a_different_config(store_dir, tmp_path):
+    cfg = cfg_for(store_dir, tmp_path / "run", steps=3, checkpoint_freq=2)
+    summary = train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpt.glob("step_*")) == ["step_2.json", "step_2.pt", "step_3.json", "step_3.pt"]
+    assert json.loads((ckpt / "step_2.json").read_text())["train_config"]["batch_size"] == 16
+    model = load_checkpoint(ckpt / "latest.pt")
+    final = load_checkpoint(summary["model"])
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k])
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(cfg)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(cfg_for(store_dir, tmp_path / "run", steps=5, batch_size=8, resume=True))
+
+
+def _cli(store_dir, out, steps, *extra):
+    cmd = [sys.executable, "-m", "tdmpc_lib.train", "--data", str(store_dir), "--student-size", "tiny",
+           "--teacher", str(extra[0]), "--d-coef", "0.45", "--batch-size", "16", "--steps", str(steps),
+           "--device", "cpu", "--out", str(out), "--checkpoint-freq", "10", "--log-freq", "1", "--threads", "1",
+           "--no-progress", *extra[1:]]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return cmd, env
+
+
+def _losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], *(r.get(k) for k in LOSS_KEYS + ("distill_reward_loss",))) for r in rows]
+
+
+def test_sigkill_and_resume_reproduces_the_uninterrupted_losses(store_dir, teacher_ckpt, tmp_path):
+    steps = 60
+    killed = tmp_path / "killed"
+    cmd, env = _cli(store_dir, killed, steps, teacher_ckpt)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (killed / "checkpoints" / "step_10.pt").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "model.pt").exists()  # it really died mid-run
+    saved = max(int(p.stem.split("_")[1]) for p in (killed / "checkpoints").glob("step_*.pt"))
+    assert saved < steps
+    print("killed after checkpoint", saved, "metrics rows", len((killed / "metrics.jsonl").read_text().splitlines()))
+    # resume the killed run through the CLI; run the same configuration uninterrupted in-process
+    cmd_resume, _ = _cli(store_dir, killed, steps, teacher_ckpt, "--resume")
+    done = subprocess.run(cmd_resume, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = tmp_path / "reference"
+    train(cfg_for(store_dir, reference, steps=steps, checkpoint_freq=10, seed=1, distill=DistillConfig(
+        teacher=str(teacher_ckpt), d_coef=0.45)))
+    resumed_summary = json.loads((killed / "summary.json").read_text())
+    assert resumed_summary["resumed_from"] == saved
+    a, b = _losses(killed), _losses(reference)
+    assert [r[0] for r in a] == list(range(1, steps + 1))  # rows after the checkpoint were dropped
+    assert a == b  # bit-identical on CPU fp32, before and after the kill
