@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Post-training quantization
+#
+# **What.** Store one trained student in every format and measure what each costs:
+# - `fp32`: our reference file (online *and* target Q ensembles);
+# - `fp16`, `bf16`: every float tensor cast (bf16 also *runs* in bf16 on the CPU);
+# - `int8`: symmetric per-output-channel int8 weights (scale = max|w| / 127), dequantized on load;
+# - `paper-int8`: the TD-MPC-Opt release format rebuilt from the same weights, for contrast:
+#   per-tensor int8 with scale 1.0, which rounds every weight with |w| < 0.5 to zero.
+#
+# **Why.** The paper quantizes its student to FP16 (about 50% smaller, "performance maintained")
+# and also released INT8 files. Size is only half the story: the output error of each head, the
+# latency of one agent step and the score say whether the smaller file is still the same agent.
+#
+# **How to read it.** One row per format: file size and its fraction of fp32, the max absolute
+# output error of every head against fp32 on a fixed batch (reward and Q in return units), the
+# median time of one agent step, and the normalized score on the profile's tasks. Expect fp16 /
+# bf16 / int8 to keep the score within evaluation noise and `paper-int8` to collapse.
+
+# %% tags=["parameters"]
+profile = "mini"        # smoke | mini | paper
+study_dir = None        # the study's folder (None: runs/<profile>)
+out = None              # this notebook's output folder (None: <study_dir>/04_quantization)
+member = None           # sweep member name (set by the study runner)
+checkpoint = None       # the model to quantize (None: the profile's default distilled student)
+formats = None          # e.g. ["fp16", "bf16", "int8", "paper-int8"] (fp32 is always the reference)
+tasks = None            # evaluation tasks: 'mt30' or comma-separated MT30 task names
+episodes = None         # episodes per task
+seed = None             # evaluation seed
+error_batch = None      # size of the fixed batch the output errors are measured on
+latency_envs = None     # environments per timed agent step
+latency_repeats = None  # timed agent steps per format (median reported)
+device = None           # cpu | cuda
+threads = None          # torch CPU threads (0: torch's default)
+
+# %%
+import os, sys  # noqa: E401  (run from the repository root, as the study runner does)
+_root = os.path.dirname(os.getcwd()) if os.path.basename(os.getcwd()) == "notebooks" else os.getcwd()
+os.chdir(_root); sys.path.insert(0, _root)  # noqa: E702
+os.environ.setdefault("MUJOCO_GL", "osmesa")  # offscreen MuJoCo rendering, before dm_control loads
+from tdmpc_lib import study
+
+run = study.setup("04_quantization", globals())
+run
+
+# %% [markdown]
+# ## The model
+
+# %%
+from tdmpc_lib.study import pipeline
+
+if run.p.checkpoint is None:  # the profile's default distilled student (trained here if missing)
+    student = pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0)
+    model_file = student["checkpoint"]
+    print(f"default student: d_coef {student['d_coef']:g}, seed {student['seed']}, {student['steps']} updates, "
+          f"score {student['normalized_score']:.2f}")
+else:
+    model_file = run.p.checkpoint
+print(f"quantizing {model_file}")
+
+# %% [markdown]
+# ## The table
+
+# %%
+import pandas as pd
+
+from tdmpc_lib.study import quantization
+
+rows = quantization.quantization_table(
+    model_file, run.p.formats, run.path("files"), tasks=run.p.tasks, episodes=run.p.episodes, seed=run.p.seed,
+    protocol=run.profile.protocol, policy=run.profile.policy, device=run.p.device, error_batch=run.p.error_batch,
+    latency_envs=run.p.latency_envs, latency_repeats=run.p.latency_repeats)
+quantization.write_table(rows, run.path("quantization.csv"))
+run.save_json("quantization.json", rows)
+table = pd.DataFrame(rows).set_index("format")
+table[["file_bytes", "size_ratio", "compute", "err_encoder_max", "err_dynamics_max", "err_reward_max", "err_Q_max",
+       "err_pi_max", "latency_ms", "normalized_score"]]
+
+# %%
+for r in rows:
+    for note in r["notes"]:
+        print(f"note ({r['format']}): {note}")
+
+# %% [markdown]
+# ## Size, error, latency and score
+
+# %%
+import matplotlib.pyplot as plt
+
+from tdmpc_lib.study import plots, results
+
+plots.theme()
+fig, _ = plots.quantization(results.Study(run.study_dir, quant=table.reset_index()), run.profile)
+fig.savefig(run.path("quantization.png"), dpi=110)
+plt.show()
+
+# %%
+_ = run.finish({"checkpoint": model_file, "rows": [{k: v for k, v in r.items() if k != "task_scores"} for r in rows],
+                "table": str(run.path("quantization.csv"))})
+print(f"results written to {run.out}")

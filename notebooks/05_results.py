@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Results: the study's figures beside the paper's numbers
+#
+# **What.** Read every run's files (each execution's `result.json`, each training run's
+# `metrics.csv` and `eval.csv`, the quantization table; never notebook JSON) and draw the figures
+# into the figures folder (`figures/` for `mini`):
+# score vs `d_coef` beside the paper's Table 1, score vs updates (distilled vs scratch) beside the
+# paper's curve, teacher size, the latent ablation, the quantization trade-off, and per-task scores.
+#
+# **Why.** One place to compare the runs of notebooks 01-04 with each other and with the paper.
+#
+# **How to read it.** In every figure the left panel is ours and the right panel the paper's. The
+# title names the profile; a footnote says when the numbers come from a small CPU profile rather
+# than the paper's setting (317M teacher, all of MT30, 200K-1M updates of batch 256, MPPI
+# evaluation on 30 tasks x 10 episodes). At `mini` scale the differences between runs are mostly
+# evaluation noise: read the shapes, not the decimals.
+
+# %% tags=["parameters"]
+profile = "mini"      # smoke | mini | paper
+study_dir = None      # the study's folder (None: runs/<profile>)
+out = None            # this notebook's output folder (None: <study_dir>/05_results)
+member = None         # sweep member name (set by the study runner)
+figures_dir = None    # where the figures go (None: the profile's; runs/<profile>/figures if it has none)
+device = None         # unused here (kept for a uniform command line)
+threads = None        # unused here (kept for a uniform command line)
+
+# %%
+import os, sys  # noqa: E401  (run from the repository root, as the study runner does)
+_root = os.path.dirname(os.getcwd()) if os.path.basename(os.getcwd()) == "notebooks" else os.getcwd()
+os.chdir(_root); sys.path.insert(0, _root)  # noqa: E702
+from tdmpc_lib import study
+
+run = study.setup("05_results", globals())
+run
+
+# %%
+from pathlib import Path
+
+from tdmpc_lib.study import results
+
+figures = Path(run.p.figures_dir) if run.p.figures_dir else run.study_dir / "figures"
+st = results.load_study(run.study_dir)
+print(st.summary())
+print(f"figures go to {figures}")
+
+# %% [markdown]
+# ## The paper's Table 1 layout
+# Ours: mean (+- standard deviation over seeds) of the sweep-length runs with the default teacher;
+# `-` where this profile has no such run.
+
+# %%
+from tdmpc_lib.study import tables
+
+table1 = tables.table1(st, run.profile)
+table1.to_csv(run.path("table1.csv"))
+table1
+
+# %% [markdown]
+# ## Teachers and students
+
+# %%
+st.teachers[["label", "params", "normalized_score"]] if len(st.teachers) else st.teachers
+
+# %%
+(st.runs.drop_duplicates("run_dir")[["notebook", "member", "teacher", "d_coef", "latent", "seed", "steps",
+                                     "normalized_score", "train_s"]].sort_values(["notebook", "member"])
+ if len(st.runs) else st.runs)
+
+# %% [markdown]
+# ## The figures
+
+# %%
+import matplotlib.pyplot as plt
+
+from tdmpc_lib.study import plots
+
+plots.theme()
+paths = {}
+for _name in plots.FIGURES:
+    fig, paths[_name] = plots.DRAW[_name](st, run.profile, figures)
+    plt.show()
+    plt.close(fig)
+
+# %%
+_ = run.finish({"figures": {k: str(v) for k, v in paths.items()}, "table1": str(run.path("table1.csv")),
+                "summary": st.summary()})
+for _name, _path in paths.items():
+    print(f"{_name:<16} {_path}")

@@ -1,0 +1,146 @@
+"""Reading a study's results from the files its notebooks and training runs wrote (never from
+notebook JSON): result.json of every execution, and each training run's metrics.csv / eval.csv.
+
+    study = load_study("runs/mini")
+    study.teachers   one row per teacher (01): label, params, normalized_score
+    study.runs       one row per student execution (02 and 03): notebook, member, d_coef, seed,
+                     steps, latent, teacher, normalized_score, run_dir, pca_explained_variance
+    study.curves     score against updates, from every run's eval.csv
+    study.losses     every loss term against updates, from every run's metrics.csv (long form)
+    study.task_scores  per-task scores of every teacher and student (long form)
+    study.quant      the quantization table (04), study.viewer the viewer's record (06)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .params import RESULT_FILE
+
+
+def _results(folder: Path) -> list[dict]:
+    out = []
+    for path in sorted(folder.glob(f"**/{RESULT_FILE}")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def _last(metrics: pd.DataFrame, column: str) -> float | None:
+    """The last logged value of a column (None when the run never logged it)."""
+    if column not in metrics or not metrics[column].notna().any():
+        return None
+    return float(metrics[column].dropna().iloc[-1])
+
+
+def loss_columns(metrics: pd.DataFrame) -> list[str]:
+    return [c for c in metrics.columns if c.endswith("_loss")]
+
+
+@dataclass
+class Study:
+    study_dir: Path
+    teachers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    losses: pd.DataFrame = field(default_factory=pd.DataFrame)
+    task_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quant: pd.DataFrame = field(default_factory=pd.DataFrame)
+    viewer: dict | None = None
+
+    def summary(self) -> str:
+        return (f"{self.study_dir}: {len(self.teachers)} teacher(s), {len(self.runs)} student execution(s) "
+                f"({self.runs['run_dir'].nunique() if len(self.runs) else 0} distinct training runs), "
+                f"{len(self.quant)} quantization row(s), viewer {'yes' if self.viewer else 'no'}")
+
+
+def run_label(r: dict) -> str:
+    if r.get("latent", "none") != "none":
+        return f"d{r['d_coef']:g} + latent {r['latent']}"
+    return "scratch" if not r.get("d_coef") else f"d_coef {r['d_coef']:g}"
+
+
+def load_study(study_dir: str | Path) -> Study:
+    study_dir = Path(study_dir)
+    st = Study(study_dir)
+    teachers, task_rows = [], []
+    for r in _results(study_dir / "01_teacher"):
+        t = r.get("teacher", {})
+        teachers.append({"member": r["parameters"].get("member"), "spec": t.get("spec"), "label": t.get("label"),
+                         "path": t.get("path"), "source": t.get("source"), "params": r.get("total_params"),
+                         "size": r.get("size"), "normalized_score": r.get("normalized_score")})
+        for task, score in (r.get("task_scores") or {}).items():
+            task_rows.append({"model": f"teacher {t.get('label')}", "kind": "teacher", "task": task, "score": score})
+    st.teachers = pd.DataFrame(teachers)
+
+    runs, curves, losses = [], [], []
+    for nb in ("02_distillation", "03_latent_ablation"):
+        for r in _results(study_dir / nb):
+            rec = r.get("run") or {}
+            teacher = rec.get("teacher") or {}
+            row = {"notebook": nb, "member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
+                   "seed": rec.get("seed"), "steps": rec.get("steps"), "latent": rec.get("latent", "none"),
+                   "schedule": rec.get("schedule"), "batch_size": rec.get("batch_size"),
+                   "teacher_spec": teacher.get("spec"), "teacher": teacher.get("label", "none"),
+                   "teacher_params": rec.get("teacher_params"), "student_params": rec.get("student_params"),
+                   "normalized_score": rec.get("normalized_score"), "run_dir": rec.get("run_dir"),
+                   "train_s": rec.get("train_s"), "default_teacher": r.get("default_teacher", True)}
+            run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
+            metrics = read_metrics(run_dir / "metrics.csv") if run_dir else pd.DataFrame()
+            row["pca_explained_variance"] = _last(metrics, "pca_explained_variance")
+            row["label"] = run_label(row)
+            runs.append(row)
+            evals = read_metrics(run_dir / "eval.csv") if run_dir else pd.DataFrame()
+            if len(evals):
+                curves.append(evals[["step", "normalized_score"]].assign(run_dir=row["run_dir"], label=row["label"],
+                                                                          d_coef=row["d_coef"], seed=row["seed"],
+                                                                          steps_total=row["steps"],
+                                                                          teacher=row["teacher"]))
+            if len(metrics):
+                cols = loss_columns(metrics)
+                losses.append(metrics[["step", *cols]].melt("step", var_name="term", value_name="value")
+                              .assign(run_dir=row["run_dir"], label=row["label"]))
+            for task, score in (rec.get("task_scores") or {}).items():
+                task_rows.append({"model": f"student {row['label']}" + ("" if row["default_teacher"] else
+                                                                        f" ({row['teacher']})"),
+                                  "kind": "student", "task": task, "score": score, "run_dir": row["run_dir"]})
+    st.runs = pd.DataFrame(runs)
+    st.curves = pd.concat(curves, ignore_index=True).drop_duplicates(["run_dir", "step"]) if curves else pd.DataFrame()
+    st.losses = (pd.concat(losses, ignore_index=True).drop_duplicates(["run_dir", "step", "term"]) if losses
+                 else pd.DataFrame())
+    ts = pd.DataFrame(task_rows)
+    if len(ts):
+        ts = ts.drop_duplicates(["model", "task"])
+    st.task_scores = ts
+    qcsv = study_dir / "04_quantization" / "quantization.csv"
+    st.quant = read_metrics(qcsv)
+    viewer = study_dir / "06_rollout_viewer" / RESULT_FILE
+    st.viewer = json.loads(viewer.read_text()) if viewer.is_file() else None
+    return st
+
+
+def checkpoints(study: Study) -> dict[str, str]:
+    """{label: checkpoint path} of every teacher and student run in the study (for pickers)."""
+    out = {}
+    for _, t in study.teachers.iterrows() if len(study.teachers) else []:
+        if t.get("path") and Path(t["path"]).is_file():
+            out[f"teacher: {t['label']}"] = t["path"]
+    runs = study.runs.drop_duplicates("run_dir") if len(study.runs) else study.runs
+    for _, r in runs.iterrows() if len(runs) else []:
+        path = Path(r["run_dir"]) / "model.pt"
+        if path.is_file():
+            extra = "" if r["default_teacher"] else f", teacher {r['teacher']}"
+            out[f"student: {r['label']}, seed {r['seed']}, {int(r['steps'])} updates{extra}"] = str(path)
+    return out

@@ -1,0 +1,285 @@
+"""Execute the study's notebooks with papermill, in order, into runs/<profile>/.
+
+Executions (one per notebook, or one per sweep member), in this order:
+    01_teacher            one member per teacher (the profile's, then the comparison ones)
+    02_distillation       d_coef x seed sweep (0.0 = from scratch), the curve runs, one run per
+                          comparison teacher
+    03_latent_ablation    one member per latent mode (plus reward-only)
+    04_quantization, 06_rollout_viewer   (on the profile's default distilled student)
+    05_results            the figures, from the files the others wrote
+
+Up to `workers` executions run at once, each in its own worker process (and kernel); an
+execution starts when what it needs has finished: a student run waits for its teacher's 01
+member (a from-scratch run waits for nothing), 04 and 06 for the default student run, 05 for
+everything. Shared work is guarded by file locks (pipeline.py), so the dataset and every
+teacher are made once.
+
+An execution is skipped when its folder holds a result.json written for the same parameters
+and the same resolved profile, so an interrupted study reruns only what is missing (training
+runs resume from their last checkpoint). Each execution writes its executed notebook
+(<folder>/<notebook>.ipynb) and its result files into its folder.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .params import check_profile, check_values, profile_fingerprint, read_result, validate
+from .pipeline import teacher_key
+from .profiles import PROFILE_FILE, Profile
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+ORDER = ("01_teacher", "02_distillation", "03_latent_ablation", "04_quantization", "06_rollout_viewer", "05_results")
+
+
+@dataclass
+class Execution:
+    notebook: str
+    member: str | None
+    parameters: dict = field(default_factory=dict)
+    after: list[str] = field(default_factory=list)  # names of the executions it needs
+
+    def out_dir(self, study_dir: Path) -> Path:
+        return study_dir / self.notebook / (self.member or "")
+
+    @property
+    def name(self) -> str:
+        return self.notebook + (f" [{self.member}]" if self.member else "")
+
+
+def _fmt(x: float) -> str:
+    return format(float(x), "g")
+
+
+def plan(profile: Profile) -> dict[str, list[Execution]]:
+    """The executions of every notebook for a profile (parameters beyond profile/study_dir)."""
+    p = profile
+    teachers = list(dict.fromkeys([p.teacher, *p.compare_teachers]))
+    out: dict[str, list[Execution]] = {nb: [] for nb in ORDER}
+    for t in teachers:
+        out["01_teacher"].append(Execution("01_teacher", teacher_key(t), {"teacher": t}))
+    seen = set()
+
+    def add(nb: str, member: str, params: dict) -> None:
+        if (nb, member) not in seen:
+            seen.add((nb, member))
+            out[nb].append(Execution(nb, member, params))
+
+    for d in p.d_coefs:
+        for s in p.seeds:
+            add("02_distillation", f"d{_fmt(d)}_s{s}", {"d_coef": float(d), "seed": s})
+    if p.curve_length != p.steps:  # distilled vs scratch over a longer schedule
+        freq = max(1, p.curve_length // max(1, p.curve_eval_points))
+        for d in (p.curve_d_coef, 0.0):
+            add("02_distillation", f"d{_fmt(d)}_s{p.seeds[0]}_{p.curve_length}st",
+                {"d_coef": float(d), "seed": p.seeds[0], "steps": p.curve_length, "eval_freq": freq})
+    for t in p.compare_teachers:
+        if t != p.teacher:
+            add("02_distillation", f"d{_fmt(p.d_coef)}_s{p.seeds[0]}_teacher-{teacher_key(t)}",
+                {"d_coef": float(p.d_coef), "seed": p.seeds[0], "teacher": t})
+    for mode in ("none", *p.latent_modes):
+        add("03_latent_ablation", f"{mode}_s{p.seeds[0]}", {"latent": mode, "seed": p.seeds[0]})
+    out["04_quantization"].append(Execution("04_quantization", None))
+    out["06_rollout_viewer"].append(Execution("06_rollout_viewer", None))
+    out["05_results"].append(Execution("05_results", None))
+    # what each execution needs
+    teacher_of = {ex.parameters["teacher"]: ex.name for ex in out["01_teacher"]}
+    for nb in ("02_distillation", "03_latent_ablation"):
+        for ex in out[nb]:
+            uses_teacher = ex.parameters.get("d_coef", p.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
+            spec = ex.parameters.get("teacher", p.teacher)
+            ex.after = [teacher_of[spec]] if uses_teacher and spec in teacher_of else []
+    default = [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.d_coef)}_s{p.seeds[0]}"]
+    for ex in out["03_latent_ablation"]:
+        if ex.parameters["latent"] == "none":  # the same training run as 02's default: reuse it
+            ex.after += default
+    for nb in ("04_quantization", "06_rollout_viewer"):
+        out[nb][0].after = default or [ex.name for ex in out["02_distillation"]]
+    out["05_results"][0].after = [ex.name for nb in ORDER if nb != "05_results" for ex in out[nb]]
+    return out
+
+
+def select(only: str | None) -> list[str]:
+    """'02,05_results,viewer' -> notebook names (by number, full name or a word of it)."""
+    if not only:
+        return list(ORDER)
+    chosen = []
+    for item in (s.strip() for s in only.split(",") if s.strip()):
+        hits = [nb for nb in ORDER if nb == item or nb.startswith(item + "_") or item in nb.split("_", 1)[1]]
+        if not hits:
+            raise ValueError(f"--only {item!r} matches no notebook; notebooks: {', '.join(ORDER)}")
+        chosen += hits
+    return [nb for nb in ORDER if nb in chosen]
+
+
+def is_done(ex: Execution, study_dir: Path, profile: Profile, injected: dict) -> bool:
+    result = read_result(ex.out_dir(study_dir))
+    if not result or result.get("profile_fingerprint") != profile_fingerprint(profile):
+        return False
+    recorded = result.get("parameters", {})
+    return all(recorded.get(k) == v for k, v in injected.items() if k not in ("threads",))
+
+
+def use_this_interpreter_kernel() -> None:
+    """Make kernel 'python3' this interpreter's (the venv's kernelspec, installed by ipykernel,
+    before any user-wide 'python3' spec; its argv 'python' resolves to sys.executable)."""
+    mine = str(Path(sys.prefix) / "share" / "jupyter")
+    others = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != mine]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([mine, *others])
+
+
+def _execute(notebook_path: str, output_path: str, parameters: dict, cwd: str) -> dict:
+    """Worker: run one notebook with papermill; never raises (returns ok / error)."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    use_this_interpreter_kernel()
+    # Kernels write their own start-up chatter to the inherited stderr; keep it in a log file.
+    log_path = Path(output_path).with_name("kernel_stderr.log")
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    tic = time.perf_counter()
+    try:
+        pm.execute_notebook(notebook_path, output_path, parameters=parameters, cwd=cwd, kernel_name="python3",
+                            progress_bar=False, log_output=False)
+    except PapermillExecutionError as e:
+        return {"ok": False, "error": f"{e.ename}: {e.evalue}", "cell": e.exec_count,
+                "seconds": time.perf_counter() - tic}
+    except Exception as e:  # kernel died, bad notebook file, ...
+        return {"ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                "seconds": time.perf_counter() - tic}
+    return {"ok": True, "seconds": time.perf_counter() - tic}
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def prepare(profile: Profile, study_dir: Path) -> None:
+    """Write the resolved profile where the notebooks read it."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / PROFILE_FILE).write_text(json.dumps(profile.to_dict(), indent=1))
+
+
+def run_study(profile: Profile, study_dir: str | Path | None = None, only: str | None = None, workers: int = 1,
+              force: bool = False, notebook_dir: str | Path | None = None, log=_log) -> dict:
+    """Execute the study; returns {'executed': [...], 'skipped': [...], 'failed': [...], 'figures': [...]}."""
+    study_dir = Path(study_dir or Path("runs") / profile.name).resolve()
+    notebook_dir = Path(notebook_dir or NOTEBOOK_DIR)
+    workers = max(1, int(workers))
+    threads = profile.threads or max(1, (os.cpu_count() or 1) // workers)
+    chosen = select(only)
+    check_profile(profile)
+    prepare(profile, study_dir)
+    executions = plan(profile)
+    report = {"executed": [], "skipped": [], "failed": [], "figures": [], "study_dir": str(study_dir)}
+    log(f"study '{profile.name}' -> {study_dir}  ({workers} worker{'s' if workers > 1 else ''}, "
+        f"{threads} torch thread{'s' if threads > 1 else ''} each)")
+    start = time.perf_counter()
+    todo: list[tuple[Execution, dict]] = []
+    for nb in ORDER:
+        if nb not in chosen:
+            continue
+        for ex in executions[nb]:
+            injected = {"profile": profile.name, "study_dir": str(study_dir), **ex.parameters}
+            if ex.member:
+                injected["member"] = ex.member
+            check_values(validate(nb, injected))  # a bad parameter fails before any kernel starts
+            if not force and is_done(ex, study_dir, profile, injected):
+                report["skipped"].append(ex.name)
+                log(f"skip {ex.name}: results exist ({ex.out_dir(study_dir)})")
+                continue
+            todo.append((ex, {**injected, "threads": threads}))
+    pending_names = {ex.name for ex, _ in todo}
+    done: set[str] = set()
+    failed: set[str] = set()
+    running: dict = {}
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        while todo or running:
+            # start what is ready, in order, while a worker is free
+            for ex, injected in list(todo):
+                if len(running) >= workers:
+                    break
+                needs = [n for n in ex.after if n in pending_names]
+                if any(n in failed for n in needs):
+                    todo.remove((ex, injected))
+                    failed.add(ex.name)
+                    missing = ", ".join(n for n in needs if n in failed)
+                    report["failed"].append({"name": ex.name, "notebook": "", "seconds": 0.0,
+                                             "error": f"not run: it needs {missing}"})
+                    log(f"skip {ex.name}: it needs a failed execution")
+                    continue
+                if all(n in done for n in needs):
+                    todo.remove((ex, injected))
+                    out = ex.out_dir(study_dir)
+                    out.mkdir(parents=True, exist_ok=True)
+                    output = out / f"{ex.notebook}.ipynb"
+                    log(f"run  {ex.name}")
+                    fut = pool.submit(_execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), injected,
+                                      str(REPO_ROOT))
+                    running[fut] = (ex, output)
+            if not running:
+                continue
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                ex, output = running.pop(fut)
+                res = fut.result()
+                entry = {"name": ex.name, "notebook": str(output), "seconds": round(res["seconds"], 1)}
+                if res["ok"]:
+                    done.add(ex.name)
+                    report["executed"].append(entry)
+                    log(f"done {ex.name} in {res['seconds']:.0f} s -> {output}")
+                else:
+                    failed.add(ex.name)
+                    report["failed"].append({**entry, "error": res["error"]})
+                    log(f"FAIL {ex.name}: {res['error']}  (executed notebook: {output})")
+                with open(study_dir / "study_log.jsonl", "a") as f:
+                    f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry,
+                                        "ok": res["ok"], "error": res.get("error")}) + "\n")
+    figures_dir = figures_path(profile, study_dir)
+    report["figures"] = sorted(str(p) for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    log(f"finished in {report['seconds']:.0f} s: {len(report['executed'])} executed, {len(report['skipped'])} "
+        f"skipped, {len(report['failed'])} failed")
+    return report
+
+
+def sync_notebooks(notebook_dir: str | Path | None = None, check: bool = False) -> list[str]:
+    """Rewrite every notebooks/NN_*.ipynb from its paired py:percent script, without outputs
+    (check=True: only list the notebooks that differ from their script)."""
+    import jupytext
+    import nbformat
+
+    notebook_dir = Path(notebook_dir or NOTEBOOK_DIR)
+    stale = []
+    for script in sorted(notebook_dir.glob("[0-9][0-9]_*.py")):
+        nb = jupytext.read(script)
+        nb.metadata.pop("jupytext", None)
+        nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+        nb.metadata["language_info"] = {"name": "python"}
+        for i, cell in enumerate(nb.cells):  # stable ids keep the .ipynb diff quiet
+            cell["id"] = f"cell-{i:02d}"
+        text = nbformat.writes(nb) + "\n"
+        target = script.with_suffix(".ipynb")
+        if not target.is_file() or target.read_text() != text:
+            stale.append(target.name)
+            if not check:
+                target.write_text(text)
+    return stale
+
+
+def figures_path(profile: Profile, study_dir: Path) -> Path:
+    if profile.figures_dir:
+        path = Path(profile.figures_dir)
+        return path if path.is_absolute() else REPO_ROOT / path
+    return Path(study_dir) / "figures"
+

@@ -1,0 +1,207 @@
+"""The study: every notebook executes under papermill with the smoke profile, a bad parameter
+fails the first cell after `parameters` with a one-line message, the runner skips executions
+whose results exist, the viewer builds its widgets and renders frames (OSMesa on the CPU), and
+the stored notebooks are clean (no outputs, paired with their py:percent scripts)."""
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+from tdmpc_lib.study import params, profiles  # noqa: E402
+from tdmpc_lib.study.params import NOTEBOOKS, ParameterError, validate  # noqa: E402
+from tdmpc_lib.study.runner import (NOTEBOOK_DIR, ORDER, plan, run_study, select, sync_notebooks,  # noqa: E402
+                                    use_this_interpreter_kernel)
+
+pytest.importorskip("papermill")
+use_this_interpreter_kernel()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The whole smoke study, executed once for the module (2 workers)."""
+    study_dir = tmp_path_factory.mktemp("study") / "smoke"
+    tic = time.perf_counter()
+    report = run_study(profiles.SMOKE, study_dir, workers=2, log=lambda msg: None)
+    report["wall_s"] = time.perf_counter() - tic
+    return study_dir, report
+
+
+def _outputs(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+# ---------------------------------------------------------------------------- the smoke study
+def test_every_notebook_executes_under_papermill(smoke):
+    study_dir, report = smoke
+    assert report["failed"] == [], report["failed"]
+    executed = {e["name"].split(" ")[0] for e in report["executed"]}
+    assert executed == set(ORDER)
+    for nb in ORDER:
+        copies = list((study_dir / nb).glob(f"**/{nb}.ipynb"))
+        assert copies, nb
+        for path in copies:
+            assert not [o for o in _outputs(path) if o.output_type == "error"], path
+            assert (path.parent / "result.json").is_file(), path
+    print(f"smoke study: {report['wall_s']:.0f} s; per execution: "
+          + ", ".join(f"{e['name']} {e['seconds']:.0f}s" for e in report["executed"]))
+
+
+def test_figures_and_results_come_from_files(smoke):
+    from tdmpc_lib.study import plots, results
+
+    study_dir, report = smoke
+    names = sorted(Path(f).stem for f in report["figures"])
+    assert names == sorted(plots.FIGURES)
+    st = results.load_study(study_dir)
+    assert len(st.teachers) == 1 and st.teachers["normalized_score"].notna().all()
+    assert set(st.runs["latent"]) == {"none", *profiles.SMOKE.latent_modes}
+    assert set(st.runs["d_coef"]) == set(profiles.SMOKE.d_coefs)
+    # the reward-only latent member and the d_coef 0.4 member share one training run
+    shared = st.runs[(st.runs["latent"] == "none") & (st.runs["d_coef"] == 0.4)]["run_dir"]
+    assert shared.nunique() == 1 and len(shared) == 2
+    assert {"consistency_loss", "reward_loss", "value_loss", "distill_reward_loss"} <= set(st.losses["term"])
+    assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
+    assert list(st.quant["format"]) == ["fp32", *profiles.SMOKE.quant.formats]
+    viewer = json.loads((study_dir / "06_rollout_viewer" / "result.json").read_text())
+    assert Path(viewer["mp4"]).stat().st_size > 0 and Path(viewer["gif"]).stat().st_size > 0
+    assert viewer["rollout"]["steps"] == profiles.SMOKE.viewer.steps
+
+
+def test_runner_skips_existing_results(smoke):
+    study_dir, first = smoke
+    tic = time.perf_counter()
+    again = run_study(profiles.SMOKE, study_dir, workers=2, log=lambda msg: None)
+    assert again["executed"] == [] and again["failed"] == []
+    assert len(again["skipped"]) == len(first["executed"])
+    assert time.perf_counter() - tic < 30
+    # a removed result (an interrupted execution) is the only one that runs again
+    (study_dir / "05_results" / "result.json").unlink()
+    third = run_study(profiles.SMOKE, study_dir, only="05", workers=1, log=lambda msg: None)
+    assert [e["name"] for e in third["executed"]] == ["05_results"] and third["failed"] == []
+
+
+# ---------------------------------------------------------------------------- bad parameters
+def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out = tmp_path / "bad.ipynb"
+    with pytest.raises(PapermillExecutionError) as err:
+        pm.execute_notebook(str(NOTEBOOK_DIR / "02_distillation.ipynb"), str(out), kernel_name="python3",
+                            parameters={"profile": "smoke", "study_dir": str(tmp_path), "d_cof": 0.3},
+                            cwd=str(NOTEBOOK_DIR.parent), progress_bar=False)
+    e = err.value
+    assert e.ename == "ParameterError"
+    assert "d_cof" in e.evalue and "\n" not in e.evalue
+    assert e.traceback == [f"ParameterError: {e.evalue}"]  # one line, no traceback
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # parameters, injected parameters, then the check: the first cell that does anything
+    assert "parameters" in code[0].metadata.get("tags", []) and "injected-parameters" in code[1].metadata["tags"]
+    assert code[2].outputs[-1].output_type == "error"
+    assert all(c.execution_count is None for c in code[3:])
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"episodes": "2"}, "parameter 'episodes' must be int or None, got str '2'"),
+    ({"tasks": "walker-walk,walker-fly"}, "unknown task 'walker-fly' in parameter 'tasks'"),
+    ({"episodes": 1.5}, "parameter 'episodes' must be int or None"),
+    ({"protocol": "fast"}, "parameter 'protocol' must be one of clean, paper"),
+    ({"teacher": "mt30-2M"}, "neither an existing checkpoint file nor a hub name"),
+    ({"epsiodes": 2}, "unknown parameter 'epsiodes' for 01_teacher"),
+    ({"profile": "huge"}, "parameter 'profile' must be one of smoke, mini, paper"),
+])
+def test_parameter_checks(given, message):
+    with pytest.raises(ParameterError) as err:
+        validate("01_teacher", {"profile": "smoke", **given})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_parameter_types_and_defaults(tmp_path):
+    ns = {"profile": "smoke", "study_dir": str(tmp_path), "d_coef": 1, "seed": 3, "get_ipython": print, "os": os}
+    run = params.setup("02_distillation", ns)
+    assert run.p.d_coef == 1.0 and isinstance(run.p.d_coef, float) and run.p.seed == 3
+    assert run.p.steps == profiles.SMOKE.steps and run.p.teacher == profiles.SMOKE.teacher
+    assert run.out == tmp_path / "02_distillation"
+    ns["made_by_a_later_cell"] = "x"  # re-running the check cell in JupyterLab
+    params.setup("02_distillation", ns)
+
+
+def test_every_parameter_is_a_config_field():
+    for nb, spec in NOTEBOOKS.items():
+        for name, (cls, key) in spec.items():
+            assert name in {f.name for f in dataclasses.fields(cls)}, (nb, name)
+            if key:
+                params.profile_default(profiles.MINI, key)  # the profile has the default
+
+
+# ---------------------------------------------------------------------------- stored notebooks
+def test_notebooks_stored_clean_and_paired():
+    assert sync_notebooks(check=True) == [], "run: python -m tdmpc_lib.study --sync-notebooks"
+    for nb_name, spec in NOTEBOOKS.items():
+        nb = nbformat.read(NOTEBOOK_DIR / f"{nb_name}.ipynb", as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), nb_name
+        assert nb.cells[0].cell_type == "markdown"
+        assert code[0].metadata.get("tags") == ["parameters"], nb_name
+        names = [line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line]
+        assert sorted(names) == sorted(spec) and len(names) == len(spec), nb_name
+        assert f'study.setup("{nb_name}", globals())' in code[1].source
+
+
+# ---------------------------------------------------------------------------- viewer
+def test_viewer_builds_widgets_and_frames(tmp_path):
+    import ipywidgets
+
+    from tdmpc_lib import make_world_model, save_checkpoint
+    from tdmpc_lib.study.viewer import RolloutViewer, write_video
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(make_world_model("tiny", seed=0), ckpt)
+    viewer = RolloutViewer({"tiny": str(ckpt)}, task="cartpole-swingup", steps=5, width=64, height=48, fps=10)
+    assert isinstance(viewer.widget, ipywidgets.VBox)
+    assert viewer.link.source == (viewer.play, "value") and viewer.link.target == (viewer.slider, "value")
+    ro = viewer.render()
+    assert len(ro.frames) == 6 and ro.frames[0].shape == (48, 64, 3) and ro.frames[0].std() > 0
+    assert len(ro.rewards) == 5 and viewer.slider.max == viewer.play.max == 5
+    first_frame, first_trace = viewer.frame.value, viewer.trace.value
+    viewer.slider.value = 4  # what Play does through the jslink
+    assert viewer.frame.value != first_frame and viewer.trace.value != first_trace
+    assert viewer.frame.value[:4] == b"\x89PNG"
+    for suffix in (".gif", ".mp4"):
+        path = write_video(ro, tmp_path / f"ro{suffix}", fps=10)
+        assert path.stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------- profiles and plan
+def test_profiles_plan_and_overrides():
+    for prof in profiles.PROFILES.values():
+        assert profiles.Profile.from_dict(prof.to_dict()) == prof
+    mini = plan(profiles.MINI)
+    assert [e.member for e in mini["01_teacher"]] == ["auto", "train-1"]
+    members = {e.member for e in mini["02_distillation"]}
+    assert {"d0_s1", "d0.4_s1", "d0.4_s1_teacher-train-1"} <= members
+    paper = plan(profiles.PAPER)
+    assert "d0.45_s1_1000000st" in {e.member for e in paper["02_distillation"]}
+    key, value = profiles.parse_override(profiles.MINI, "d_coefs=0,0.45")
+    assert (key, value) == ("d_coefs", (0.0, 0.45))
+    assert profiles.MINI.replace(**{"viewer.task": "walker-walk"}).viewer.task == "walker-walk"
+    with pytest.raises(ValueError, match="unknown profile field"):
+        profiles.MINI.replace(stepz=3)
+    with pytest.raises(ParameterError):
+        profiles.MINI.replace(steps="many")
+    with pytest.raises(ParameterError, match="profile 'mini': unknown task 'walker-fly'"):
+        profiles.MINI.replace(tasks="walker-fly")  # caught before any notebook runs
+    with pytest.raises(ParameterError, match="latent_modes"):
+        profiles.MINI.replace(latent_modes=("linear", "pcaa"))
+    assert select("02,viewer") == ["02_distillation", "06_rollout_viewer"]
+    with pytest.raises(ValueError, match="matches no notebook"):
+        select("07")
