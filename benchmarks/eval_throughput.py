@@ -17,21 +17,60 @@ import json
 import platform
 import sys
 import time
+from unittest import mock
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tdmpc_lib import load_checkpoint, make_world_model  # noqa: E402
-from tdmpc_lib.planner import BatchedPlanner  # noqa: E402
+from tdmpc_lib.planner import BatchedPlanner, PlannerConfig  # noqa: E402
+
+class ReferenceStyleHeads:
+    """How the reference code plans, built from this library's model: the task embedding
+    concatenated onto every one of the samples at every call, all Q members evaluated and two
+    picked, torch's own Mish; one environment per planning call, fp32. A same-machine baseline
+    for the speedup (the reference code itself is not run here)."""
+
+    def __init__(self, model, task):
+        self.m, self.task = model, task
+
+    def _task(self, z):
+        return self.task[:, None].expand(z.shape[:2])
+
+    def next(self, z, a):
+        return self.m.next(z, a, self._task(z))
+
+    def reward(self, z, a):
+        return self.m.reward(z, a, self._task(z))
+
+    def pi(self, z, task):
+        return self.m.pi(z, task)
+
+    def q_avg(self, z, a):
+        q = self.m.decode(self.m.Q(z, a, self._task(z), return_type="all"))  # (N_q, E, S, 1)
+        members = torch.randperm(q.shape[0], device=z.device)[:2]
+        return q[members].mean(0)
+
+
+def time_reference_style(model, device: str, min_seconds: float) -> float:
+    """Env-steps/s of ReferenceStyleHeads planning one environment, fp32, F.mish."""
+    planner = BatchedPlanner(model, PlannerConfig(envs_per_group=1), eval_mode=True, precision="fp32")
+    planner.heads_factory = ReferenceStyleHeads
+    with mock.patch("tdmpc_lib.layers.mish", torch.nn.functional.mish):
+        return time_planner(model, 1, "fp32", device, min_seconds, planner=planner)
+
 
 REFERENCE_S_PER_STEP = 0.12  # reference code, one env, 2 CPU threads (section 17)
 FULL_MT30_ENV_STEPS = 30 * 10 * 500
 
 
-def time_planner(model, envs: int, precision: str, device: str, min_seconds: float) -> float:
-    """Env-steps planned per second for `envs` environments planning together."""
-    planner = BatchedPlanner(model, eval_mode=True, precision=precision)
+def time_planner(model, envs: int, precision: str, device: str, min_seconds: float,
+                 envs_per_group: int | None = None, planner: BatchedPlanner | None = None) -> float:
+    """Env-steps planned per second for `envs` environments planning together
+    (envs_per_group: None = the planner's default grouping)."""
+    planner = planner or BatchedPlanner(model, PlannerConfig(envs_per_group=envs_per_group), eval_mode=True,
+                                        precision=precision)
     obs = torch.randn(envs, model.cfg.obs_dim, device=device)
     task = torch.arange(envs, device=device) % model.cfg.num_tasks
     first = torch.ones(envs, dtype=torch.bool, device=device)
@@ -54,6 +93,8 @@ def main() -> None:
     p.add_argument("--envs", default="1,8,32,64")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--min-seconds", type=float, default=3.0, help="time each configuration at least this long")
+    p.add_argument("--no-group-comparison", action="store_true",
+                   help="skip timing the largest batch as one forward (no environment groups)")
     args = p.parse_args()
     torch.manual_seed(0)
     model = (load_checkpoint(args.checkpoint, device=args.device) if args.checkpoint
@@ -70,13 +111,28 @@ def main() -> None:
             rates[precision][str(envs)] = round(r, 2)
             print(f"{precision:<10}{envs:>6}{r:>14.1f}{1000 * envs / r:>10.0f}{r * REFERENCE_S_PER_STEP:>13.1f}",
                   flush=True)
+    ungrouped: dict[str, float] = {}
+    if not args.no_group_comparison:  # the same batch in one forward: what grouping buys
+        envs = env_counts[-1]
+        for precision in args.precisions.split(","):
+            r = time_planner(model, envs, precision, args.device, args.min_seconds, envs_per_group=envs)
+            ungrouped[precision] = round(r, 2)
+            print(f"{precision:<10}{envs:>6}{r:>14.1f}{1000 * envs / r:>10.0f}{r * REFERENCE_S_PER_STEP:>13.1f}"
+                  f"   one forward, no groups: grouped is {rates[precision][str(envs)] / r:.2f}x", flush=True)
+    ref_style = time_reference_style(model, args.device, args.min_seconds)
+    print(f"{'ref-style':<10}{1:>6}{ref_style:>14.1f}{1000 / ref_style:>10.0f}{ref_style * REFERENCE_S_PER_STEP:>13.1f}"
+          "   the reference's way (task concat, all Q members, F.mish), fp32, this machine", flush=True)
     best = max(r for per in rates.values() for r in per.values())
+    print(f"best / reference-style on this machine: {best / ref_style:.2f}x")
     minutes = FULL_MT30_ENV_STEPS / best / 60
     print(f"best: {best:.1f} env-steps/s = {best * REFERENCE_S_PER_STEP:.1f}x the reference's "
           f"{1 / REFERENCE_S_PER_STEP:.1f}; full MT30 evaluation (150,000 env-steps) about {minutes:.0f} min "
           f"(reference about {FULL_MT30_ENV_STEPS * REFERENCE_S_PER_STEP / 3600:.1f} h)")
     print(json.dumps({"plan_steps_per_s": rates, "full_mt30_eval_minutes_est": round(minutes, 1),
-                      "speedup_vs_reference": round(best * REFERENCE_S_PER_STEP, 2), "device": args.device,
+                      f"plan_steps_per_s_one_forward_at_{env_counts[-1]}": ungrouped,
+                      "speedup_vs_reference": round(best * REFERENCE_S_PER_STEP, 2),
+                      "reference_style_steps_per_s": round(ref_style, 2),
+                      "speedup_vs_reference_style": round(best / ref_style, 2), "device": args.device,
                       "reference_s_per_step": REFERENCE_S_PER_STEP}))
 
 

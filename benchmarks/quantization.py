@@ -130,7 +130,10 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=256, help="fixed batch for output errors")
     p.add_argument("--no-reuse", action="store_true",
                    help="evaluate a row even when its weights and compute equal fp32's (default: reuse the result)")
-    p.add_argument("--workdir", default=None, help="keep the quantized files here (default: a temp folder)")
+    p.add_argument("--workdir", default=None, help="keep the quantized files and partial_results.json here "
+                   "(default: a temp folder)")
+    p.add_argument("--resume", default=None, help="a partial_results.json of an interrupted run of the same "
+                   "checkpoint and seed: rows it evaluated on the same tasks/episodes are not evaluated again")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
@@ -179,6 +182,14 @@ def main(argv=None) -> dict:
         results[row]["plan_ratio_to_fp32"] = {kind: {E: lat[row][kind][E] / lat["fp32"][kind][E] for E in env_counts}
                                               for kind in ("wall", "cpu")}
 
+    sha = file_sha256(args.checkpoint)
+    run_key = {"checkpoint_sha256": sha, "seed": args.seed, "protocol": "clean"}
+    resumed = {}
+    if args.resume:
+        saved = json.loads(Path(args.resume).read_text())
+        if {k: saved.get(k) for k in run_key} != run_key:
+            p.exit(2, f"error: {args.resume} is from another checkpoint or seed ({ {k: saved.get(k) for k in run_key} })\n")
+        resumed = saved["results"]
     for row in eval_rows:
         short = row in short_rows
         row_tasks, episodes = (short_tasks, short_episodes) if short else (tasks, args.episodes)
@@ -186,7 +197,11 @@ def main(argv=None) -> dict:
         reuse = (not args.no_reuse and row != "fp32" and precision == "fp32" and row != "int8-dyn"
                  and row_tasks == tasks and episodes == args.episodes and "score" in results["fp32"]
                  and same_weights(model, ref))
-        if reuse:
+        old = resumed.get(row, {})
+        if "eval" in old and old["eval_tasks"] == row_tasks and old["eval_episodes"] == episodes:
+            res = dict(old["eval"], resumed_from=str(args.resume))
+            log(f"{row}: score taken from {args.resume} (same checkpoint, seed, tasks and episodes)")
+        elif reuse:
             res = dict(results["fp32"]["eval"], reused_from="fp32 (bit-identical weights, same fp32 compute)")
             log(f"{row}: weights bit-identical to fp32 and same compute -> fp32 result reused")
         else:
@@ -207,12 +222,13 @@ def main(argv=None) -> dict:
             ref_rets = [x for t in row_tasks for x in ref_eval["tasks"][t]["returns"][:episodes]]
             ref_mean = sum(ref_rets) / len(ref_rets)
             results[row]["return_ratio_to_fp32"] = res["mean_return"] / ref_mean if ref_mean else None
-        (workdir / "partial_results.json").write_text(json.dumps(results, default=str, indent=1))
+        (workdir / "partial_results.json").write_text(json.dumps(dict(run_key, results=results), default=str,
+                                                                 indent=1))
 
     print_table(results, rows, env_counts, fp32_bytes, tasks, args)
     if tmp is not None:
         tmp.cleanup()
-    summary = {"checkpoint": str(args.checkpoint), "sha256": file_sha256(args.checkpoint), "device": str(device),
+    summary = {"checkpoint": str(args.checkpoint), "sha256": sha, "device": str(device),
                "threads": torch.get_num_threads(), "torch": torch.__version__,
                "fp32_reference": "our save_checkpoint of the fp32 model (online + target Qs)",
                "fp32_bytes": fp32_bytes, "tasks": tasks, "episodes": args.episodes, "seed": args.seed,
@@ -253,7 +269,8 @@ def print_table(results, rows, env_counts, fp32_bytes, tasks, args) -> None:
     for row in rows:
         if "eval" in results[row]:
             per = ", ".join(f"{t} {v['mean']:.1f}" for t, v in results[row]["eval"]["tasks"].items())
-            extra = f"  [{results[row]['eval']['reused_from']}]" if "reused_from" in results[row]["eval"] else ""
+            ev = results[row]["eval"]
+            extra = "".join(f"  [{k.replace('_', ' ')} {ev[k]}]" for k in ("reused_from", "resumed_from") if k in ev)
             print(f"  {row:<12}{per}{extra}")
     for row in rows:
         for note in results[row]["warnings"]:

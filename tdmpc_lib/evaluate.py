@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .planner import BatchedPlanner, PlannerConfig
-from .tasks import get_task_set
+from .tasks import DMC_EPISODE_LENGTH, get_task_set
 from .world_model import WorldModel
 
 PROTOCOLS = ("clean", "paper")
@@ -106,7 +106,10 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True) -> dict:
     chunk = cfg.max_batch_envs or len(pairs)
     returns: dict[str, list[float]] = {t: [0.0] * cfg.episodes for t in tasks}
     start, plan_time, agent_steps, plan_calls = time.perf_counter(), 0.0, 0, 0
-    bar = tqdm(total=len(pairs), desc="episodes", unit="ep", disable=not progress, file=sys.stderr)
+    # Counts agent steps (episodes end together in lockstep, so an episode bar would sit at 0).
+    bar = tqdm(total=len(pairs) * DMC_EPISODE_LENGTH, desc="env-steps", unit="step",
+               disable=not progress, file=sys.stderr, smoothing=0.05, mininterval=1.0)
+    episodes_done = 0
     for lo in range(0, len(pairs), chunk):
         batch = pairs[lo:lo + chunk]
         envs = [make_env(t, cfg.seed, episode=k) for t, k in batch]
@@ -124,6 +127,7 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True) -> dict:
                                   torch.full((len(batch),), t == 0, device=device)).cpu().numpy()
             plan_time += time.perf_counter() - tic
             plan_calls += 1
+            bar.update(int((~done).sum()))
             for i, env in enumerate(envs):
                 if done[i]:
                     continue
@@ -134,7 +138,8 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True) -> dict:
                 agent_steps += 1
                 if d:
                     done[i] = True
-                    bar.update(1)
+                    episodes_done += 1
+            bar.set_postfix(episodes=f"{episodes_done}/{len(pairs)}", refresh=False)
             t += 1
     bar.close()
     wall = time.perf_counter() - start

