@@ -6,8 +6,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .math import mish
-
 
 class SimNorm(nn.Module):
     """Simplicial normalization: softmax within consecutive groups of `dim` features.
@@ -26,13 +24,6 @@ class SimNorm(nn.Module):
         return f"dim={self.dim}"
 
 
-class Mish(nn.Mish):
-    """nn.Mish computed by `math.mish` (a faster form when no gradient is needed)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mish(x)
-
-
 class NormedLinear(nn.Linear):
     """Linear -> Dropout (if p > 0) -> LayerNorm -> activation (Mish by default).
     State-dict names: `weight`, `bias`, `ln.weight`, `ln.bias` as in TD-MPC2."""
@@ -41,7 +32,7 @@ class NormedLinear(nn.Linear):
                  act: nn.Module | None = None):
         super().__init__(in_features, out_features)
         self.ln = nn.LayerNorm(out_features)
-        self.act = act if act is not None else Mish()
+        self.act = act if act is not None else nn.Mish()
         self.dropout = nn.Dropout(dropout) if dropout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,8 +110,9 @@ class QEnsemble(nn.Module):
         return out.reshape(out.shape[0], *lead, out.shape[-1])
 
     def forward_hidden(self, h: torch.Tensor, members: torch.Tensor | None = None,
-                       detach: bool = False) -> torch.Tensor:
-        """Continue from the first Linear's output h (n, N, M) -> logits (n, N, K)."""
+                       detach: bool = False, mish=F.mish) -> torch.Tensor:
+        """Continue from the first Linear's output h (n, N, M) -> logits (n, N, K).
+        `mish`: the activation function (the planner passes math.mish_inference)."""
         for i, layer in enumerate(self.params):
             params = self._member_params(layer, members, detach)
             if i > 0:

@@ -14,7 +14,11 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
+from .layers import NormedLinear
+from .math import mish_inference
 from .world_model import WorldModel
 
 
@@ -85,10 +89,20 @@ class TaskBoundModel:
         h = torch.matmul(z, w_z.transpose(-1, -2)) + env_bias
         return h if a is None else h + torch.matmul(a, w_a.transpose(-1, -2))
 
+    @staticmethod
+    def _norm_act(layer: NormedLinear, h):
+        """The LayerNorm and activation of a NormedLinear; Mish in its planning form."""
+        h = layer.ln(h)
+        return mish_inference(h) if type(layer.act) is nn.Mish else layer.act(h)
+
     def _head(self, seq, parts, z, a=None):
-        first = seq[0]
-        h = first.act(first.ln(self._first(parts, z, a)))
-        return seq[1:](h)
+        """The head `seq` (NormedLinears, then a NormedLinear or Linear) on [z, e_task(, a)]."""
+        h = self._norm_act(seq[0], self._first(parts, z, a))
+        for layer in seq[1:]:
+            h = F.linear(h, layer.weight, layer.bias)
+            if isinstance(layer, NormedLinear):
+                h = self._norm_act(layer, h)
+        return h
 
     def next(self, z, a):
         return self._head(self.m._dynamics, self.dyn, z, a)
@@ -107,7 +121,7 @@ class TaskBoundModel:
         w_z, env_bias, w_a = (t[members] for t in self.q)  # (2, M, L), (2, E, 1, M), (2, M, A)
         h = torch.matmul(z, w_z.transpose(-1, -2).unsqueeze(1)) + env_bias
         h = h + torch.matmul(a, w_a.transpose(-1, -2).unsqueeze(1))  # (2, E, S, M)
-        q = qs.forward_hidden(h.flatten(1, 2), members)  # (2, E*S, K)
+        q = qs.forward_hidden(h.flatten(1, 2), members, mish=mish_inference)  # (2, E*S, K)
         q1, q2 = self.m.decode(q).unflatten(1, z.shape[:2]).unbind(0)
         return (q1 + q2) / 2
 

@@ -50,14 +50,14 @@ def test_gaussian_logprob_counts_the_constant_per_dimension():
 def test_mish_fast_form_equals_torch_mish():
     x = torch.cat([torch.linspace(-100, 100, 4001), torch.tensor([-1e4, -30.0, 0.0, 19.9, 20.0, 20.1, 1e4])])
     with torch.no_grad():
-        fast = tm.mish(x)
+        fast = tm.mish_inference(x)
         assert torch.allclose(fast, F.mish(x), atol=2e-6, rtol=1e-6)
         assert torch.isfinite(fast).all() and fast[-1] == 1e4
         xb = x.bfloat16()  # bf16: within one bf16 rounding of the exact value
-        assert torch.allclose(tm.mish(xb).float(), F.mish(x), rtol=1e-2, atol=1e-2)
-        assert tm.mish(x.half()).dtype == torch.float16  # fp16 falls back to F.mish
+        assert torch.allclose(tm.mish_inference(xb).float(), F.mish(x), rtol=1e-2, atol=1e-2)
+        assert tm.mish_inference(x.half()).dtype == torch.float16  # fp16 falls back to F.mish
         assert torch.equal(x, torch.cat([torch.linspace(-100, 100, 4001),
                                          torch.tensor([-1e4, -30.0, 0.0, 19.9, 20.0, 20.1, 1e4])]))  # not in place
     y = x.clone().requires_grad_()
-    tm.mish(y).sum().backward()  # with autograd: torch's own Mish and its gradient
+    tm.mish_inference(y).sum().backward()  # with autograd: torch's own Mish and its gradient
     assert y.grad is not None and torch.isfinite(y.grad).all()
