@@ -53,23 +53,20 @@ class ReferenceStyleHeads:
         return q[members].mean(0)
 
 
-def time_reference_style(model, device: str, min_seconds: float) -> float:
-    """Env-steps/s of ReferenceStyleHeads planning one environment, fp32, F.mish."""
+def reference_style_planner(model) -> BatchedPlanner:
+    """ReferenceStyleHeads planning one environment per call, fp32."""
     planner = BatchedPlanner(model, PlannerConfig(envs_per_group=1), eval_mode=True, precision="fp32")
     planner.heads_factory = ReferenceStyleHeads
-    return time_planner(model, 1, "fp32", device, min_seconds, planner=planner)
+    return planner
 
 
 REFERENCE_S_PER_STEP = 0.12  # reference code, one env, 2 CPU threads (section 17)
 FULL_MT30_ENV_STEPS = 30 * 10 * 500
 
 
-def time_planner(model, envs: int, precision: str, device: str, min_seconds: float,
-                 envs_per_group: int | None = None, planner: BatchedPlanner | None = None) -> float:
-    """Env-steps planned per second for `envs` environments planning together
-    (envs_per_group: None = the planner's default grouping)."""
-    planner = planner or BatchedPlanner(model, PlannerConfig(envs_per_group=envs_per_group), eval_mode=True,
-                                        precision=precision)
+def time_planner(planner: BatchedPlanner, envs: int, device: str, min_seconds: float) -> float:
+    """Env-steps planned per second for `envs` environments planning together."""
+    model = planner.model
     obs = torch.randn(envs, model.cfg.obs_dim, device=device)
     task = torch.arange(envs, device=device) % model.cfg.num_tasks
     first = torch.ones(envs, dtype=torch.bool, device=device)
@@ -103,19 +100,21 @@ def main() -> None:
              else make_world_model(1, device=args.device).eval())
     env_counts = [int(e) for e in args.envs.split(",")]
     precisions = args.precisions.split(",")
-    configs = {(prec, envs, "grouped"): (lambda prec=prec, envs=envs: time_planner(
-        model, envs, prec, args.device, args.min_seconds)) for prec in precisions for envs in env_counts}
+    # (precision, envs, path) -> a planner factory; each round times a fresh planner
+    configs = {(prec, envs, "grouped"): (lambda prec=prec: BatchedPlanner(model, eval_mode=True, precision=prec))
+               for prec in precisions for envs in env_counts}
     if not args.no_group_comparison:  # the largest batch in one forward: what grouping buys
-        configs.update({(prec, env_counts[-1], "one forward"): (lambda prec=prec: time_planner(
-            model, env_counts[-1], prec, args.device, args.min_seconds, envs_per_group=env_counts[-1]))
+        configs.update({(prec, env_counts[-1], "one forward"): (lambda prec=prec: BatchedPlanner(
+            model, PlannerConfig(envs_per_group=env_counts[-1]), eval_mode=True, precision=prec))
             for prec in precisions})
-    configs[("fp32", 1, "reference-style")] = lambda: time_reference_style(model, args.device, args.min_seconds)
+    configs[("fp32", 1, "reference-style")] = lambda: reference_style_planner(model)
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else platform.processor() or 'cpu'}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, best of {args.rounds} rounds", flush=True)
     best_rate: dict = {}
     for round_ in range(args.rounds):
-        for key, timed in configs.items():
-            best_rate[key] = max(best_rate.get(key, 0.0), timed())
+        for key, make_planner in configs.items():
+            rate = time_planner(make_planner(), key[1], args.device, args.min_seconds)
+            best_rate[key] = max(best_rate.get(key, 0.0), rate)
         print(f"round {round_ + 1}/{args.rounds} done", flush=True)
 
     print(f"{'precision':<10}{'envs':>6}{'path':>17}{'env-steps/s':>14}{'ms/call':>10}{'x reference':>13}")

@@ -154,6 +154,20 @@ def main(argv=None) -> dict:
         short_tasks = task_set.resolve(args.short_tasks) if args.short_tasks else tasks
     except (CheckpointError, ValueError) as e:
         p.exit(2, f"error: {e}\n")
+    sha = file_sha256(args.checkpoint)
+    run_key = {"checkpoint_sha256": sha, "seed": args.seed, "protocol": "clean"}
+    resumed = {}
+    if args.resume:
+        try:
+            saved = json.loads(Path(args.resume).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            p.exit(2, f"error: --resume {args.resume} is not a readable partial_results.json ({e}); "
+                      "pass the file an interrupted run wrote to its --workdir\n")
+        saved_key = {k: saved.get(k) for k in run_key}
+        if saved_key != run_key or "results" not in saved:
+            p.exit(2, f"error: --resume {args.resume} is from another checkpoint or seed ({saved_key}); "
+                      "rerun without --resume\n")
+        resumed = saved["results"]
     short_episodes = args.short_episodes or args.episodes
     short_rows = [r for r in args.short_rows.split(",") if r]
     tmp = tempfile.TemporaryDirectory() if args.workdir is None else None
@@ -182,14 +196,6 @@ def main(argv=None) -> dict:
         results[row]["plan_ratio_to_fp32"] = {kind: {E: lat[row][kind][E] / lat["fp32"][kind][E] for E in env_counts}
                                               for kind in ("wall", "cpu")}
 
-    sha = file_sha256(args.checkpoint)
-    run_key = {"checkpoint_sha256": sha, "seed": args.seed, "protocol": "clean"}
-    resumed = {}
-    if args.resume:
-        saved = json.loads(Path(args.resume).read_text())
-        if {k: saved.get(k) for k in run_key} != run_key:
-            p.exit(2, f"error: {args.resume} is from another checkpoint or seed ({ {k: saved.get(k) for k in run_key} })\n")
-        resumed = saved["results"]
     for row in eval_rows:
         short = row in short_rows
         row_tasks, episodes = (short_tasks, short_episodes) if short else (tasks, args.episodes)

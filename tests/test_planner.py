@@ -86,8 +86,9 @@ def test_bf16_planning_runs_and_stays_close_in_value():
 
 
 def test_env_groups_plan_each_environment_as_if_alone():
-    """CPU planning in groups of environments: the first group's plan is exactly what planning
-    those environments alone gives (same RNG draws), and the warm-start mean covers all envs."""
+    """CPU planning in groups of environments: the first group's plan is what planning those
+    environments alone gives (same RNG draws; equal up to the encoder's float summation order,
+    which depends on the batch size), and the warm-start mean covers all envs."""
     m = _model()
     obs, task, t0 = torch.randn(4, 24), torch.tensor([0, 4, 6, 16]), torch.ones(4, dtype=torch.bool)  # A = 6, 2, 1, 5
     grouped = BatchedPlanner(m, PlannerConfig(envs_per_group=2), eval_mode=True)
