@@ -7,6 +7,10 @@
   int8 files are detected and reported as destroyed),
 - our own checkpoints (`save_checkpoint`, written atomically, with the resolved config).
 The architecture is inferred from tensor shapes unless the caller names a size to expect.
+
+Besides paths, `load_checkpoint` takes short names: hub names such as 'mt30-317M' (downloaded
+from the Hugging Face hub) and the names of `BUNDLED_CHECKPOINTS`, files shipped inside the
+package (tdmpc_lib/assets) that are verified by sha256 before use.
 """
 from __future__ import annotations
 
@@ -29,10 +33,36 @@ FORMAT_VERSION = 1
 HUB_REPO = "nicklashansen/tdmpc2"
 HUB_CHECKPOINTS = tuple(f"{ts}-{s}M" for ts in ("mt30", "mt80") for s in (1, 5, 19, 48, 317))
 _Q_NAMES = ("weight", "bias", "ln.weight", "ln.bias")  # OLD flat index j -> name [j % 4]
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit the requested model (one-line message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BundledCheckpoint:
+    """A checkpoint file shipped inside the package (see tdmpc_lib/assets/README.md)."""
+    file: str    # file name inside ASSETS_DIR (an absolute path is used as is)
+    sha256: str  # expected sha256 of the file, hex
+    bytes: int   # expected size in bytes
+    source: str  # where the file comes from
+    license: str  # its license, and the file in ASSETS_DIR holding the notice
+
+    @property
+    def path(self) -> Path:
+        return ASSETS_DIR / self.file
+
+
+BUNDLED_CHECKPOINTS: dict[str, BundledCheckpoint] = {
+    # The TD-MPC-Opt distilled 1M MT30 student (fp16, OLD layout): the study's offline default teacher.
+    "tdmpc-opt-mt30-1M": BundledCheckpoint(
+        file="tdmpc-opt_mt30_1M_dist045_fp16.pt",
+        sha256="3e35489756abf6e0e244371698d063487f70ffb5d109e3d8c84ae7dda5955bfb",
+        bytes=3_982_258,
+        source="https://github.com/dmytro-kuzmenko/td-mpc-opt (tdmpc2/models/mt30_1M_steps_045dist_fp16.pt)",
+        license="MIT (LICENSE-tdmpc-opt.txt)"),
+}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -44,12 +74,48 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def cached_file_sha256(path: str | os.PathLike) -> str:
+    """`file_sha256`, computed once per process for each (path, mtime, size)."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _SHA256_CACHE:
+        _SHA256_CACHE[key] = file_sha256(path)
+    return _SHA256_CACHE[key]
+
+
+def bundled_checkpoint(name: str) -> str:
+    """Path of the bundled checkpoint `name` (a key of BUNDLED_CHECKPOINTS), after checking
+    its sha256 (hashed once per process while the file is unchanged)."""
+    entry = BUNDLED_CHECKPOINTS.get(name)
+    if entry is None:
+        raise CheckpointError(f"unknown bundled checkpoint {name!r}; bundled checkpoints are "
+                              f"{', '.join(BUNDLED_CHECKPOINTS)} (hub names: {', '.join(HUB_CHECKPOINTS)})")
+    path = entry.path
+    fix = (f"restore it with `git checkout -- tdmpc_lib/assets/{Path(entry.file).name}` in the repository "
+           f"or reinstall tdmpc-distill")
+    if not path.is_file():
+        raise CheckpointError(f"bundled checkpoint {name!r} is missing: {path} does not exist (expected sha256 "
+                              f"{entry.sha256[:12]}..., actual: no file); {fix}")
+    actual = cached_file_sha256(path)
+    if actual != entry.sha256:
+        size = path.stat().st_size
+        size = "" if size == entry.bytes else f", {size} bytes instead of {entry.bytes}"
+        raise CheckpointError(f"bundled checkpoint {name!r} at {path} fails its sha256 check (expected sha256 "
+                              f"{entry.sha256[:12]}..., actual {actual[:12]}...{size}), so the file is corrupt "
+                              f"or was replaced; {fix}")
+    return str(path)
+
+
 def read_checkpoint_file(path: str | os.PathLike) -> dict:
     """torch.load(weights_only=True) with one-line errors for missing/corrupt/foreign files."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a .pt file path or a hub name "
-                              f"such as {HUB_CHECKPOINTS[0]!r}")
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a .pt file path, a bundled checkpoint name "
+                              f"({', '.join(map(repr, BUNDLED_CHECKPOINTS))}) or a hub name such as "
+                              f"{HUB_CHECKPOINTS[0]!r}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad files; all mean "cannot read"
@@ -199,9 +265,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 
     `size`/`task_set`, when given, state what the caller expects; a file of another size is
     then a one-line error instead of a silently different model. The returned model carries
-    `checkpoint_info` (path, sha256, detected layout, stored dtypes, warnings)."""
-    path = Path(path)
-    if not path.exists() and str(path) in HUB_CHECKPOINTS:
+    `checkpoint_info` (path, sha256, detected layout, stored dtypes, warnings).
+
+    `path` may also be a short name (when no file of that name exists): a bundled checkpoint
+    ('tdmpc-opt-mt30-1M', sha256-verified, no network) or a hub name such as 'mt30-317M'."""
+    path, sha256 = Path(path), None
+    if not path.exists() and str(path) in BUNDLED_CHECKPOINTS:
+        name = str(path)
+        path = Path(bundled_checkpoint(name))
+        sha256 = BUNDLED_CHECKPOINTS[name].sha256  # just verified: no second hash of the file
+    elif not path.exists() and str(path) in HUB_CHECKPOINTS:
         path = Path(download_checkpoint(str(path)))
     obj = read_checkpoint_file(path)
     ours = obj.get("format") == FORMAT_NAME
@@ -230,7 +303,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     model = WorldModel(cfg)
     load_state_strict(model, state, path)
     model = model.to(device=device, dtype=dtype).eval()
-    model.checkpoint_info = {"path": str(path), "sha256": file_sha256(path), "layout": layout,
+    model.checkpoint_info = {"path": str(path), "sha256": sha256 or file_sha256(path), "layout": layout,
                              "stored_dtypes": dtypes, "warnings": notes,
                              "quantization": obj.get("quantization") if ours else None}
     return model
@@ -275,7 +348,8 @@ def download_checkpoint(name: str, cache_dir: str | os.PathLike | None = None,
     filename = name if "/" in name else f"multitask/{name.removesuffix('.pt')}.pt"
     if "/" not in name and name.removesuffix(".pt") not in HUB_CHECKPOINTS:
         raise CheckpointError(f"unknown hub checkpoint {name!r}; choose one of {', '.join(HUB_CHECKPOINTS)} "
-                              f"or give a path inside {HUB_REPO}")
+                              f"or give a path inside {HUB_REPO} (bundled checkpoints, which need no download: "
+                              f"{', '.join(BUNDLED_CHECKPOINTS)})")
     try:
         return hf_hub_download(repo_id=HUB_REPO, filename=filename, revision=revision,
                                cache_dir=None if cache_dir is None else str(cache_dir))

@@ -167,3 +167,64 @@ def test_download_offline_uses_cache_or_says_what_to_do(monkeypatch, tmp_path):
     (tmp_path / "models--nicklashansen--tdmpc2" / "refs" / "main").write_text("a" * 40)
     path = download_checkpoint("mt30-1M", cache_dir=tmp_path)
     assert load_checkpoint(path).cfg.size == "tiny"
+
+
+# ---------------------------------------------------------------------------- bundled checkpoints
+BUNDLED_SHA256 = "3e35489756abf6e0e244371698d063487f70ffb5d109e3d8c84ae7dda5955bfb"
+
+
+def test_bundled_checkpoint_loads_by_short_name_and_is_verified():
+    from tdmpc_lib import checkpoint as ck
+
+    entry = ck.BUNDLED_CHECKPOINTS["tdmpc-opt-mt30-1M"]
+    assert entry.sha256 == BUNDLED_SHA256 and entry.bytes == 3_982_258 and "MIT" in entry.license
+    assert entry.path.parent == ck.ASSETS_DIR and entry.path.stat().st_size == entry.bytes
+    assert (ck.ASSETS_DIR / "LICENSE-tdmpc-opt.txt").is_file()
+    m = load_checkpoint("tdmpc-opt-mt30-1M")
+    assert m.cfg.latent_dim == 128 and m.cfg.num_q == 2 and m.cfg.num_tasks == 30 and m.cfg.task_set == "mt30"
+    assert m.total_params == 1_426_427
+    assert m.checkpoint_info["sha256"] == BUNDLED_SHA256 and m.checkpoint_info["layout"] == "old"
+    assert m.checkpoint_info["path"] == ck.bundled_checkpoint("tdmpc-opt-mt30-1M") == str(entry.path)
+    assert len(ck._SHA256_CACHE) >= 1
+
+
+def test_bundled_checkpoint_is_hashed_once_per_process(monkeypatch):
+    from tdmpc_lib import checkpoint as ck
+
+    ck.bundled_checkpoint("tdmpc-opt-mt30-1M")  # fills the cache
+    calls = []
+    monkeypatch.setattr(ck, "file_sha256", lambda p: calls.append(p) or "x")
+    ck.bundled_checkpoint("tdmpc-opt-mt30-1M")
+    assert calls == []
+
+
+def test_corrupted_bundled_checkpoint_names_the_sha256_mismatch(monkeypatch, tmp_path):
+    import dataclasses
+
+    from tdmpc_lib import checkpoint as ck
+
+    entry = ck.BUNDLED_CHECKPOINTS["tdmpc-opt-mt30-1M"]
+    data = bytearray(entry.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed, same size
+    bad = tmp_path / entry.file
+    bad.write_bytes(bytes(data))
+    monkeypatch.setitem(ck.BUNDLED_CHECKPOINTS, "tdmpc-opt-mt30-1M", dataclasses.replace(entry, file=str(bad)))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint("tdmpc-opt-mt30-1M")
+    msg = str(e.value)
+    assert "sha256" in msg and BUNDLED_SHA256[:12] in msg and str(bad) in msg and "git checkout" in msg
+    assert ck.file_sha256(bad)[:12] in msg and "\n" not in msg
+    bad.unlink()
+    with pytest.raises(CheckpointError, match=r"missing.*does not exist.*git checkout"):
+        load_checkpoint("tdmpc-opt-mt30-1M")
+
+
+def test_unknown_short_name_lists_the_bundled_name():
+    from tdmpc_lib.checkpoint import bundled_checkpoint
+
+    with pytest.raises(CheckpointError, match="does not exist.*'tdmpc-opt-mt30-1M'"):
+        load_checkpoint("tdmpc-opt-mt30-2M")
+    with pytest.raises(CheckpointError, match="unknown bundled checkpoint.*tdmpc-opt-mt30-1M"):
+        bundled_checkpoint("tdmpc-opt-mt30-2M")
+    with pytest.raises(CheckpointError, match="unknown hub checkpoint.*tdmpc-opt-mt30-1M"):
+        download_checkpoint("mt31-1M")
