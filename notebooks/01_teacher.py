@@ -52,17 +52,21 @@ run
 
 # %% [markdown]
 # ## The dataset and the teacher
-# The dataset is made once per study folder (synthetic for `smoke`, collected with dm_control for
-# `mini`, the public MT30 chunks for `paper`). A teacher `train:SIZE` is trained on it once.
+# The dataset is made once per study folder (synthetic for `smoke`; for `mini`, episodes the teacher
+# collects in dm_control, from random to expert: its policy prior with growing action noise, random
+# actions and MPPI; the public MT30 chunks for `paper`), and so are the held-out episodes that no
+# student trains on. A teacher `train:SIZE` is trained on the dataset once.
 
 # %%
 from tdmpc_lib.data import open_store
 from tdmpc_lib.study import pipeline
 
-data_dir = pipeline.ensure_dataset(run.profile, run.study_dir)
-print(open_store(data_dir).summary())
 teacher_info = pipeline.resolve_teacher(run.profile, run.study_dir, run.p.teacher, run.p.device, run.p.threads or 0)
 print(f"teacher: {teacher_info.label}\n  source {teacher_info.source}, file {teacher_info.path}")
+data_dir = pipeline.ensure_dataset(run.profile, run.study_dir)
+print("training data:", open_store(data_dir).summary())
+heldout_dir = pipeline.ensure_heldout(run.profile, run.study_dir)
+print("held-out data:", open_store(heldout_dir).summary() if heldout_dir else "none in this profile")
 
 # %% [markdown]
 # ## Architecture and parameters per component
@@ -76,33 +80,46 @@ print(model)
 tables.component_table(model)
 
 # %% [markdown]
-# ## Evaluation
-# Every (task, episode) pair gets its own environment and all of them act in lockstep; episode *k*
+# ## The ceiling and the floor
+# The teacher is evaluated exactly as the students will be (same tasks, initial states, protocol
+# and MPPI settings); a uniform random policy on the same initial states is the floor. Every
+# (task, episode) pair gets its own environment and all of them act in lockstep; episode *k*
 # starts from the state the official sequential evaluation would see.
 
 # %%
-from tdmpc_lib.evaluate import EvalConfig, evaluate, format_table
+import dataclasses
 
-eval_cfg = EvalConfig(tasks=run.p.tasks, episodes=run.p.episodes, seed=run.p.seed, protocol=run.p.protocol,
-                      policy=run.p.policy, device=run.p.device, precision=run.p.precision)
-result = evaluate(model, eval_cfg, progress=False)
-run.save_json("eval.json", result)
+from tdmpc_lib.evaluate import format_table
+
+eval_cfg = dataclasses.replace(
+    pipeline.eval_config(run.profile, episodes=run.p.episodes, device=run.p.device, precision=run.p.precision),
+    tasks=run.p.tasks, seed=run.p.seed, protocol=run.p.protocol, policy=run.p.policy)
+result = pipeline.evaluate_checkpoint(run.profile, teacher_info.path, run.path("eval.json"), model=model, cfg=eval_cfg)
 print(format_table(result))
+floor = pipeline.random_floor(run.profile, run.path("floor.json"), episodes=run.p.episodes)
+print(f"random policy (floor): normalized score {floor['normalized_score']:.2f}")
+teacher_err = pipeline.heldout_reward_error(run.profile, run.study_dir, teacher_info.path,
+                                            run.path("heldout_reward_error.json"), device=run.p.device)
+if teacher_err:
+    print(f"the teacher's reward head on {teacher_err['transitions']} held-out transitions: "
+          f"MSE vs the true reward {teacher_err['mse_true']:.4f}")
 tables.task_table(result)
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 
 from tdmpc_lib.study import plots
 
 plots.theme()
-per_task = tables.task_table(result).reset_index()
-fig, ax = plt.subplots(figsize=(8, 0.35 * len(per_task) + 1.2))
-sns.barplot(data=per_task, y="task", x="mean return", color=plots.OURS, ax=ax)
-ax.set_title(f"{teacher_info.label}: mean return per task (normalized score {result['normalized_score']:.2f})\n"
-             f"{run.profile.label()}", fontsize=10)
-ax.set_xlabel(f"mean episode return ({run.p.episodes} episode(s), policy {run.p.policy}, protocol {run.p.protocol})")
+per_task = pd.concat([tables.task_table(result).reset_index().assign(policy=f"teacher ({run.p.policy})"),
+                      tables.task_table(floor).reset_index().assign(policy="random (floor)")])
+fig, ax = plt.subplots(figsize=(8, 0.5 * len(result["tasks"]) + 1.6))
+sns.barplot(data=per_task, y="task", x="mean return", hue="policy", ax=ax, palette=[plots.OURS, plots.PAPER])
+ax.set_title(f"{teacher_info.label}: mean return per task (normalized score {result['normalized_score']:.2f}, "
+             f"random {floor['normalized_score']:.2f})\n{run.profile.label()}", fontsize=10)
+ax.set_xlabel(f"mean episode return ({run.p.episodes} episode(s), protocol {run.p.protocol})")
 ax.set_ylabel("")
 fig.tight_layout()
 fig.savefig(run.path("teacher_returns.png"), dpi=110)
@@ -112,5 +129,11 @@ plt.show()
 _ = run.finish({"teacher": vars(teacher_info), "total_params": model.total_params,
                 "components": model.component_params(), "size": model.cfg.size,
                 "normalized_score": result["normalized_score"], "eval_file": str(run.path("eval.json")),
-                "task_scores": {t: v["score"] for t, v in result["tasks"].items()}})
+                "task_scores": {t: v["score"] for t, v in result["tasks"].items()},
+                "returns": {t: v["returns"] for t, v in result["tasks"].items()},
+                "reward_error": teacher_err,
+                "floor": {"normalized_score": floor["normalized_score"],
+                          "returns": {t: v["returns"] for t, v in floor["tasks"].items()}},
+                "eval": {k: result.get(k) for k in ("protocol", "policy", "seed", "episodes", "precision")}
+                | {"planner": result["eval_config"]["planner"]}})
 print(f"results written to {run.out}")

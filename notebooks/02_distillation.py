@@ -74,7 +74,7 @@ tables.config_table(train_cfg)
 import time
 
 _tic = time.perf_counter()
-record = pipeline.run_student(train_cfg, teacher_info)
+record = pipeline.run_student(train_cfg, teacher_info, run.profile, run.study_dir)
 print(f"{record['steps']} updates ({record['train_s']:.0f} s of training; this call took "
       f"{time.perf_counter() - _tic:.0f} s)\ncheckpoint: {record['checkpoint']}\nmetrics:    {record['metrics_csv']}")
 
@@ -108,10 +108,29 @@ ax.set_xlabel("updates")
 fig.tight_layout()
 fig.savefig(run.path("score_curve.png"), dpi=110)
 plt.show()
-print(f"final normalized score: {record['normalized_score']:.2f}  "
-      f"({record['eval']['eval_episodes']} episode(s) per task, policy {record['eval']['eval_policy']}, "
-      f"protocol {record['eval']['eval_protocol']})")
-pd.Series(record["task_scores"], name="score").to_frame()
+ev = record["eval"]
+print(f"final normalized score: {record['normalized_score']:.2f}  ({ev['episodes']} episode(s) per task, policy "
+      f"{ev['policy']}, protocol {ev['protocol']}, seed {ev['seed']}; planner {ev['planner']})")
+pd.DataFrame({"score": record["task_scores"], "returns": {t: ", ".join(f"{x:.0f}" for x in r)
+                                                          for t, r in record["returns"].items()}})
+
+# %% [markdown]
+# ## The mechanism: the reward head on held-out episodes
+# Reward distillation changes the student's reward head, and MPPI is where a reward head matters.
+# This measures it directly, without planning: the mean squared error of the student's predicted
+# reward (two-hot decoded, real units) against the environment's reward, and against the teacher's
+# prediction, on every transition of the held-out episodes (collected with seeds no training
+# episode uses).
+
+# %%
+err = record["reward_error"]
+if err:
+    print(f"held-out transitions: {err['transitions']}\n"
+          f"MSE vs the true reward:    {err['mse_true']:.4f}\n"
+          f"MSE vs the teacher's head: {err.get('mse_teacher', float('nan')):.4f}  (teacher: {err['teacher']})")
+    display(pd.DataFrame(err["per_task"]).T)  # noqa: F821  (IPython)
+else:
+    print("this profile has no held-out episodes")
 
 # %%
 _ = run.finish({"run": record, "default_teacher": run.p.teacher == run.profile.teacher})

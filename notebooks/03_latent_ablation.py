@@ -77,7 +77,7 @@ tables.config_table(train_cfg.distill)
 import time
 
 _tic = time.perf_counter()
-record = pipeline.run_student(train_cfg, teacher_info)
+record = pipeline.run_student(train_cfg, teacher_info, run.profile, run.study_dir)
 print(f"{record['steps']} updates ({record['train_s']:.0f} s of training; this call took "
       f"{time.perf_counter() - _tic:.0f} s)\ncheckpoint: {record['checkpoint']}\nmetrics:    {record['metrics_csv']}")
 
@@ -99,7 +99,9 @@ if "pca_explained_variance" in metrics and metrics["pca_explained_variance"].not
 # ## Evaluation, and the variants run so far
 
 # %%
-print(f"final normalized score: {record['normalized_score']:.2f}")
+err = record["reward_error"] or {}
+print(f"final normalized score: {record['normalized_score']:.2f}; held-out reward MSE vs truth "
+      f"{err.get('mse_true', float('nan')):.4f}, vs the teacher {err.get('mse_teacher', float('nan')):.4f}")
 _ = run.finish({"run": record, "default_teacher": run.p.teacher == run.profile.teacher})
 so_far = results.load_study(run.study_dir).runs
 if len(so_far):

@@ -9,7 +9,7 @@
 # %% [markdown]
 # # 04 · Post-training quantization
 #
-# **What.** Store one trained student in every format and measure what each costs:
+# **What.** Store the distilled student (every training seed) in every format and measure what each costs:
 # - `fp32`: our reference file (online *and* target Q ensembles);
 # - `fp16`, `bf16`: every float tensor cast (bf16 also *runs* in bf16 on the CPU);
 # - `int8`: symmetric per-output-channel int8 weights (scale = max|w| / 127), dequantized on load;
@@ -22,8 +22,9 @@
 #
 # **How to read it.** One row per format: file size and its fraction of fp32, the max absolute
 # output error of every head against fp32 on a fixed batch (reward and Q in return units), the
-# median time of one agent step, and the normalized score on the profile's tasks. Expect fp16 /
-# bf16 / int8 to keep the score within evaluation noise and `paper-int8` to collapse.
+# median time of one agent step (means over seeds), and the score on the profile's tasks with the
+# profile's planner: interquartile mean and mean over seeds x episodes with 95% stratified-bootstrap
+# CIs. Expect fp16 / bf16 / int8 to keep the score within evaluation noise and `paper-int8` to collapse.
 
 # %% tags=["parameters"]
 profile = "mini"        # smoke | mini | paper
@@ -52,19 +53,26 @@ run = study.setup("04_quantization", globals())
 run
 
 # %% [markdown]
-# ## The model
+# ## The models
+# The paper quantizes its distilled student, so this does too: the profile's default distilled
+# run (d_coef as the profile says) of every training seed, so each format's score has seeds and
+# episodes behind it and a confidence interval.
 
 # %%
+from pathlib import Path
+
 from tdmpc_lib.study import pipeline
 
-if run.p.checkpoint is None:  # the profile's default distilled student (trained here if missing)
-    student = pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0)
-    model_file = student["checkpoint"]
-    print(f"default student: d_coef {student['d_coef']:g}, seed {student['seed']}, {student['steps']} updates, "
-          f"score {student['normalized_score']:.2f}")
+prof = run.profile.replace(tasks=run.p.tasks, episodes=run.p.episodes, seed=run.p.seed)
+if run.p.checkpoint is None:  # the profile's default distilled students (trained here if missing)
+    students = [pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0, seed=s)
+                for s in run.profile.seeds]
+    models = {s["seed"]: (s["checkpoint"], Path(s["run_dir"]) / "final_eval.json") for s in students}
+    for s in students:
+        print(f"student seed {s['seed']}: d_coef {s['d_coef']:g}, {s['steps']} updates, score {s['normalized_score']:.2f}")
 else:
-    model_file = run.p.checkpoint
-print(f"quantizing {model_file}")
+    models = {0: (run.p.checkpoint, None)}
+    print(f"quantizing {run.p.checkpoint}")
 
 # %% [markdown]
 # ## The table
@@ -72,22 +80,32 @@ print(f"quantizing {model_file}")
 # %%
 import pandas as pd
 
-from tdmpc_lib.study import quantization
+from tdmpc_lib.study import quantization, stats
 
-rows = quantization.quantization_table(
-    model_file, run.p.formats, run.path("files"), tasks=run.p.tasks, episodes=run.p.episodes, seed=run.p.seed,
-    protocol=run.profile.protocol, policy=run.profile.policy, device=run.p.device, error_batch=run.p.error_batch,
-    latency_envs=run.p.latency_envs, latency_repeats=run.p.latency_repeats)
+rows = []
+for seed, (model_file, fp32_eval) in models.items():
+    print(f"-- seed {seed}: {model_file}")
+    for r in quantization.quantization_table(
+            model_file, run.p.formats, run.path(f"files/seed{seed}"), profile=prof, device=run.p.device,
+            error_batch=run.p.error_batch, latency_envs=run.p.latency_envs, latency_repeats=run.p.latency_repeats,
+            fp32_eval=fp32_eval):
+        rows.append({"seed": seed, "checkpoint": model_file, **r})
 quantization.write_table(rows, run.path("quantization.csv"))
 run.save_json("quantization.json", rows)
-table = pd.DataFrame(rows).set_index("format")
-table[["file_bytes", "size_ratio", "compute", "err_encoder_max", "err_dynamics_max", "err_reward_max", "err_Q_max",
-       "err_pi_max", "latency_ms", "normalized_score"]]
+table = pd.DataFrame(rows).groupby("format", sort=False)[
+    ["file_bytes", "size_ratio", "err_encoder_max", "err_dynamics_max", "err_reward_max", "err_Q_max", "err_pi_max",
+     "latency_ms", "normalized_score"]].mean()
+tasks = list(rows[0]["returns"])
+agg = stats.aggregate({fmt: stats.score_matrix({t: [x for r in rows if r["format"] == fmt for x in r["returns"][t]]
+                                               for t in tasks}, tasks) for fmt in table.index})
+print(stats.format_aggregate(agg))
+table.assign(**{"IQM [95% CI]": [f"{agg[f]['iqm']:.1f} [{agg[f]['iqm_ci'][0]:.1f}, {agg[f]['iqm_ci'][1]:.1f}]"
+                                 for f in table.index]})
 
 # %%
 for r in rows:
     for note in r["notes"]:
-        print(f"note ({r['format']}): {note}")
+        print(f"note ({r['format']}, seed {r['seed']}): {note}")
 
 # %% [markdown]
 # ## Size, error, latency and score
@@ -98,11 +116,12 @@ import matplotlib.pyplot as plt
 from tdmpc_lib.study import plots, results
 
 plots.theme()
-fig, _ = plots.quantization(results.Study(run.study_dir, quant=table.reset_index()), run.profile)
+fig, _ = plots.quantization(results.Study(run.study_dir, quant=pd.DataFrame(rows)), run.profile)
 fig.savefig(run.path("quantization.png"), dpi=110)
 plt.show()
 
 # %%
-_ = run.finish({"checkpoint": model_file, "rows": [{k: v for k, v in r.items() if k != "task_scores"} for r in rows],
-                "table": str(run.path("quantization.csv"))})
+_ = run.finish({"checkpoints": {str(k): v[0] for k, v in models.items()},
+                "rows": [{k: v for k, v in r.items() if k != "task_scores"} for r in rows],
+                "aggregate": agg, "table": str(run.path("quantization.csv"))})
 print(f"results written to {run.out}")

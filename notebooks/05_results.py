@@ -52,6 +52,39 @@ print(st.summary())
 print(f"figures go to {figures}")
 
 # %% [markdown]
+# ## Every arm with confidence intervals
+# The interquartile mean (IQM) and the mean of the normalized score, each with a 95%
+# stratified-bootstrap confidence interval (rliable; tasks are the strata, runs are resampled
+# within each task). A run is one (training seed, evaluation episode) pair: a student arm has
+# seeds x episodes runs per task; the teacher (the ceiling) and a uniform random policy (the floor)
+# have the evaluation's episodes. Non-overlapping intervals are a difference this study can
+# resolve; overlapping ones are not.
+
+# %%
+from tdmpc_lib.study import stats
+
+agg = st.aggregate(run.profile)
+print(stats.format_aggregate(agg))
+run.save_json("aggregate.json", agg)
+stats.per_task_table(st.arms(run.profile)).round(1)
+
+# %% [markdown]
+# ## The mechanism: reward-prediction error on held-out episodes
+# Mean over training seeds with a 95% bootstrap CI across seeds (scipy), for every student arm.
+
+# %%
+import pandas as pd
+
+mech = {}
+if len(st.runs) and st.runs["reward_mse_true"].notna().any():
+    _r = st.runs[st.runs["default_teacher"].astype(bool) & (st.runs["steps"] == run.profile.steps)]
+    for _arm, _g in _r.drop_duplicates("run_dir").groupby(_r.apply(results.arm_label, axis=1)):
+        mech[_arm] = {k: stats.seed_ci(_g[f"reward_mse_{k}"].dropna().astype(float).values) for k in ("true", "teacher")}
+    run.save_json("reward_error.json", mech)
+pd.DataFrame({a: {f"MSE vs {k}": f"{v[k]['mean']:.4f} [{v[k]['ci'][0]:.4f}, {v[k]['ci'][1]:.4f}] (n={v[k]['n']})"
+                  for k in v} for a, v in mech.items()}).T
+
+# %% [markdown]
 # ## The paper's Table 1 layout
 # Ours: mean (+- standard deviation over seeds) of the sweep-length runs with the default teacher;
 # `-` where this profile has no such run.
@@ -91,6 +124,6 @@ for _name in plots.FIGURES:
 
 # %%
 _ = run.finish({"figures": {k: str(v) for k, v in paths.items()}, "table1": str(run.path("table1.csv")),
-                "summary": st.summary()})
+                "summary": st.summary(), "aggregate": agg, "reward_error": mech})
 for _name, _path in paths.items():
     print(f"{_name:<16} {_path}")

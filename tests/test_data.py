@@ -16,6 +16,7 @@ tensordict = pytest.importorskip("tensordict")
 from tdmpc_lib.data import (Batch, DataError, SliceSampler, collect, convert_chunks, open_store,  # noqa: E402
                             read_chunk)
 from tdmpc_lib.data.__main__ import main as cli  # noqa: E402
+from tdmpc_lib.data.collect import rollout  # noqa: E402
 from tdmpc_lib.data.store import RowArray  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdmpc-opt_mt30_1M_dist045_fp16.pt"
@@ -387,3 +388,23 @@ def test_synthetic_store_and_rss(tmp_path):
     assert (tmp_path / "syn" / "manifest.json").stat().st_mtime_ns == mtime  # reused, not rewritten
     r = measure_sampling_rss(tmp_path / "syn", batches=20, batch_size=64, isolated=False)
     assert r["peak_rss_mb"] > 0 and r["batches"] == 20
+
+
+def test_collect_action_noise_with_the_bundled_teacher(tmp_path):
+    """Mixed-quality data: the teacher's policy prior with Gaussian action noise. The noise is
+    drawn from the episode's own generator (reproducible), clipped to [-1, 1], and recorded."""
+    from tdmpc_lib import load_checkpoint
+
+    model = load_checkpoint("tdmpc-opt-mt30-1M")
+    runs = [rollout(["cartpole-balance"], 1, "prior", model, seed=5, max_steps=4, explore=False, progress=False,
+                    action_noise=noise) for noise in (0.0, 0.5, 0.5)]
+    clean, noisy, again = (r["action"][0, 1:, :1] for r in runs)
+    assert not np.allclose(clean, noisy) and np.array_equal(noisy, again)
+    assert (np.abs(noisy) <= 1).all()
+    res = collect(tmp_path / "s", "cartpole-balance", 1, "prior", model, seed=5, max_steps=4, action_noise=0.5,
+                  progress=False)
+    np.testing.assert_array_equal(open_store(res["store"]).action[1:5, :1], noisy)
+    assert open_store(res["store"]).manifest["segments"][0]["collected"]["action_noise"] == 0.5
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="action_noise must be a finite number >= 0"):
+            rollout(["cartpole-balance"], 1, "prior", model, max_steps=2, progress=False, action_noise=bad)

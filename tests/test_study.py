@@ -69,6 +69,18 @@ def test_figures_and_results_come_from_files(smoke):
     assert {"consistency_loss", "reward_loss", "value_loss", "distill_reward_loss"} <= set(st.losses["term"])
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
     assert list(st.quant["format"]) == ["fp32", *profiles.SMOKE.quant.formats]
+    # every arm of the study has every episode's return, and an rliable aggregate with a CI
+    arms = st.arms(profiles.SMOKE)
+    assert set(arms) == {"teacher", "random", "scratch", "d_coef 0.4", *profiles.SMOKE.quant.formats,
+                         *(f"d_coef 0.4 + latent {m}" for m in profiles.SMOKE.latent_modes)}
+    tasks = profiles.SMOKE.tasks.split(",")
+    assert all(sorted(a) == sorted(tasks) and all(len(v) == 1 for v in a.values()) for a in arms.values())
+    agg = st.aggregate(profiles.SMOKE)
+    assert all(g["iqm_ci"][0] <= g["iqm"] <= g["iqm_ci"][1] and g["tasks"] == len(tasks) for g in agg.values())
+    # the mechanism metric: held-out reward errors for every student, and the teacher's own
+    assert st.runs["reward_mse_true"].notna().all() and st.runs["reward_mse_teacher"].notna().all()
+    assert st.teachers["teacher_reward_mse_true"].notna().all()
+    assert (study_dir / "05_results" / "aggregate.json").is_file()
     viewer = json.loads((study_dir / "06_rollout_viewer" / "result.json").read_text())
     assert Path(viewer["mp4"]).stat().st_size > 0 and Path(viewer["gif"]).stat().st_size > 0
     assert viewer["rollout"]["steps"] == profiles.SMOKE.viewer.steps
@@ -114,7 +126,7 @@ def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
     ({"tasks": "walker-walk,walker-fly"}, "unknown task 'walker-fly' in parameter 'tasks'"),
     ({"episodes": 1.5}, "parameter 'episodes' must be int or None"),
     ({"protocol": "fast"}, "parameter 'protocol' must be one of clean, paper"),
-    ({"teacher": "mt30-2M"}, "neither an existing checkpoint file nor a hub name"),
+    ({"teacher": "mt30-2M"}, "neither an existing checkpoint file nor a bundled or hub name"),
     ({"epsiodes": 2}, "unknown parameter 'epsiodes' for 01_teacher"),
     ({"profile": "huge"}, "parameter 'profile' must be one of smoke, mini, paper"),
 ])
@@ -186,9 +198,14 @@ def test_profiles_plan_and_overrides():
     for prof in profiles.PROFILES.values():
         assert profiles.Profile.from_dict(prof.to_dict()) == prof
     mini = plan(profiles.MINI)
-    assert [e.member for e in mini["01_teacher"]] == ["auto", "train-1"]
+    assert [e.member for e in mini["01_teacher"]] == ["tdmpc-opt-mt30-1M"]
     members = {e.member for e in mini["02_distillation"]}
-    assert {"d0_s1", "d0.4_s1", "d0.4_s1_teacher-train-1"} <= members
+    assert members == {f"d{d}_s{s}" for d in ("0", "0.45", "0.9") for s in (1, 2, 3)}
+    latent = {e.member: e.after for e in mini["03_latent_ablation"]}
+    assert set(latent) == {f"{m}_s{s}" for m in ("none", "linear-frozen", "linear", "pca") for s in (1, 2, 3)}
+    assert latent["none_s2"] == ["02_distillation [d0.45_s2]"]  # reward-only = 02's run of that seed
+    assert latent["pca_s1"] == []  # a bundled teacher: students wait only on the dataset's lock
+    assert mini["04_quantization"][0].after == [f"02_distillation [d0.45_s{s}]" for s in (1, 2, 3)]
     paper = plan(profiles.PAPER)
     assert "d0.45_s1_1000000st" in {e.member for e in paper["02_distillation"]}
     key, value = profiles.parse_override(profiles.MINI, "d_coefs=0,0.45")
@@ -202,6 +219,13 @@ def test_profiles_plan_and_overrides():
         profiles.MINI.replace(tasks="walker-fly")  # caught before any notebook runs
     with pytest.raises(ParameterError, match="latent_modes"):
         profiles.MINI.replace(latent_modes=("linear", "pcaa"))
+    with pytest.raises(ParameterError, match="collected by the teacher"):
+        profiles.MINI.replace(teacher="train:1")  # the teacher's data cannot come from a teacher trained on it
+    with pytest.raises(ParameterError, match="data mixture entry 'prior-0.3'"):
+        profiles.MINI.replace(**{"data.mixture": ("random", "prior-0.3")})
+    with pytest.raises(ParameterError, match="num_elites <= num_samples"):
+        profiles.MINI.replace(**{"planner.num_elites": 500})
+    assert profiles.parse_mixture_entry("plan+0.25") == ("plan", 0.25)
     assert select("02,viewer") == ["02_distillation", "06_rollout_viewer"]
     with pytest.raises(ValueError, match="matches no notebook"):
         select("07")

@@ -3,7 +3,10 @@ episodes both as a public-format chunk file and into a memory-mapped store.
 
 Policies: 'plan' (MPPI with a checkpoint's world model), 'prior' (its policy prior), 'random'
 (uniform actions in [-1, 1] on the task's action dims, one generator per episode seeded from
-(seed, task id, k); no checkpoint needed). All episodes of
+(seed, task id, k); no checkpoint needed). `explore` samples the planner's / policy's own
+exploration noise; `action_noise` adds Gaussian noise of that std to every executed action
+(drawn from the episode's generator, then clipped to [-1, 1]), which degrades a competent policy
+into the mixed-quality episodes a replay buffer holds. All episodes of
 a run step in lockstep, one batched planner call per agent step (as in tdmpc_lib.evaluate).
 Episode k of a task starts from make_env(task, seed, episode=k)'s initial state, so episodes
 differ and a run is reproducible.
@@ -47,7 +50,8 @@ def _default_chunk_file(out: Path) -> Path:
 
 def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int = 1, device="cpu",
             precision: str = "fp32", max_steps: int | None = None, explore: bool = False,
-            task_set: str = "mt30", progress: bool = True) -> dict[str, np.ndarray]:
+            task_set: str = "mt30", progress: bool = True, action_noise: float = 0.0,
+            planner: PlannerConfig | None = None) -> dict[str, np.ndarray]:
     """Run len(tasks) * episodes episodes in lockstep; returns chunk-shaped numpy arrays
     obs (N, T+1, O), action (N, T+1, A), reward (N, T+1), task (N, T+1) int32, N ordered
     task-major (all episodes of tasks[0] first)."""
@@ -55,6 +59,8 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
 
     ts = get_task_set(task_set)
     steps = DMC_EPISODE_LENGTH if max_steps is None else int(max_steps)
+    if not (np.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise}")
     if not 1 <= steps <= DMC_EPISODE_LENGTH:
         raise ValueError(f"max_steps must lie in [1, {DMC_EPISODE_LENGTH}], got {max_steps}")
     pairs = [(t, k) for t in tasks for k in range(episodes)]
@@ -70,20 +76,22 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
         obs[i, 0, :o.shape[0]] = o
     # random actions: one generator per episode, so an episode does not depend on the others
     rngs = [np.random.Generator(np.random.PCG64([seed, ts.index(t), k])) for t, k in pairs]
-    planner = None
+    agent = None
     if policy != "random":
         dev = resolve_device(device)
         model = model.to(dev).eval()
         set_seed(seed)
-        planner = BatchedPlanner(model, dataclasses.replace(PlannerConfig(), mpc=policy == "plan"),
-                                 eval_mode=not explore, precision=precision)
+        agent = BatchedPlanner(model, dataclasses.replace(planner or PlannerConfig(), mpc=policy == "plan"),
+                               eval_mode=not explore, precision=precision)
         task_ids = torch.from_numpy(task[:, 0].astype(np.int64)).to(dev)
     for t in tqdm(range(steps), desc=f"collect ({policy})", unit="step", disable=not progress, file=sys.stderr):
-        if planner is None:
+        if agent is None:
             act = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
         else:
             t0 = torch.full((n,), t == 0, device=task_ids.device)
-            act = planner.act(torch.from_numpy(np.ascontiguousarray(obs[:, t])), task_ids, t0).float().cpu().numpy()
+            act = agent.act(torch.from_numpy(np.ascontiguousarray(obs[:, t])), task_ids, t0).float().cpu().numpy()
+            if action_noise > 0:
+                act = act + action_noise * np.stack([r.standard_normal(A) for r in rngs]).astype(np.float32)
         for i, env in enumerate(envs):
             a = np.zeros(A, np.float32)
             a[:env.action_dim] = np.clip(act[i, :env.action_dim], -1.0, 1.0)
@@ -109,7 +117,8 @@ def save_chunk(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
 
 def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, policy: str = "random",
             model=None, seed: int = 1, device="cpu", precision: str = "fp32", max_steps: int | None = None,
-            chunk_file: str | os.PathLike | None = None, explore: bool = False, progress: bool = True) -> dict:
+            chunk_file: str | os.PathLike | None = None, explore: bool = False, progress: bool = True,
+            action_noise: float = 0.0, planner: PlannerConfig | None = None) -> dict:
     """Roll out `policy` and write the episodes as a chunk file and a new store segment."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
@@ -125,7 +134,7 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
     names = get_task_set("mt30").resolve(tasks)  # environments exist for the MT30 tasks only
     out = Path(out)
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
-                     task_set, progress)
+                     task_set, progress, action_noise, planner)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)
     save_chunk(arrays, chunk)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +147,8 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
                         f"cannot add {task_set} episodes of {length} rows (chunk kept at {chunk})")
     source = {"source": chunk.name, "source_sha256": file_sha256(chunk), "source_bytes": chunk.stat().st_size,
               "collected": {"policy": policy, "seed": seed, "tasks": names, "episodes": episodes,
-                            "explore": explore, "precision": precision,
+                            "explore": explore, "action_noise": action_noise, "precision": precision,
+                            "planner": dataclasses.asdict(planner) if planner else None,
                             "checkpoint": (getattr(model, "checkpoint_info", None) or {}).get("path")}}
     seg = append_episodes(out, manifest, arrays, arrays["obs"].shape[0], source, progress=False)
     rets = arrays["reward"][:, 1:].sum(axis=1).reshape(len(names), episodes)  # task-major order

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..evaluate import POLICIES, PRECISIONS, PROTOCOLS, EvalConfig
 from ..tasks import MT30
 from ..train.config import LATENT_MODES, SCHEDULES, DistillConfig, TrainConfig
-from .profiles import Profile, QuantConfig, ViewerConfig, load_profile
+from .profiles import Profile, QuantConfig, ViewerConfig, load_profile, parse_mixture_entry
 
 RESULT_FILE = "result.json"
 QUANT_FORMATS = ("fp16", "bf16", "int8", "paper-int8", "paper-mixed")
@@ -58,9 +58,9 @@ _TRAIN = {"teacher": (DistillConfig, "teacher"), "student_size": (TrainConfig, "
           "seed": (TrainConfig, "seed"), "eval_freq": (TrainConfig, None)}
 NOTEBOOKS: dict[str, dict[str, tuple[type, str | None]]] = {
     "01_teacher": {**_COMMON, "teacher": (DistillConfig, "teacher"), "tasks": (EvalConfig, "tasks"),
-                   "episodes": (EvalConfig, "episodes"), "seed": (EvalConfig, "seed"),
+                   "episodes": (EvalConfig, "teacher_episodes"), "seed": (EvalConfig, "seed"),
                    "protocol": (EvalConfig, "protocol"), "policy": (EvalConfig, "policy"),
-                   "precision": (EvalConfig, "precision")},
+                   "precision": (EvalConfig, "teacher_precision")},
     "02_distillation": {**_COMMON, **_TRAIN},
     "03_latent_ablation": {**_COMMON, **_TRAIN, "latent": (DistillConfig, None),
                            "latent_coef": (DistillConfig, "latent_coef"),
@@ -179,10 +179,10 @@ def _check_choice(name: str, value, choices) -> None:
 
 def check_checkpoint_spec(name: str, value: str | None, allow_train: bool) -> None:
     """A teacher/checkpoint: a hub name, an existing file, and for teachers 'auto'/'train:SIZE'."""
-    from ..checkpoint import HUB_CHECKPOINTS
+    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS
     from ..config import PRESETS
 
-    if value is None or value in HUB_CHECKPOINTS or Path(value).is_file():
+    if value is None or value in HUB_CHECKPOINTS or value in BUNDLED_CHECKPOINTS or Path(value).is_file():
         return
     if allow_train and value == "auto":
         return
@@ -194,8 +194,8 @@ def check_checkpoint_spec(name: str, value: str | None, allow_train: bool) -> No
         raise ParameterError(f"parameter {name!r}: unknown preset in {value!r}; presets are "
                              f"{', '.join(map(str, PRESETS))}")
     extra = ", 'auto', 'train:SIZE'" if allow_train else ""
-    raise ParameterError(f"parameter {name!r}: {value!r} is neither an existing checkpoint file nor a hub name "
-                         f"({', '.join(HUB_CHECKPOINTS)}{extra})")
+    raise ParameterError(f"parameter {name!r}: {value!r} is neither an existing checkpoint file nor a bundled or "
+                         f"hub name ({', '.join([*BUNDLED_CHECKPOINTS, *HUB_CHECKPOINTS])}{extra})")
 
 
 def check_values(values: dict) -> None:
@@ -268,9 +268,33 @@ def check_profile(profile: Profile) -> None:
         if not p.seeds:
             raise ParameterError("profile field 'seeds' is empty")
         _check_choice("data.source", p.data.source, DATA_SOURCES)
-        if p.data.source == "collect":
+        if p.data.source == "collect" or p.data.heldout:
             _check_tasks("data.tasks", p.data.tasks)
-            _check_choice("data.policy", p.data.policy, ("random",))
+        entries = (p.data.mixture if p.data.source == "collect" else ()) + p.data.heldout
+        for entry in entries:
+            try:
+                policy, _ = parse_mixture_entry(entry)
+            except ValueError as e:
+                raise ParameterError(str(e)) from None
+            if policy != "random" and (p.teacher == "auto" or p.teacher.startswith("train:")):
+                raise ParameterError(f"data entry {entry!r} is collected by the teacher, so 'teacher' must be a "
+                                     f"checkpoint file, a bundled or a hub name, not {p.teacher!r} (a teacher "
+                                     f"trained here needs the data first)")
+        for key in ("episodes", "heldout_episodes"):
+            if getattr(p.data, key) < 1:
+                raise ParameterError(f"profile field 'data.{key}' must be at least 1, got {getattr(p.data, key)}")
+        if p.teacher_episodes < 1:
+            raise ParameterError(f"profile field 'teacher_episodes' must be at least 1, got {p.teacher_episodes}")
+        _check_choice("teacher_precision", p.teacher_precision, PRECISIONS)
+        if not (0 < p.lr < 1):
+            raise ParameterError(f"profile field 'lr' must lie in (0, 1), got {p.lr}")
+        pc = p.planner
+        if min(pc.horizon, pc.iterations, pc.num_samples, pc.num_elites) < 1 or pc.num_pi_trajs < 0:
+            raise ParameterError("profile field 'planner': horizon, iterations, num_samples and num_elites must be "
+                                 "at least 1 and num_pi_trajs at least 0")
+        if not pc.num_pi_trajs < pc.num_samples or pc.num_elites > pc.num_samples:
+            raise ParameterError(f"profile field 'planner': need num_pi_trajs < num_samples and num_elites <= "
+                                 f"num_samples, got {pc.num_pi_trajs}, {pc.num_samples}, {pc.num_elites}")
     except ParameterError as e:
         raise ParameterError(f"profile '{p.name}': {e}") from None
 

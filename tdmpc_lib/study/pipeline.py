@@ -1,16 +1,23 @@
 """The study's building blocks, each idempotent and safe to call from parallel notebooks:
 
     ensure_dataset(profile, study_dir)           -> Path of the profile's dataset store
-    resolve_teacher(profile, study_dir, spec)    -> TeacherInfo (hub / file / trained here)
+    ensure_heldout(profile, study_dir)           -> Path of the held-out episodes (or None)
+    resolve_teacher(profile, study_dir, spec)    -> TeacherInfo (bundled / hub / file / trained here)
     student_config(profile, study_dir, ...)      -> TrainConfig of a student run (its folder is
                                                     keyed by the config, so identical runs of two
                                                     notebooks are trained once)
-    run_student(cfg)                             -> the run's record (trains, resumes or reuses)
+    run_student(cfg, teacher, profile, study_dir) -> the run's record (trains, resumes or reuses;
+                                                    evaluates the final model; held-out reward error)
+    evaluate_checkpoint(profile, ckpt, out)      -> the study's evaluation of a checkpoint (cached)
+    random_floor(profile, out)                   -> a uniform random policy on the same initial states
+    heldout_reward_error(profile, study_dir, ckpt, out) -> the reward head on the held-out episodes
     default_student(profile, study_dir)          -> record of the profile's default distilled run
 
 Folders under the study folder (runs/<profile>/): data/ (the store and its teacher-target
-caches), teachers/train-SIZE/ (teachers trained here), train/<key>/ (student runs: config.json,
-metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json). A file lock guards
+caches), heldout/ (episodes no student trains on, and the teacher's predictions on them),
+teachers/train-SIZE/ (teachers trained here), train/<key>/ (student runs: config.json,
+metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json, final_eval.json,
+heldout_reward_error.json). A file lock guards
 each of them, so parallel sweep members wait for a shared dataset or teacher instead of racing.
 """
 from __future__ import annotations
@@ -25,6 +32,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
 from .profiles import Profile
@@ -52,37 +60,84 @@ def _write_json(path: Path, obj) -> None:
 
 
 # ---------------------------------------------------------------------------- data
-def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path:
-    """Make the profile's dataset once (synthetic, collected with dm_control, or converted from
-    the hub's chunks) under <study_dir>/data; later calls return at once."""
-    study_dir = Path(study_dir)
-    path = study_dir / "data"
-    spec = dataclasses.asdict(profile.data)
-    with locked(study_dir / ".data.lock"):
+def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed: int, progress: bool) -> None:
+    """Collect `episodes` per task of every mixture entry into the store at `path`; entry i uses
+    environment seed `seed + i`, so no two entries (and no evaluation, seed profile.seed) share
+    initial states."""
+    from ..checkpoint import load_checkpoint
+    from ..data import collect
+    from .profiles import parse_mixture_entry
+
+    d, model = profile.data, None
+    for i, entry in enumerate(entries):
+        policy, noise = parse_mixture_entry(entry)
+        if policy != "random" and model is None:
+            model = load_checkpoint(resolve_teacher(profile, path.parent, progress=progress).path)
+        collect(path, d.tasks, episodes, policy, None if policy == "random" else model, seed=seed + i,
+                precision=profile.teacher_precision, max_steps=d.max_steps, explore=policy != "random",
+                action_noise=noise, planner=profile.planner, progress=progress)
+
+
+def _made_once(path: Path, lock: Path, spec: dict, make) -> Path:
+    """Run make() into `path` unless a finished store of the same spec is there (file lock;
+    a half-made or different earlier store is removed first)."""
+    with locked(lock):
         stamp = path / DATA_STAMP
         if stamp.is_file() and json.loads(stamp.read_text()).get("spec") == spec:
             return path
-        d = profile.data
-        if d.source == "hub":  # convert_chunks resumes a half-converted store by itself
-            from ..data import convert_chunks, download_chunks
-            convert_chunks(download_chunks("mt30", d.chunks), path, trust_pickle=True, progress=progress)
-        else:
-            if path.exists():  # an interrupted or different earlier attempt
-                shutil.rmtree(path)
-            if d.source == "synthetic":
-                from ..data.benchmark_support import make_synthetic_store
-                make_synthetic_store(path, rows=d.rows, episode_length=d.episode_length, seed=d.seed,
-                                     progress=progress)
-            elif d.source == "collect":
-                from ..data import collect
-                collect(path, d.tasks, d.episodes, d.policy, seed=d.seed, max_steps=d.max_steps, progress=progress)
-            else:
-                raise ValueError(f"unknown data source {d.source!r}; choose synthetic, collect or hub")
+        make()
         from ..data import open_store
         store = open_store(path)
         _write_json(stamp, {"spec": spec, "rows": store.num_rows, "episodes": store.num_episodes})
         store.close()
     return path
+
+
+def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path:
+    """Make the profile's dataset once (synthetic, collected with dm_control, or converted from
+    the hub's chunks) under <study_dir>/data; later calls return at once."""
+    study_dir = Path(study_dir)
+    path, d = study_dir / "data", profile.data
+    spec = {**dataclasses.asdict(d), "teacher": profile.teacher, "planner": dataclasses.asdict(profile.planner)}
+
+    def make() -> None:
+        if d.source == "hub":  # convert_chunks resumes a half-converted store by itself
+            from ..data import convert_chunks, download_chunks
+            files = list(d.chunk_files) if d.chunk_files else download_chunks("mt30", d.chunks)
+            convert_chunks(files, path, trust_pickle=True, progress=progress)
+            return
+        if path.exists():  # an interrupted or different earlier attempt
+            shutil.rmtree(path)
+        if d.source == "synthetic":
+            from ..data.benchmark_support import make_synthetic_store
+            make_synthetic_store(path, rows=d.rows, episode_length=d.episode_length, seed=d.seed, progress=progress)
+        elif d.source == "collect":
+            _collect_entries(profile, path, d.mixture, d.episodes, d.seed, progress)
+        else:
+            raise ValueError(f"unknown data source {d.source!r}; choose synthetic, collect or hub")
+
+    return _made_once(path, study_dir / ".data.lock", spec, make)
+
+
+HELDOUT_SEED_OFFSET = 1000  # held-out episodes use environment seeds data.seed + 1000 + i
+
+
+def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path | None:
+    """The held-out episodes (<study_dir>/heldout, collected once), or None when the profile has none."""
+    d = profile.data
+    if not d.heldout:
+        return None
+    study_dir = Path(study_dir)
+    path = study_dir / "heldout"
+    spec = {"tasks": d.tasks, "heldout": list(d.heldout), "episodes": d.heldout_episodes, "seed": d.seed,
+            "max_steps": d.max_steps, "teacher": profile.teacher, "planner": dataclasses.asdict(profile.planner)}
+
+    def make() -> None:
+        if path.exists():
+            shutil.rmtree(path)
+        _collect_entries(profile, path, d.heldout, d.heldout_episodes, d.seed + HELDOUT_SEED_OFFSET, progress)
+
+    return _made_once(path, study_dir / ".heldout.lock", spec, make)
 
 
 def dataset_info(study_dir: str | Path) -> dict:
@@ -122,10 +177,11 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
                     threads: int = 0, progress: bool = False) -> TeacherInfo:
     """Turn a teacher spec into a checkpoint file, training the teacher here when asked.
 
-    'auto' -> the profile's teacher_hub when it is already in the local cache (no download),
-    otherwise 'train:<teacher_size>'. 'train:SIZE' -> a SIZE preset trained on the profile's
+    A bundled name ('tdmpc-opt-mt30-1M') -> the released checkpoint shipped in the package
+    (sha256-checked). 'auto' -> the profile's teacher_hub when it is already in the local cache
+    (no download), otherwise 'train:<teacher_size>'. 'train:SIZE' -> a SIZE preset trained on the profile's
     dataset for teacher_steps updates (once; resumed after an interruption)."""
-    from ..checkpoint import HUB_CHECKPOINTS, download_checkpoint
+    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS, bundled_checkpoint, download_checkpoint
 
     spec = spec or profile.teacher
     if spec == "auto":
@@ -136,6 +192,8 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
         asked = "auto"
     else:
         asked = spec
+    if spec in BUNDLED_CHECKPOINTS:
+        return TeacherInfo(asked, bundled_checkpoint(spec), "bundled", f"{spec} (released, bundled)")
     if spec in HUB_CHECKPOINTS:
         return TeacherInfo(asked, download_checkpoint(spec), "hub", f"{spec} (hub)")
     if not spec.startswith("train:"):
@@ -201,7 +259,9 @@ def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | No
                    steps: int | None = None, seed: int | None = None, device: str | None = None, threads: int = 0,
                    eval_freq: int | None = None, progress: bool = False) -> tuple[TrainConfig, TeacherInfo | None]:
     """The TrainConfig of one student run (values left at None come from the profile). d_coef 0
-    without a latent term is the from-scratch baseline: no teacher at all."""
+    without a latent term is the from-scratch baseline: no teacher at all. The final model is
+    evaluated by `run_student` (every episode's return kept); the trainer evaluates only for
+    learning curves (eval_points > 1), with the policy the profile names."""
     p = profile
     study_dir = Path(study_dir)
     d_coef = p.d_coef if d_coef is None else float(d_coef)
@@ -216,13 +276,13 @@ def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | No
                             pca_samples=pca_samples or p.pca_samples,
                             cache="auto" if (info and p.teacher_cache and d_coef > 0) else None)
     if eval_freq is None:
-        eval_freq = max(1, steps // max(1, p.eval_points))
+        eval_freq = steps // p.eval_points if p.eval_points > 1 else 0
     cfg = TrainConfig(data=str(ensure_dataset(p, study_dir)), out="", student_size=student_size or p.student_size,
-                      batch_size=batch_size or p.batch_size, steps=steps, seed=p.seeds[0] if seed is None else seed,
-                      device=device, threads=threads, eval_freq=eval_freq, eval_final=True, eval_tasks=p.tasks,
-                      eval_episodes=p.episodes, eval_protocol=p.protocol, eval_policy=p.policy,
-                      checkpoint_freq=max(1, steps // 4), keep_checkpoints=1, log_freq=max(1, steps // 50),
-                      progress=progress, distill=distill)
+                      lr=p.lr, batch_size=batch_size or p.batch_size, steps=steps,
+                      seed=p.seeds[0] if seed is None else seed, device=device, threads=threads, eval_freq=eval_freq,
+                      eval_final=False, eval_tasks=p.tasks, eval_episodes=p.episodes, eval_protocol=p.protocol,
+                      eval_policy=p.policy, eval_planner=p.planner, checkpoint_freq=max(1, steps // 4), keep_checkpoints=1,
+                      log_freq=max(1, steps // 50), progress=progress, distill=distill)
     name = (f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size))
     name += f"_{'scratch' if not info else 'd' + format(distill.d_coef, 'g')}"
     if latent != "none":
@@ -231,13 +291,121 @@ def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | No
     return dataclasses.replace(cfg, out=str(study_dir / "train" / name)), info
 
 
-def run_student(cfg: TrainConfig, teacher: TeacherInfo | None = None) -> dict:
-    """Train (or resume, or reuse) the run and return its record: paths, final score, per-task
-    scores, the evaluation curve and the config."""
+def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile, study_dir: str | Path) -> dict:
+    """Train (or resume, or reuse) the run, evaluate its final model as the profile says and
+    measure its reward head on the held-out episodes; returns the run's record (paths, every
+    episode's return, per-task scores, reward-prediction errors, the evaluation curve, config)."""
     _ensure_teacher_cache(cfg)
     run_dir = Path(cfg.out)
     summary = _train_once(cfg, run_dir)
+    evaluate_checkpoint(profile, summary["model"], run_dir / "final_eval.json", device=cfg.device)
+    heldout_reward_error(profile, study_dir, summary["model"], run_dir / "heldout_reward_error.json",
+                         device=cfg.device)
     return run_record(run_dir, teacher, summary)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def eval_config(profile: Profile, *, episodes: int | None = None, device: str | None = None,
+                precision: str | None = None) -> EvalConfig:
+    """The study's evaluation: the profile's tasks, seed, protocol, policy and MPPI settings."""
+    return EvalConfig(tasks=profile.tasks, episodes=episodes or profile.episodes, seed=profile.seed,
+                      protocol=profile.protocol, policy=profile.policy, device=device or profile.device,
+                      precision=precision or profile.precision, planner=profile.planner)
+
+
+def _cached(path: Path, key: str) -> dict | None:
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if old.get("key") == key:
+            return old
+    return None
+
+
+def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, episodes: int | None = None,
+                        device: str | None = None, precision: str | None = None, model=None,
+                        cfg: EvalConfig | None = None, progress: bool = False) -> dict:
+    """Evaluate a checkpoint (or an already loaded `model` of it) with the study's evaluation
+    (or `cfg`); the result (tdmpc_lib.evaluate's JSON: every episode's return) is written to
+    `out` and reused while the evaluation settings and the checkpoint's sha256 are unchanged."""
+    from ..checkpoint import load_checkpoint
+
+    cfg = cfg or eval_config(profile, episodes=episodes, device=device, precision=precision)
+    model = model if model is not None else load_checkpoint(checkpoint, device=cfg.device)
+    key = fingerprint({"eval": dataclasses.asdict(cfg), "sha256": model.checkpoint_info["sha256"]})
+    out = Path(out)
+    cached = _cached(out, key)
+    if cached is not None:
+        return cached
+    result = {**evaluate(model, cfg, progress=progress), "key": key}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(out, result)
+    return result
+
+
+def random_floor(profile: Profile, out: str | Path, episodes: int | None = None) -> dict:
+    """The floor: a uniform random policy on the evaluation's tasks and initial states (episode k
+    of a task starts where the evaluation's episode k does). Same result layout as `evaluate`."""
+    from ..data.collect import rollout
+    from ..evaluate import normalized_score
+    from ..tasks import get_task_set
+
+    episodes = episodes or profile.teacher_episodes
+    tasks = get_task_set("mt30").resolve(profile.tasks)
+    key = fingerprint({"tasks": tasks, "episodes": episodes, "seed": profile.seed, "policy": "random"})
+    out = Path(out)
+    cached = _cached(out, key)
+    if cached is not None:
+        return cached
+    arrays = rollout(tasks, episodes, "random", seed=profile.seed, progress=False)
+    returns = arrays["reward"][:, 1:].sum(axis=1).reshape(len(tasks), episodes)  # task-major
+    per_task = {t: {"returns": [round(float(r), 4) for r in returns[i]], "mean": float(returns[i].mean()),
+                    "score": float(returns[i].mean()) / 10} for i, t in enumerate(tasks)}
+    result = {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}), "tasks": per_task,
+              "policy": "random", "protocol": "random", "seed": profile.seed, "episodes": episodes, "key": key}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(out, result)
+    return result
+
+
+def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
+                         device: str = "cpu") -> dict | None:
+    """The reward head of `checkpoint` on the held-out episodes: error against the true rewards
+    and against the profile's teacher (tdmpc_lib.reward_error), cached in `out`. None when the
+    profile has no held-out set."""
+    import numpy as np
+
+    from ..checkpoint import cached_file_sha256, load_checkpoint
+    from ..data import open_store
+    from ..reward_error import reward_error, reward_predictions
+    from ..tasks import get_task_set
+
+    heldout = ensure_heldout(profile, study_dir)
+    if heldout is None:
+        return None
+    teacher = resolve_teacher(profile, study_dir, device=device)
+    stamp = json.loads((heldout / DATA_STAMP).read_text())
+    key = fingerprint({"heldout": stamp, "teacher": cached_file_sha256(teacher.path),
+                       "model": cached_file_sha256(checkpoint)})
+    out = Path(out)
+    cached = _cached(out, key)
+    if cached is not None:
+        return cached
+    store = open_store(heldout)
+    teacher_file = heldout / f"teacher_reward_{cached_file_sha256(teacher.path)[:12]}.npy"
+    with locked(heldout.parent / ".heldout.lock"):
+        if not teacher_file.is_file():
+            np.save(teacher_file.with_suffix(".tmp.npy"), reward_predictions(load_checkpoint(teacher.path), store,
+                                                                            device=device)["predicted"])
+            os.replace(teacher_file.with_suffix(".tmp.npy"), teacher_file)
+    names = list(get_task_set(store.task_set).tasks)
+    result = {**reward_error(load_checkpoint(checkpoint), store, np.load(teacher_file), names, device=device),
+              "teacher": teacher.label, "heldout": str(heldout), "key": key}
+    store.close()
+    _write_json(out, result)
+    return result
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -263,24 +431,35 @@ def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary:
     summary = summary or json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     evals = read_csv(run_dir / "eval.csv")
-    last = evals[-1] if evals else {}
+    final = _read_json(run_dir / "final_eval.json") or {}
     tc = config["train_config"]
     return {"run_dir": str(run_dir), "checkpoint": summary["model"], "steps": summary["steps"],
             "train_s": summary.get("train_s"), "student_params": summary.get("student_params"),
-            "normalized_score": last.get("normalized_score"),
-            "task_scores": {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("score/")},
+            "normalized_score": final.get("normalized_score"),
+            "task_scores": {t: v["score"] for t, v in final.get("tasks", {}).items()},
+            "returns": {t: v["returns"] for t, v in final.get("tasks", {}).items()},
+            "reward_error": _read_json(run_dir / "heldout_reward_error.json"),
             "curve": [{"step": int(r["step"]), "normalized_score": r["normalized_score"]} for r in evals],
             "d_coef": tc["distill"]["d_coef"] if tc["distill"]["teacher"] else 0.0,
             "latent": tc["distill"]["latent"], "schedule": tc["distill"]["schedule"], "seed": tc["seed"],
             "batch_size": tc["batch_size"], "student_size": tc["student_size"],
             "teacher": dataclasses.asdict(teacher) if teacher else None,
             "teacher_params": (config.get("teacher") or {}).get("params"),
-            "eval": {k: tc[k] for k in ("eval_tasks", "eval_episodes", "eval_protocol", "eval_policy")},
+            "eval": {k: final.get(k) for k in ("protocol", "policy", "seed", "episodes", "precision")}
+            | {"planner": (final.get("eval_config") or {}).get("planner")},
             "metrics_csv": str(run_dir / "metrics.csv"), "eval_csv": str(run_dir / "eval.csv")}
 
 
-def default_student(profile: Profile, study_dir: str | Path, device: str | None = None, threads: int = 0) -> dict:
-    """The profile's default distilled student (d_coef = profile.d_coef, first seed, the
-    default teacher): reused when notebook 02 trained it, trained here otherwise."""
-    cfg, info = student_config(profile, study_dir, device=device, threads=threads)
-    return run_student(cfg, info)
+def default_student(profile: Profile, study_dir: str | Path, device: str | None = None, threads: int = 0,
+                    seed: int | None = None) -> dict:
+    """The profile's default distilled student (d_coef = profile.d_coef, the default teacher;
+    the first seed unless `seed` is given): reused when notebook 02 trained it, trained here otherwise."""
+    cfg, info = student_config(profile, study_dir, device=device, threads=threads, seed=seed)
+    return run_student(cfg, info, profile, study_dir)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -17,10 +17,11 @@ import seaborn as sns
 
 from . import paper
 from .profiles import Profile
-from .results import Study, loss_columns, read_metrics
+from .results import Study, arm_label, loss_columns, read_metrics
 
 OURS, PAPER, SCRATCH = "#1f77b4", "#7f7f7f", "#d62728"
-FIGURES = ("score_vs_dcoef", "score_vs_steps", "teacher_size", "latent_ablation", "quantization", "task_heatmap")
+FIGURES = ("score_vs_dcoef", "reward_error", "latent_ablation", "quantization", "task_heatmap", "score_vs_steps",
+           "teacher_size")
 
 
 def theme() -> None:
@@ -89,24 +90,52 @@ def _default_runs(study: Study) -> pd.DataFrame:
     return r[(r["latent"] == "none") & r["default_teacher"].astype(bool)]
 
 
+TEACHER, FLOOR = "#2ca02c", "#8c564b"
+
+
+def _ci_panel(ax, agg: dict, arms: list[str], names: list[str] | None = None) -> bool:
+    """IQM (filled circle) and mean (open square) of each arm with 95% stratified-bootstrap CIs;
+    the teacher (ceiling) and the random policy (floor) as lines with CI bands. False when none
+    of `arms` has results."""
+    arms = [a for a in arms if a in agg]
+    if not arms:
+        return False
+    for name, color in (("teacher", TEACHER), ("random", FLOOR)):
+        if name in agg:
+            g = agg[name]
+            what = "teacher (ceiling)" if name == "teacher" else "random policy (floor)"
+            ax.axhline(g["iqm"], color=color, lw=1.2, ls="--", label=f"{what}: IQM {g['iqm']:.1f}")
+            ax.axhspan(*g["iqm_ci"], color=color, alpha=0.12, lw=0)
+    for i, a in enumerate(arms):
+        g = agg[a]
+        for dx, key, marker, face, label in ((-0.12, "iqm", "o", OURS, "IQM"), (0.12, "mean", "s", "white", "mean")):
+            lo, hi = g[f"{key}_ci"]
+            ax.errorbar(i + dx, g[key], yerr=[[g[key] - lo], [hi - g[key]]], fmt=marker, color=OURS, mfc=face,
+                        capsize=3, ms=6, label=f"{label} [95% CI]" if i == 0 else None)
+        ax.text(i, g["iqm_ci"][1], f"{g['iqm']:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(arms)), names or arms)
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_ylabel("normalized score (return / 10)")
+    ax.legend(fontsize=7, loc="best")
+    return True
+
+
+def _runs_note(agg: dict, arms: list[str]) -> str:
+    a = next((x for x in arms if x in agg), None)
+    return f"{agg[a]['runs']} runs (seeds x episodes) x {agg[a]['tasks']} tasks per arm" if a else ""
+
+
 # ---------------------------------------------------------------------------- figures
 def score_vs_dcoef(study: Study, profile: Profile, out_dir=None):
-    """Score against d_coef (sweep length), seeds as points, mean as line; scratch dashed."""
-    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.2))
-    r = _default_runs(study)
-    r = r[r["steps"] == profile.steps] if len(r) else r
-    if len(r) and r["normalized_score"].notna().any():
-        sns.stripplot(data=r, x="d_coef", y="normalized_score", ax=ax, color=OURS, size=7, jitter=False,
-                      native_scale=True)
-        mean = r.groupby("d_coef")["normalized_score"].mean()
-        ax.plot(mean.index, mean.values, color=OURS, lw=1.5, label="mean over seeds")
-        if 0.0 in mean.index:
-            ax.axhline(mean.loc[0.0], color=SCRATCH, ls="--", lw=1, label="from scratch (d_coef 0)")
-        ax.legend(fontsize=8)
-        ax.set_xlabel("d_coef (reward distillation coefficient)")
-        ax.set_ylabel("normalized score")
+    """Score against d_coef (the sweep's length): IQM and mean with 95% CIs over seeds x
+    episodes, the teacher and the random floor as references; the paper's Table 1 beside."""
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.4))
+    agg = study.aggregate(profile)
+    arms = ["scratch" if d == 0 else f"d_coef {d:g}" for d in sorted(profile.d_coefs)]
+    if _ci_panel(ax, agg, arms):
+        ax.set_xlabel("reward-distillation coefficient (d_coef 0 = from scratch, no teacher)")
         ax.set_title(_ours_title(profile, f"{profile.steps:,} updates, batch {profile.batch_size}, "
-                                          f"{len(profile.seeds)} seed(s)"), fontsize=9)
+                                          f"{len(profile.seeds)} seed(s); {_runs_note(agg, arms)}"), fontsize=8)
     else:
         _empty(ax, "d_coef runs")
     d = pd.DataFrame({"d_coef": list(paper.TABLE1_DCOEF), "score": list(paper.TABLE1_DCOEF.values())})
@@ -114,7 +143,8 @@ def score_vs_dcoef(study: Study, profile: Profile, out_dir=None):
     axp.axhline(paper.TABLE1_DCOEF[0.0], color=SCRATCH, ls="--", lw=1, label="no distillation")
     for x, y in zip(d["d_coef"], d["score"]):
         axp.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-    axp.set_title(f"paper, Table 1 (317M teacher, batch 256, {paper.TABLE1_STEPS // 1000}K updates)", fontsize=9)
+    axp.set_title(f"paper, Table 1 (317M teacher, batch 256, {paper.TABLE1_STEPS // 1000}K updates; "
+                  f"one run each, no CI)", fontsize=8)
     _plain_axes(ax, axp)
     axp.set_xlabel("d_coef")
     axp.set_ylabel("MT30 normalized score")
@@ -202,24 +232,19 @@ LATENT_NAMES = {"none": "reward only", "linear-frozen": "+ latent,\nfrozen linea
 
 
 def latent_ablation(study: Study, profile: Profile, out_dir=None):
-    """Reward-only vs reward + next-state latent (frozen / trained linear projection, PCA)."""
-    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.2))
-    r = study.runs
-    if len(r):
-        r = r[(r["notebook"] == "03_latent_ablation")].drop_duplicates("run_dir")
-    if len(r) and r["normalized_score"].notna().any():
-        r = r.assign(mode=pd.Categorical(r["latent"], LATENT_ORDER, ordered=True)).sort_values("mode")
-        r = r.assign(name=r["latent"].map(LATENT_NAMES))
-        sns.barplot(data=r, x="name", y="normalized_score", ax=ax, color=OURS, errorbar=None)
-        ax.set_ylim(0, 1.4 * max(1e-6, float(r["normalized_score"].max())))  # room for the labels
-        for i, (_, row) in enumerate(r.groupby("mode", observed=True).first().iterrows()):
-            txt = f"{row['normalized_score']:.2f}"
-            if row.get("pca_explained_variance") is not None and not pd.isna(row.get("pca_explained_variance")):
-                txt += f"\nPCA keeps {100 * row['pca_explained_variance']:.0f}%\nof the variance"
-            ax.text(i, row["normalized_score"], txt, ha="center", va="bottom", fontsize=7)
-        ax.set_xlabel("")
-        ax.set_ylabel("normalized score")
-        ax.set_title(_ours_title(profile, f"d_coef {profile.d_coef:g}, {profile.steps:,} updates"), fontsize=9)
+    """Reward-only vs reward + next-state latent (frozen / trained linear projection, PCA):
+    IQM and mean with 95% CIs, teacher and floor as references; the paper's rows beside."""
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.4))
+    agg = study.aggregate(profile)
+    base = f"d_coef {profile.d_coef:g}" if profile.d_coef else "scratch"
+    arms = [base if m == "none" else f"{base} + latent {m}" for m in LATENT_ORDER]
+    names = [LATENT_NAMES[m] for m in LATENT_ORDER]
+    present = [n for a, n in zip(arms, names) if a in agg]
+    if _ci_panel(ax, agg, arms, present):
+        pca = study.runs[study.runs["latent"] == "pca"]["pca_explained_variance"].dropna() if len(study.runs) else []
+        extra = f"; PCA keeps {100 * float(np.mean(pca)):.0f}% of the variance" if len(pca) else ""
+        ax.set_title(_ours_title(profile, f"d_coef {profile.d_coef:g}, {profile.steps:,} updates, "
+                                          f"{len(profile.seeds)} seed(s){extra}"), fontsize=8)
     else:
         _empty(ax, "latent ablation runs")
     names = [LATENT_NAMES[k] for k in paper.TABLE1_LATENT]
@@ -233,55 +258,102 @@ def latent_ablation(study: Study, profile: Profile, out_dir=None):
 
 
 def quantization(study: Study, profile: Profile, out_dir=None):
-    """Size, output error, latency and score per format (paper-int8 for contrast)."""
+    """Size, output error and latency per format (means over the distilled students' seeds), and
+    the MPPI score with 95% CIs (fp32 = the students as trained); paper-int8 for contrast."""
     q = study.quant
-    fig, axes = plt.subplots(1, 4, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 1, 1, 1.6]})
     if not len(q):
         for a in axes:
             _empty(a, "quantization table")
     else:
-        pal = dict(zip(q["format"], sns.color_palette("deep", len(q))))
+        formats = list(dict.fromkeys(q["format"]))
+        means = q.groupby("format", sort=False)[["size_ratio", "err_reward_max", "latency_ms"]].mean().loc[formats]
+        pal = dict(zip(formats, sns.color_palette("deep", len(formats))))
         panels = (("size_ratio", "file size (fraction of fp32)", False),
                   ("err_reward_max", "max |reward error| vs fp32", True),
-                  ("latency_ms", f"one agent step (ms, {int(q['latency_envs'].iloc[0])} env)", False),
-                  ("normalized_score", "normalized score", False))
+                  ("latency_ms", f"one agent step (ms, {int(q['latency_envs'].iloc[0])} env)", False))
         for a, (col, title, log) in zip(axes, panels):
-            vals = q[col].astype(float)
+            vals = means[col].astype(float)
             if log:
                 vals = vals.clip(lower=1e-9)
-            sns.barplot(x=q["format"], y=vals, hue=q["format"], palette=pal, ax=a, legend=False)
+            sns.barplot(x=formats, y=vals.values, hue=formats, palette=pal, ax=a, legend=False)
             if log:
                 a.set_yscale("log")
             a.set_title(title, fontsize=9)
-            a.set_xlabel("")
-            a.set_ylabel("")
             a.tick_params(axis="x", rotation=30, labelsize=8)
         axes[0].axhline(paper.FP16_BYTES / paper.FP32_BYTES_APPROX, color=PAPER, ls=":", lw=1,
                         label="paper's fp16 file / fp32")
         axes[0].legend(fontsize=7)
-    _label(fig, profile, "Post-training quantization trade-off", extra=paper.QUANT_NOTE)
+        agg = dict(study.aggregate(profile))
+        default = f"d_coef {profile.d_coef:g}"
+        if default in agg:
+            agg["fp32"] = agg[default]  # the fp32 row is the distilled students as trained
+        if not _ci_panel(axes[3], agg, formats):
+            _empty(axes[3], "quantized evaluations")
+        axes[3].tick_params(axis="x", rotation=30, labelsize=8)
+        axes[3].set_title(f"MPPI score ({_runs_note(agg, formats)})", fontsize=8)
+    _label(fig, profile, "Post-training quantization of the distilled student", extra=paper.QUANT_NOTE)
     return fig, _finish(fig, out_dir, "quantization")
 
 
+def reward_error(study: Study, profile: Profile, out_dir=None):
+    """The mechanism, without planning: each student's reward-prediction error on the held-out
+    episodes against the true reward and against the teacher's reward head (mean over seeds,
+    95% bootstrap CI across seeds)."""
+    from . import stats
+
+    r = study.runs
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.steps)].drop_duplicates("run_dir") if len(r) else r
+    if len(r) and r["reward_mse_true"].notna().any():
+        r = r.assign(arm=[arm_label(row) for _, row in r.iterrows()])
+        r = r.assign(mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER) for m in r["latent"]])
+        order = list(dict.fromkeys(r.sort_values(["mode", "d_coef"])["arm"]))
+        for ax, col, title in ((axes[0], "reward_mse_true", "vs the true reward"),
+                               (axes[1], "reward_mse_teacher", "vs the teacher's reward head")):
+            for i, arm in enumerate(order):
+                vals = r.loc[r["arm"] == arm, col].dropna().astype(float).values
+                if not len(vals):
+                    continue
+                ci = stats.seed_ci(vals)
+                ax.errorbar(i, ci["mean"], yerr=[[ci["mean"] - ci["ci"][0]], [ci["ci"][1] - ci["mean"]]], fmt="o",
+                            color=SCRATCH if arm == "scratch" else OURS, capsize=3)
+                ax.plot([i] * len(vals), vals, ".", color="gray", alpha=0.6)
+            ax.set_xticks(range(len(order)), [o.replace(" + ", "\n+ ") for o in order], fontsize=7, rotation=20)
+            ax.set_title(f"held-out reward MSE {title}", fontsize=9)
+            ax.set_ylabel("mean squared error (reward units)")
+            ax.set_ylim(bottom=0)
+        t = study.teachers
+        teacher_err = t["teacher_reward_mse_true"].dropna() if len(t) and "teacher_reward_mse_true" in t else []
+        if len(teacher_err):
+            axes[0].axhline(float(teacher_err.iloc[0]), color=TEACHER, ls="--", lw=1, label="the teacher's own error")
+            axes[0].legend(fontsize=7)
+    else:
+        for ax in axes:
+            _empty(ax, "held-out reward errors")
+    _label(fig, profile, "What distillation transfers: the reward head on held-out episodes",
+           extra="dots: one training seed each; markers: mean over seeds with a 95% bootstrap CI")
+    return fig, _finish(fig, out_dir, "reward_error")
+
+
 def task_heatmap(study: Study, profile: Profile, out_dir=None):
-    """Per-task scores of the teachers and the default-teacher students."""
-    ts = study.task_scores
-    fig, ax = plt.subplots(figsize=(11, 0.5 + 0.45 * max(4, ts["model"].nunique() if len(ts) else 4)))
-    if len(ts):
-        table = ts.pivot_table(index="model", columns="task", values="score", aggfunc="mean")
-        order = sorted(table.index, key=lambda m: (not m.startswith("teacher"), m))
-        sns.heatmap(table.loc[order], annot=table.shape[1] <= 12, fmt=".1f", cmap="viridis", ax=ax,
-                    cbar_kws={"label": "task score (return / 10)"}, annot_kws={"fontsize": 7})
+    """Per-task score (mean return / 10) of every arm: teacher, floor, students, quantized."""
+    arms = study.arms(profile)
+    fig, ax = plt.subplots(figsize=(11, 0.8 + 0.42 * max(4, len(arms))))
+    if arms:
+        table = pd.DataFrame({a: {t: float(np.mean(v)) / 10 for t, v in rets.items()} for a, rets in arms.items()}).T
+        runs = {a: len(next(iter(rets.values()))) for a, rets in arms.items()}
+        table.index = [f"{a} ({runs[a]} runs)" for a in table.index]
+        sns.heatmap(table, annot=table.shape[1] <= 12, fmt=".1f", cmap="viridis", ax=ax, vmin=0, vmax=100,
+                    cbar_kws={"label": "task score (mean return / 10)"}, annot_kws={"fontsize": 7})
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.tick_params(axis="x", rotation=40, labelsize=8)
+        ax.tick_params(axis="x", rotation=20, labelsize=8)
         ax.tick_params(axis="y", labelsize=8)
-        for lab in ax.get_xticklabels():
-            lab.set_ha("right")
     else:
         _empty(ax, "per-task scores")
-    _label(fig, profile, f"Per-task scores ({profile.episodes} episode(s) per task, policy {profile.policy}, "
-                         f"protocol {profile.protocol})")
+    _label(fig, profile, f"Per-task scores (policy {profile.policy}, protocol {profile.protocol}; a run is one "
+                         f"(training seed, episode) pair)")
     return fig, _finish(fig, out_dir, "task_heatmap")
 
 
@@ -310,7 +382,8 @@ def training_curves(metrics_csv: str | Path, title: str = "", out: str | Path | 
 
 
 DRAW = {"score_vs_dcoef": score_vs_dcoef, "score_vs_steps": score_vs_steps, "teacher_size": teacher_size,
-        "latent_ablation": latent_ablation, "quantization": quantization, "task_heatmap": task_heatmap}
+        "latent_ablation": latent_ablation, "quantization": quantization, "task_heatmap": task_heatmap,
+        "reward_error": reward_error}
 
 
 def draw_all(study: Study, profile: Profile, out_dir: str | Path, show: bool = False) -> dict[str, Path]:

@@ -1,12 +1,15 @@
 """Study profiles: every knob of the study in one typed dataclass per setting.
 
 - `smoke`: seconds per notebook, synthetic data, tiny models; what the tests execute.
-- `mini`:  the README's default; fully offline on a 2-core CPU in about half an hour: a small
-           random-policy dataset collected with dm_control, a teacher trained here (or a cached
-           hub checkpoint), a short d_coef sweep with a from-scratch baseline, the latent
-           ablation, quantization, the figures and the viewer's video.
+- `mini`:  the README's default; fully offline on a 2-core CPU in about half an hour: the
+           released TD-MPC-Opt 1M MT30 model (bundled) is the teacher; it collects mixed-quality
+           episodes on 4 MT30 tasks (random, policy prior with growing action noise, MPPI) plus
+           held-out episodes; 'tiny' students (87K parameters) train from scratch and distilled
+           (two d_coef values, the latent ablation), 3 seeds each; every model is evaluated with
+           MPPI; the distilled students are quantized; figures with 95% CIs.
 - `paper`: the paper's setting (317M hub teacher, the public MT30 dataset, batch 256,
-           200K / 1M updates, GPU). Documented, never run by the tests.
+           200K / 1M updates, GPU). Exercised on the CPU by tests/test_paper_dryrun.py with
+           overrides that make it small.
 
 A notebook parameter left at None takes its value from the profile; the runner
 (`python -m tdmpc_lib.study`) writes the resolved profile to `runs/<profile>/profile.json`, so a
@@ -20,27 +23,53 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..planner import PlannerConfig
+
 PROFILE_FILE = "profile.json"
 DATA_SOURCES = ("synthetic", "collect", "hub")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the training data comes from.
+    """Where the training data comes from, and the held-out episodes no student trains on.
 
     synthetic: `rows` random rows in episodes of `episode_length` (MT30-shaped, no physics).
-    collect:   `episodes` per task of `tasks`, rolled out with `policy` in dm_control, episodes
-               cut at `max_steps` agent steps (None: the full 500).
-    hub:       the public TD-MPC2 dataset chunks (`chunks`, None = all) of the MT30 task set."""
+    collect:   rolled out in dm_control on `tasks`: for every entry of `mixture`, `episodes`
+               episodes per task, cut at `max_steps` agent steps (None: the full 500). An entry
+               is 'random', 'prior' (the teacher's policy prior, sampled), 'plan' (the teacher's
+               MPPI with the profile's planner, exploration noise on) or either of the last two
+               with '+NOISE' (Gaussian noise of that std added to every executed action), so the
+               episodes range from random to expert, like the public MT30 replay buffers.
+    hub:       the public TD-MPC2 dataset chunks (`chunks`, None = all) of the MT30 task set,
+               downloaded with huggingface_hub, or `chunk_files` (paths) already on disk.
+    heldout:   entries (same syntax) collected on `tasks` into <study>/heldout, `heldout_episodes`
+               each per task, with seeds no training episode uses: the reward-prediction error of
+               every student is measured there. Empty: no held-out set."""
     source: str = "collect"
     tasks: str = "mt30"
     episodes: int = 1
     max_steps: int | None = None
-    policy: str = "random"
+    mixture: tuple[str, ...] = ("random",)
+    heldout: tuple[str, ...] = ()
+    heldout_episodes: int = 1
     seed: int = 1
     rows: int = 0
     episode_length: int = 0
     chunks: tuple[int, ...] | None = None
+    chunk_files: tuple[str, ...] | None = None
+
+
+def parse_mixture_entry(entry: str) -> tuple[str, float]:
+    """'prior+0.3' -> ('prior', 0.3); 'random' -> ('random', 0.0). A one-line ValueError otherwise."""
+    policy, _, noise = entry.partition("+")
+    try:
+        value = float(noise) if noise else 0.0
+    except ValueError:
+        value = float("nan")
+    if policy not in ("random", "prior", "plan") or not (value >= 0 and value < float("inf")):
+        raise ValueError(f"data mixture entry {entry!r}: expected random, prior or plan, optionally with "
+                         f"'+NOISE' (a number >= 0), e.g. 'prior+0.3'")
+    return policy, value
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,7 @@ class Profile:
     teacher_cache: bool = True  # compute the teacher's reward targets once per dataset
     # --- the student runs (TrainConfig / DistillConfig names)
     student_size: str | int = 1
+    lr: float = 3e-4  # the students' learning rate (TD-MPC2's 3e-4; the teacher trained here uses it too)
     batch_size: int = 256
     steps: int = 200_000
     schedule: str = "constant"
@@ -106,13 +136,17 @@ class Profile:
     curve_d_coef: float = 0.45
     eval_points: int = 1  # evaluations during a sweep run (the last one at its end)
     curve_eval_points: int = 5  # evaluations during a curve run
-    # --- evaluation (EvalConfig names)
+    # --- evaluation (EvalConfig names): every student's final model, each quantized format, the
+    #     teacher (the ceiling) and a uniform random policy (the floor), all on `tasks`
     tasks: str = "mt30"
-    episodes: int = 10
+    episodes: int = 10  # per task and training seed
     seed: int = 1
     protocol: str = "clean"
     policy: str = "plan"
     precision: str = "fp32"
+    planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI settings (TD-MPC2's by default)
+    teacher_episodes: int = 10  # per task, for the teacher and for the random floor
+    teacher_precision: str = "fp32"  # autocast of the teacher's planning (evaluation and 'plan' data)
     # --- notebooks 04 and 06, and where figures go (None: runs/<profile>/figures)
     quant: QuantConfig = field(default_factory=QuantConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
@@ -188,8 +222,14 @@ def field_names(cls=None, prefix: str = "") -> list[str]:
 
 
 # ---------------------------------------------------------------------------- the three profiles
-MINI_TASKS = ("walker-stand,walker-walk,cheetah-run,reacher-easy,cartpole-balance,cartpole-swingup,"
-              "cup-catch,finger-spin")
+# Tasks on which the released TD-MPC-Opt 1M student plans to 900+ (MPPI) but its policy prior
+# alone does not (reacher-easy 0, pendulum-swingup ~50), plus the easy cartpole-balance (prior ~800):
+# a student can only match the teacher there by planning with a good reward head and value.
+MINI_TASKS = "cartpole-balance,reacher-easy,pendulum-swingup,finger-turn-easy"
+# MPPI of the mini profile: TD-MPC2's planner with 128 samples (24 of them policy trajectories),
+# 32 elites and 2 iterations instead of 512 / 64 / 6: 12x fewer model rows per agent step, so
+# every student can be evaluated with planning on a CPU. The teacher still plans to 900+ with it.
+MINI_PLANNER = PlannerConfig(num_samples=128, num_elites=32, iterations=2)
 
 SMOKE = Profile(
     name="smoke",
@@ -198,38 +238,45 @@ SMOKE = Profile(
             "only show that every step runs, they say nothing about distillation"),
     expected_cost="about 10 s per notebook execution on a 2-core CPU, under 200 MB of memory",
     device="cpu",
-    data=DataSpec(source="synthetic", rows=2000, episode_length=40, seed=0),
+    data=DataSpec(source="synthetic", rows=2000, episode_length=40, seed=100, tasks="cartpole-balance,reacher-easy",
+                  heldout=("random",), heldout_episodes=1, max_steps=20),
     teacher="train:tiny", teacher_size="tiny", teacher_steps=6, teacher_batch_size=16,
     compare_teachers=(), teacher_cache=True,
     student_size="tiny", batch_size=16, steps=6, d_coef=0.4, d_coefs=(0.0, 0.4), seeds=(1,),
     latent_modes=("linear-frozen", "linear", "pca"), pca_samples=256,
     curve_steps=0, curve_d_coef=0.4, eval_points=2, curve_eval_points=2,
     tasks="cartpole-balance,reacher-easy", episodes=1, seed=1, protocol="clean", policy="prior",
+    teacher_episodes=1,
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=32, latency_repeats=2),
     viewer=ViewerConfig(task="cartpole-balance", steps=12, width=96, height=96, fps=10),
 )
 
 MINI = Profile(
     name="mini",
-    summary=("offline on a 2-core CPU in about 30 minutes: 8 MT30 tasks, a random-policy dataset collected "
-             "here, a 5M teacher trained here, 1M students, policy-prior evaluation"),
-    caveat=("mini profile (2-core CPU): random-policy data on 8 tasks, a 5M teacher trained here for 800 updates, "
-            "1M students for 600 updates of batch 64, policy-prior evaluation on 2 episodes per task, 1 seed. It "
-            "checks the pipeline end to end but cannot rank the runs: after a few hundred offline updates on random "
-            "data the policy priors saturate at the action bounds, so most runs act alike and score alike. Not "
-            "comparable with the paper (317M teacher, all of MT30, 200K-1M updates of batch 256, MPPI)"),
-    expected_cost=("about 16 minutes on a busy 2-core CPU with 2 workers (measured: 948 s), under 3 GB of "
-                   "memory, about 370 MB on disk (checkpoints with optimizer states)"),
+    summary=("offline on a 2-core CPU in about 30 minutes: the released TD-MPC-Opt 1M MT30 model as teacher, "
+             "mixed-quality data it collects on 4 MT30 tasks, 87K-parameter 'tiny' students (from scratch, "
+             "d_coef 0.45 and 0.9, the latent ablation; 3 seeds each), MPPI evaluation, quantization"),
+    caveat=("mini profile (2-core CPU): teacher = the released TD-MPC-Opt 1M student (bundled), students = the "
+            "'tiny' preset (87,163 parameters, 16x smaller), 5,000 updates of batch 64 at lr 1e-3 on 96 "
+            "teacher-collected episodes of 4 tasks, 3 seeds, MPPI with 128 samples / 2 iterations, 3 episodes per "
+            "task and seed. Not comparable with the paper (317M teacher, all of MT30, 200K-1M updates of batch "
+            "256, full MPPI, 30 tasks)"),
+    expected_cost=("about 25 minutes on a 2-core CPU with 2 workers, setup included (see README), under 2 GB "
+                   "of memory, about 100 MB on disk"),
     device="cpu",
-    data=DataSpec(source="collect", tasks=MINI_TASKS, episodes=4, policy="random", seed=1),
-    teacher="auto", teacher_hub="mt30-48M", teacher_size=5, teacher_steps=800, teacher_batch_size=64,
-    compare_teachers=("train:1",), teacher_cache=True,
-    student_size=1, batch_size=64, steps=600, d_coef=0.4, d_coefs=(0.0, 0.1, 0.4, 0.9), seeds=(1,),
-    latent_modes=("linear-frozen", "linear", "pca"), pca_samples=4096,
-    curve_steps=0, curve_d_coef=0.4, eval_points=3, curve_eval_points=3,
-    tasks=MINI_TASKS, episodes=2, seed=1, protocol="clean", policy="prior",
+    data=DataSpec(source="collect", tasks=MINI_TASKS, episodes=3, seed=100,
+                  mixture=("random", "prior", "prior+0.2", "prior+0.4", "prior+0.6", "prior+0.8", "prior+1.0",
+                           "plan"),
+                  heldout=("random", "prior+0.3", "plan"), heldout_episodes=1),
+    teacher="tdmpc-opt-mt30-1M", teacher_hub="mt30-48M", teacher_size=1, teacher_steps=0, teacher_batch_size=64,
+    compare_teachers=(), teacher_cache=True,
+    student_size="tiny", lr=1e-3, batch_size=64, steps=5000, d_coef=0.45, d_coefs=(0.0, 0.45, 0.9),
+    seeds=(1, 2, 3), latent_modes=("linear-frozen", "linear", "pca"), pca_samples=4096,
+    curve_steps=0, curve_d_coef=0.45, eval_points=1, curve_eval_points=1,
+    tasks=MINI_TASKS, episodes=3, seed=1, protocol="clean", policy="plan", precision="fp32",
+    planner=MINI_PLANNER, teacher_episodes=8, teacher_precision="bf16",
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=5),
-    viewer=ViewerConfig(task="walker-stand", steps=150, width=240, height=240, fps=25),
+    viewer=ViewerConfig(task="pendulum-swingup", policy="plan", steps=150, width=240, height=240, fps=25),
     figures_dir="figures",
 )
 
@@ -246,7 +293,8 @@ PAPER = Profile(
                    "(fp32); budget of the order of hours per 200K-update run and a day per 1M-update run on "
                    "one modern GPU, plus about an hour per MT30 evaluation (300 episodes, MPPI)"),
     device="cuda",
-    data=DataSpec(source="hub", tasks="mt30", chunks=None),
+    data=DataSpec(source="hub", tasks="mt30", chunks=None, seed=100, heldout=("prior+0.3", "plan"),
+                  heldout_episodes=1),
     teacher="mt30-317M", teacher_hub="mt30-317M", teacher_size=317, teacher_steps=0, teacher_batch_size=256,
     compare_teachers=("mt30-48M",), teacher_cache=True,
     student_size=1, batch_size=256, steps=200_000, d_coef=0.4,

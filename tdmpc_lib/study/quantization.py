@@ -7,7 +7,7 @@ paper-mixed (the TD-MPC-Opt release formats rebuilt from the same model with
 
 Each row: file bytes and ratio to fp32, max / mean absolute output error of every head
 against fp32 on a fixed batch, the median latency of one agent step (planner or policy prior,
-as the evaluation acts) and the normalized score of the same evaluation as fp32.
+as the evaluation acts) and every episode's return of the same evaluation as fp32.
 """
 from __future__ import annotations
 
@@ -50,13 +50,13 @@ def _write(model, fmt: str, path: Path) -> int:
     return save_quantized(model, path, fmt)
 
 
-def _latency_ms(model, precision: str, policy: str, envs: int, repeats: int, seed: int = 0) -> float:
-    from ..planner import BatchedPlanner, PlannerConfig
+def _latency_ms(model, precision: str, planner_cfg, envs: int, repeats: int, seed: int = 0) -> float:
+    from ..planner import BatchedPlanner
 
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(envs, model.cfg.obs_dim, generator=g)
     task = torch.arange(envs) % max(model.cfg.num_tasks, 1)
-    planner = BatchedPlanner(model, PlannerConfig(mpc=policy == "plan"), precision=precision)
+    planner = BatchedPlanner(model, planner_cfg, precision=precision)
     times = []
     for r in range(repeats + 1):
         tic = time.perf_counter()
@@ -66,18 +66,25 @@ def _latency_ms(model, precision: str, policy: str, envs: int, repeats: int, see
     return statistics.median(times)
 
 
-def quantization_table(checkpoint: str, formats, workdir: str | Path, *, tasks: str, episodes: int, seed: int,
-                       protocol: str, policy: str, device: str = "cpu", error_batch: int = 256,
-                       latency_envs: int = 1, latency_repeats: int = 5, log=print) -> list[dict]:
-    """Write every format of `checkpoint` into `workdir` and measure it (see the module doc)."""
+def quantization_table(checkpoint: str, formats, workdir: str | Path, *, profile, device: str = "cpu",
+                       error_batch: int = 256, latency_envs: int = 1, latency_repeats: int = 5,
+                       fp32_eval: str | Path | None = None, log=print) -> list[dict]:
+    """Write every format of `checkpoint` into `workdir` and measure it (see the module doc).
+    Every format is evaluated with the study's evaluation (`pipeline.evaluate_checkpoint`: the
+    profile's tasks, episodes, protocol, policy and MPPI settings; every episode's return kept);
+    the fp32 row evaluates `checkpoint` itself, reusing `fp32_eval` (e.g. the training run's
+    final evaluation) when it holds the same evaluation."""
+    import dataclasses
+
     from ..checkpoint import load_checkpoint
-    from ..evaluate import EvalConfig, evaluate
     from ..quantize import fixed_batch, output_errors
+    from .pipeline import evaluate_checkpoint
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ref = load_checkpoint(checkpoint)
     batch = fixed_batch(ref, error_batch, seed=0)
+    planner_cfg = dataclasses.replace(profile.planner, mpc=profile.policy == "plan")
     rows = []
     fp32_bytes = None
     for fmt in ("fp32",) + tuple(f for f in formats if f != "fp32"):
@@ -87,13 +94,17 @@ def quantization_table(checkpoint: str, formats, workdir: str | Path, *, tasks: 
         model, precision, dtype, compute, notes = _load(fmt, path)
         errors = output_errors(ref, model, batch, dtype)
         model = model.to(device)
-        latency = _latency_ms(model, precision, policy, latency_envs, latency_repeats)
-        result = evaluate(model, EvalConfig(tasks=tasks, episodes=episodes, seed=seed, protocol=protocol,
-                                            policy=policy, device=device, precision=precision), progress=False)
+        latency = _latency_ms(model, precision, planner_cfg, latency_envs, latency_repeats)
+        if fmt == "fp32":  # the model as trained: the same evaluation as the run's own
+            result = evaluate_checkpoint(profile, checkpoint, fp32_eval or workdir / "fp32_eval.json", device=device)
+        else:
+            result = evaluate_checkpoint(profile, str(path), workdir / f"{fmt}_eval.json", device=device,
+                                         precision=precision, model=model)
         row = {"format": fmt, "file": str(path), "file_bytes": nbytes, "size_ratio": nbytes / fp32_bytes,
                "compute": compute, "planner_precision": precision, "latency_ms": latency,
                "latency_envs": latency_envs, "normalized_score": result["normalized_score"],
-               "task_scores": {t: v["score"] for t, v in result["tasks"].items()}, "notes": notes,
+               "task_scores": {t: v["score"] for t, v in result["tasks"].items()},
+               "returns": {t: v["returns"] for t, v in result["tasks"].items()}, "notes": notes,
                **{f"err_{h}_max": errors[h]["max"] for h in HEADS},
                **{f"err_{h}_mean": errors[h]["mean"] for h in HEADS}}
         rows.append(row)
@@ -106,7 +117,7 @@ def write_table(rows: list[dict], csv_path: str | Path) -> None:
     """The table as CSV (one row per format; per-task scores left out: they are in the JSON)."""
     import csv
 
-    cols = [k for k in rows[0] if k not in ("task_scores", "notes")]
+    cols = [k for k in rows[0] if k not in ("task_scores", "returns", "notes")]
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, cols, extrasaction="ignore")
         w.writeheader()

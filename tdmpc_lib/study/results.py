@@ -59,11 +59,57 @@ class Study:
     task_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     quant: pd.DataFrame = field(default_factory=pd.DataFrame)
     viewer: dict | None = None
+    _aggregate: dict | None = field(default=None, repr=False)
+
+    def arms(self, profile) -> dict[str, dict[str, list[float]]]:
+        """Every episode's return per task of each arm, in figure order: 'teacher' (the
+        ceiling), 'random' (the floor), the default-teacher student runs of the sweep's length
+        by d_coef ('scratch', 'd_coef X'), the latent variants ('d_coef X + latent MODE') and
+        the quantized formats of the distilled students ('fp16', ...). A student arm pools the
+        episodes of all its training seeds: its runs are (seed, episode) pairs."""
+        out: dict[str, dict[str, list[float]]] = {}
+
+        def add(name: str, returns: dict | None) -> None:
+            for task, rets in (returns or {}).items():
+                out.setdefault(name, {}).setdefault(task, []).extend(rets)
+
+        t = self.teachers
+        if len(t):
+            main = t[t["spec"] == profile.teacher] if (t["spec"] == profile.teacher).any() else t.iloc[:1]
+            add("teacher", main.iloc[0]["returns"])
+            add("random", main.iloc[0]["floor_returns"])
+        r = self.runs
+        if len(r):
+            r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.steps)].drop_duplicates("run_dir")
+            for _, row in r.sort_values(["latent", "d_coef", "seed"]).iterrows():
+                add(arm_label(row), row["returns"])
+        q = self.quant
+        if len(q) and "returns" in q:
+            for _, row in q.iterrows():
+                if row["format"] != "fp32":
+                    add(row["format"], row["returns"])
+        return {k: v for k, v in out.items() if v}
+
+    def aggregate(self, profile) -> dict[str, dict]:
+        """IQM and mean normalized score of every arm with 95% stratified-bootstrap CIs (rliable)."""
+        if self._aggregate is None:
+            from . import stats
+            arms = self.arms(profile)
+            self._aggregate = stats.aggregate({name: stats.score_matrix(rets, sorted(rets))
+                                               for name, rets in arms.items()
+                                               if len({len(v) for v in rets.values()}) == 1})
+        return self._aggregate
 
     def summary(self) -> str:
         return (f"{self.study_dir}: {len(self.teachers)} teacher(s), {len(self.runs)} student execution(s) "
                 f"({self.runs['run_dir'].nunique() if len(self.runs) else 0} distinct training runs), "
                 f"{len(self.quant)} quantization row(s), viewer {'yes' if self.viewer else 'no'}")
+
+
+def arm_label(r) -> str:
+    """The arm a student run belongs to: 'scratch', 'd_coef 0.45', 'd_coef 0.45 + latent pca'."""
+    base = "scratch" if not r.get("d_coef") else f"d_coef {r['d_coef']:g}"
+    return base if r.get("latent", "none") == "none" else f"{base} + latent {r['latent']}"
 
 
 def run_label(r: dict) -> str:
@@ -80,7 +126,10 @@ def load_study(study_dir: str | Path) -> Study:
         t = r.get("teacher", {})
         teachers.append({"member": r["parameters"].get("member"), "spec": t.get("spec"), "label": t.get("label"),
                          "path": t.get("path"), "source": t.get("source"), "params": r.get("total_params"),
-                         "size": r.get("size"), "normalized_score": r.get("normalized_score")})
+                         "size": r.get("size"), "normalized_score": r.get("normalized_score"),
+                         "returns": r.get("returns"), "floor_returns": (r.get("floor") or {}).get("returns"),
+                         "floor_score": (r.get("floor") or {}).get("normalized_score"),
+                         "teacher_reward_mse_true": (r.get("reward_error") or {}).get("mse_true")})
         for task, score in (r.get("task_scores") or {}).items():
             task_rows.append({"model": f"teacher {t.get('label')}", "kind": "teacher", "task": task, "score": score})
     st.teachers = pd.DataFrame(teachers)
@@ -96,7 +145,10 @@ def load_study(study_dir: str | Path) -> Study:
                    "teacher_spec": teacher.get("spec"), "teacher": teacher.get("label", "none"),
                    "teacher_params": rec.get("teacher_params"), "student_params": rec.get("student_params"),
                    "normalized_score": rec.get("normalized_score"), "run_dir": rec.get("run_dir"),
-                   "train_s": rec.get("train_s"), "default_teacher": r.get("default_teacher", True)}
+                   "train_s": rec.get("train_s"), "default_teacher": r.get("default_teacher", True),
+                   "returns": rec.get("returns") or None}
+            err = rec.get("reward_error") or {}
+            row.update(reward_mse_true=err.get("mse_true"), reward_mse_teacher=err.get("mse_teacher"))
             run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
             metrics = read_metrics(run_dir / "metrics.csv") if run_dir else pd.DataFrame()
             row["pca_explained_variance"] = _last(metrics, "pca_explained_variance")
@@ -124,8 +176,8 @@ def load_study(study_dir: str | Path) -> Study:
     if len(ts):
         ts = ts.drop_duplicates(["model", "task"])
     st.task_scores = ts
-    qcsv = study_dir / "04_quantization" / "quantization.csv"
-    st.quant = read_metrics(qcsv)
+    qjson = study_dir / "04_quantization" / "quantization.json"
+    st.quant = pd.DataFrame(json.loads(qjson.read_text())) if qjson.is_file() else pd.DataFrame()
     viewer = study_dir / "06_rollout_viewer" / RESULT_FILE
     st.viewer = json.loads(viewer.read_text()) if viewer.is_file() else None
     return st

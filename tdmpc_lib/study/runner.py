@@ -85,23 +85,29 @@ def plan(profile: Profile) -> dict[str, list[Execution]]:
             add("02_distillation", f"d{_fmt(p.d_coef)}_s{p.seeds[0]}_teacher-{teacher_key(t)}",
                 {"d_coef": float(p.d_coef), "seed": p.seeds[0], "teacher": t})
     for mode in ("none", *p.latent_modes):
-        add("03_latent_ablation", f"{mode}_s{p.seeds[0]}", {"latent": mode, "seed": p.seeds[0]})
+        for s in p.seeds:
+            add("03_latent_ablation", f"{mode}_s{s}", {"latent": mode, "seed": s})
     out["04_quantization"].append(Execution("04_quantization", None))
     out["06_rollout_viewer"].append(Execution("06_rollout_viewer", None))
     out["05_results"].append(Execution("05_results", None))
-    # what each execution needs
-    teacher_of = {ex.parameters["teacher"]: ex.name for ex in out["01_teacher"]}
+    # What each execution needs. A teacher trained here must exist before its students start; a
+    # checkpoint teacher needs nothing (students wait on the dataset's file lock, not on 01's
+    # evaluation of the teacher).
+    teacher_of = {ex.parameters["teacher"]: ex.name for ex in out["01_teacher"]
+                  if ex.parameters["teacher"].startswith("train:") or ex.parameters["teacher"] == "auto"}
     for nb in ("02_distillation", "03_latent_ablation"):
         for ex in out[nb]:
             uses_teacher = ex.parameters.get("d_coef", p.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
             spec = ex.parameters.get("teacher", p.teacher)
             ex.after = [teacher_of[spec]] if uses_teacher and spec in teacher_of else []
-    default = [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.d_coef)}_s{p.seeds[0]}"]
+    default = {s: [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.d_coef)}_s{s}"]
+               for s in p.seeds}
     for ex in out["03_latent_ablation"]:
         if ex.parameters["latent"] == "none":  # the same training run as 02's default: reuse it
-            ex.after += default
-    for nb in ("04_quantization", "06_rollout_viewer"):
-        out[nb][0].after = default or [ex.name for ex in out["02_distillation"]]
+            ex.after += default[ex.parameters["seed"]]
+    all_default = [n for names in default.values() for n in names]
+    out["04_quantization"][0].after = all_default or [ex.name for ex in out["02_distillation"]]
+    out["06_rollout_viewer"][0].after = default[p.seeds[0]] or [ex.name for ex in out["02_distillation"]]
     out["05_results"][0].after = [ex.name for nb in ORDER if nb != "05_results" for ex in out[nb]]
     return out
 

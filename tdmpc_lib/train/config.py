@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..planner import PlannerConfig
+
 SCHEDULES = ("constant", "decrease", "increase")
 LATENT_MODES = ("none", "linear", "linear-frozen", "pca")
 PRECISIONS = ("fp32", "bf16")
@@ -25,7 +27,7 @@ EVAL_PROTOCOLS = ("clean", "paper")
 # computes: how long it runs and what it writes around the updates. (A 'decrease'/'increase'
 # distillation schedule is relative to `steps`, so extending such a run reshapes its schedule.)
 RUN_CONTROL_FIELDS = ("steps", "resume", "eval_freq", "eval_final", "eval_tasks", "eval_episodes",
-                      "eval_protocol", "eval_policy", "checkpoint_freq", "keep_checkpoints", "log_freq", "progress",
+                      "eval_protocol", "eval_policy", "eval_planner", "checkpoint_freq", "keep_checkpoints", "log_freq", "progress",
                       "wandb_project", "out")
 # Fields that may differ on resume, at the price of bit-identical losses (a warning says so).
 RESUME_WARN_FIELDS = ("device", "threads", "compile")
@@ -129,6 +131,7 @@ class TrainConfig:
     eval_episodes: int = 1
     eval_protocol: str = "clean"
     eval_policy: str = "plan"
+    eval_planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI settings of the evaluations
     checkpoint_freq: int = 10000
     keep_checkpoints: int = 0  # keep only the newest N step_*.pt (0: keep all)
     log_freq: int = 100
@@ -158,6 +161,8 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
         distill = DistillConfig(**d.pop("distill", {}))
+        if isinstance(d.get("eval_planner"), dict):
+            d["eval_planner"] = PlannerConfig(**d["eval_planner"])
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

@@ -242,7 +242,7 @@ class Trainer:
         try:
             result = evaluate(copy.deepcopy(self.model), EvalConfig(
                 tasks=cfg.eval_tasks, episodes=cfg.eval_episodes, protocol=cfg.eval_protocol,
-                policy=cfg.eval_policy, device=cfg.device), progress=False)
+                policy=cfg.eval_policy, device=cfg.device, planner=cfg.eval_planner), progress=False)
         finally:
             set_rng_state(saved, self.device)
         row = {"step": self.step, "normalized_score": result["normalized_score"], "protocol": result["protocol"],
