@@ -81,6 +81,19 @@ def test_figures_and_results_come_from_files(smoke):
     assert st.runs["reward_mse_true"].notna().all() and st.runs["reward_mse_teacher"].notna().all()
     assert st.teachers["teacher_reward_mse_true"].notna().all()
     assert (study_dir / "05_results" / "aggregate.json").is_file()
+
+
+def test_dataset_and_heldout_are_made_once(smoke):
+    """Every notebook asks for the dataset; only the first one makes it (a stamp that never
+    matched its own spec once made every student rebuild the store under the others' feet)."""
+    from tdmpc_lib.study import pipeline
+
+    study_dir, _ = smoke
+    stamps = [study_dir / d / pipeline.DATA_STAMP for d in ("data", "heldout")]
+    before = [p.stat().st_mtime_ns for p in stamps]
+    assert pipeline.ensure_dataset(profiles.SMOKE, study_dir) == study_dir / "data"
+    assert pipeline.ensure_heldout(profiles.SMOKE, study_dir) == study_dir / "heldout"
+    assert [p.stat().st_mtime_ns for p in stamps] == before
     viewer = json.loads((study_dir / "06_rollout_viewer" / "result.json").read_text())
     assert Path(viewer["mp4"]).stat().st_size > 0 and Path(viewer["gif"]).stat().st_size > 0
     assert viewer["rollout"]["steps"] == profiles.SMOKE.viewer.steps

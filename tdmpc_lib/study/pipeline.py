@@ -81,6 +81,7 @@ def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed:
 def _made_once(path: Path, lock: Path, spec: dict, make) -> Path:
     """Run make() into `path` unless a finished store of the same spec is there (file lock;
     a half-made or different earlier store is removed first)."""
+    spec = json.loads(json.dumps(spec))  # as the stamp stores it (tuples become lists)
     with locked(lock):
         stamp = path / DATA_STAMP
         if stamp.is_file() and json.loads(stamp.read_text()).get("spec") == spec:
