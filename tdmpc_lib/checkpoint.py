@@ -18,12 +18,12 @@ import dataclasses
 import hashlib
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from .files import atomic_write
 from .config import PRESETS, ModelConfig, model_config
 from .tasks import TASK_SETS, get_task_set
 from .world_model import WorldModel
@@ -313,19 +313,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`, so a
     kill never leaves a half-written checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(model: WorldModel, path: str | os.PathLike, **extra) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import random
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .files import atomic_write_json
 from .planner import BatchedPlanner, PlannerConfig
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
 from .world_model import WorldModel
@@ -197,9 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         p.exit(2, f"error: {e}\n")
     print(format_table(result))
     if args.output:
-        from pathlib import Path
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.output, result, indent=2)
         print(f"results written to {args.output}")
     return result
 

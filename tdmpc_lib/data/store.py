@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write_json
 from ..tasks import get_task_set
 
 FORMAT_NAME = "tdmpc-distill-episodes"
@@ -70,9 +71,7 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
 def write_manifest(root: str | os.PathLike, manifest: dict) -> None:
     """Atomic: a temporary file renamed over manifest.json."""
     path = Path(root) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, manifest)
 
 
 def new_manifest(task_set: str, episode_length: int) -> dict:

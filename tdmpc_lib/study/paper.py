@@ -2,7 +2,7 @@
 figures that put our results beside them. All are MT30 normalized scores (mean over the 30
 tasks of the mean episode return / 10), 10 episodes per task, seed 1, evaluated with the
 planner's exploration noise on executed actions (our `paper` protocol).
-Source: shared/docs/paper-results.md.
+Sources: the papers' Table 1, their score-against-updates figure and text, and the released files.
 """
 from __future__ import annotations
 

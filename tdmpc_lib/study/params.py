@@ -14,13 +14,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import platform
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import atomic_write_json
 from ..evaluate import POLICIES, PRECISIONS, PROTOCOLS, EvalConfig
 from ..tasks import MT30
 from ..train.config import LATENT_MODES, SCHEDULES, DistillConfig, TrainConfig
@@ -376,10 +376,7 @@ class NotebookRun:
 
     def save_json(self, name: str, obj) -> Path:
         path = self.out / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=1, default=str))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(path, obj)
 
     def finish(self, result: dict) -> Path:
         """Write result.json last: its presence means this execution completed (the runner

@@ -32,6 +32,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import atomic_write_json
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
@@ -54,9 +55,7 @@ def locked(path: str | Path):
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
 
 
 # ---------------------------------------------------------------------------- data

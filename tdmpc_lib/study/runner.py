@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_json
 from .params import check_profile, check_values, profile_fingerprint, read_result, validate
 from .pipeline import teacher_key
 from .profiles import PROFILE_FILE, Profile
@@ -172,7 +173,7 @@ def _log(msg: str) -> None:
 def prepare(profile: Profile, study_dir: Path) -> None:
     """Write the resolved profile where the notebooks read it."""
     study_dir.mkdir(parents=True, exist_ok=True)
-    (study_dir / PROFILE_FILE).write_text(json.dumps(profile.to_dict(), indent=1))
+    atomic_write_json(study_dir / PROFILE_FILE, profile.to_dict())
 
 
 def run_study(profile: Profile, study_dir: str | Path | None = None, only: str | None = None, workers: int = 1,

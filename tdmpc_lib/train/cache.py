@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..files import atomic_write_json
+
 if TYPE_CHECKING:
     from .distill import Teacher
 
@@ -192,6 +194,4 @@ def find_complete_cache(store, data_dir, teacher_path: str, spec: str, device="c
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)

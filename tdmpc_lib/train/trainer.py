@@ -18,7 +18,6 @@ and the metrics files are cut back to the rows written before it.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import atomic_write_json
 from ..checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint_file, save_checkpoint
 from ..world_model import WorldModel, make_world_model
 from .cache import TeacherTargetCache, find_complete_cache
@@ -164,10 +164,7 @@ class Trainer:
                          "episodes": self.store.num_episodes},
                 "teacher": getattr(self, "teacher_info", None),
                 "versions": {"python": sys.version.split()[0], "torch": torch.__version__}, **extra}
-        tmp = path.with_suffix(".json.tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(info, indent=1, default=str))
-        os.replace(tmp, path)
+        atomic_write_json(path, info)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
@@ -295,7 +292,7 @@ class Trainer:
                    "checkpoint": str(self.ckpt_dir / f"step_{self.step}.pt"), "model": str(model_path),
                    "student_params": self.model.total_params, "teacher": getattr(self, "teacher_info", None),
                    "train_s": self.elapsed, "metrics": self.last_row, "eval": self.last_eval}
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        atomic_write_json(self.run_dir / "summary.json", summary)
         if wandb_run is not None:
             wandb_run.finish()
         return summary
