@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .files import atomic_write_json
+from .files import atomic_write_json, check_output_path
 from .planner import BatchedPlanner, PlannerConfig
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
 from .world_model import WorldModel
@@ -58,6 +58,8 @@ class EvalConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.episodes < 1:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
+        if self.max_batch_envs < 0:
+            raise ValueError(f"max_batch_envs must be >= 0 (0 = all environments in one batch), got {self.max_batch_envs}")
         resolve_device(self.device)
 
 
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
                      max_batch_envs=args.max_batch_envs)
     try:
         cfg.validate()
+        get_task_set("mt30").resolve(cfg.tasks)  # unknown or repeated tasks fail before the model loads
+        if args.output:
+            check_output_path(args.output)  # before hours of evaluation, not after
         model = load_checkpoint(args.checkpoint, device=args.device)
         result = evaluate(model, cfg)
     except (CheckpointError, ValueError) as e:

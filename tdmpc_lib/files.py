@@ -49,3 +49,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> Path:
     """`obj` as JSON (values JSON does not know, such as Paths, as their str)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=str))
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail now, with one sentence, if `path` cannot be written later: it is a folder, a parent
+    is a file, or the nearest existing folder is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder; give a file path such as {path / 'results.json'}")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output {path} lies under {parent}, which is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"output {path} cannot be written: {parent} is not writable; choose another path")
+    return path

@@ -98,6 +98,10 @@ class TaskSet:
             raise ValueError("no tasks given; pass a task set name such as 'mt30' or task names")
         for n in names:
             self.index(n)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:  # a repeated task would add its episodes into one slot (returns above 1000)
+            raise ValueError(f"task(s) {', '.join(repeated)} given more than once; list each task once "
+                             f"and set the number of episodes instead")
         return names
 
 

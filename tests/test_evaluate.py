@@ -34,7 +34,11 @@ def test_bad_arguments_fail_with_one_line(tmp_path, capsys):
     save_checkpoint(make_world_model("tiny"), tmp_path / "t.pt")
     for args, text in ((["--tasks", "walker-fly"], "unknown task 'walker-fly'"),
                        (["--episodes", "0"], "episodes must be at least 1"),
-                       (["--device", "cuda"], "no CUDA GPU is available")):
+                       (["--device", "cuda"], "no CUDA GPU is available"),
+                       (["--tasks", "cartpole-balance,cartpole-balance"], "cartpole-balance given more than once"),
+                       (["--max-batch-envs", "-1"], "max_batch_envs must be >= 0"),
+                       (["--output", str(tmp_path)], f"output {tmp_path} is a folder"),
+                       (["--output", str(tmp_path / "t.pt" / "r.json")], "which is a file, not a folder")):
         with pytest.raises(SystemExit) as e:
             main(["--checkpoint", str(tmp_path / "t.pt"), *args])
         assert e.value.code == 2

@@ -2,6 +2,7 @@
 resume after SIGKILL. Tiny models on a tiny synthetic store (one CPU thread: the runners share
 two cores and multi-threaded BLAS slows down badly when oversubscribed)."""
 import copy
+import dataclasses
 import json
 import os
 import signal
@@ -342,3 +343,49 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_losses(store_dir, teach
     a, b = _losses(killed), _losses(reference)
     assert [r[0] for r in a] == list(range(1, steps + 1))  # rows after the checkpoint were dropped
     assert a == b  # bit-identical on CPU fp32, before and after the kill
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(store_dir, tmp_path):
+    """A damaged newest step file (a copy cut short, a full disk) falls back to the previous one."""
+    cfg = cfg_for(store_dir, tmp_path / "run", steps=4, checkpoint_freq=2, keep_checkpoints=0)
+    uninterrupted = train(cfg_for(store_dir, tmp_path / "ref", steps=6, checkpoint_freq=2))
+    train(cfg)
+    newest = tmp_path / "run" / "checkpoints" / "step_4.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint step_4.pt"):
+        resumed = train(dataclasses.replace(cfg, steps=6, resume=True))
+    assert resumed["resumed_from"] == 2
+    a, b = load_checkpoint(resumed["model"]), load_checkpoint(uninterrupted["model"])
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k  # bit-identical to the run that was never damaged
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(store_dir, tmp_path, monkeypatch):
+    from tdmpc_lib.train import NonFiniteLossError
+    from tdmpc_lib.train.update import Learner
+
+    real = Learner.update
+
+    def poisoned(self, batch, step):  # from update 3 on, the weights blow up as with a diverging lr
+        if step >= 2:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return real(self, batch, step)
+
+    monkeypatch.setattr(Learner, "update", poisoned)
+    cfg = cfg_for(store_dir, tmp_path / "run", steps=6, checkpoint_freq=2, log_freq=1)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite values in .* at update 3: training stopped, the last "
+                                                 r"good checkpoint \(step_2.pt\) is kept"):
+        train(cfg)
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert ckpts == ["step_2.pt"]
+    good = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_2.pt")
+    assert all(torch.isfinite(v).all() for v in good.state_dict().values())
+
+
+@pytest.mark.parametrize("field, value", [("d_coef", float("nan")), ("d_coef", float("inf")),
+                                          ("latent_coef", float("nan"))])
+def test_non_finite_coefficients_are_refused_up_front(store_dir, tmp_path, field, value):
+    cfg = cfg_for(store_dir, tmp_path / "run", distill=DistillConfig(teacher="x.pt", **{field: value}))
+    with pytest.raises(ValueError, match=f"{field} must be a finite number >= 0, got {value}"):
+        cfg.validate()

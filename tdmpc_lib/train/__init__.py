@@ -11,8 +11,9 @@ from .config import DistillConfig, TrainConfig
 from .cache import TeacherTargetCache
 from .distill import Distiller, LatentProjection, Teacher, distill_coefficient
 from .losses import RunningScale
-from .trainer import Trainer, build_teacher_cache, train
+from .trainer import NonFiniteLossError, Trainer, build_teacher_cache, train
 from .update import Learner
 
 __all__ = ["DistillConfig", "TrainConfig", "Distiller", "LatentProjection", "Teacher", "TeacherTargetCache",
-           "distill_coefficient", "RunningScale", "Trainer", "Learner", "train", "build_teacher_cache"]
+           "distill_coefficient", "RunningScale", "Trainer", "Learner", "train", "build_teacher_cache",
+           "NonFiniteLossError"]

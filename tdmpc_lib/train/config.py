@@ -12,6 +12,7 @@ One path for a parameter: CLI / notebook -> these dataclasses -> the function th
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..planner import PlannerConfig
@@ -90,8 +91,12 @@ class DistillConfig:
             raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
         if self.cache_precision not in CACHE_PRECISIONS:
             raise ValueError(f"cache_precision must be one of {CACHE_PRECISIONS}, got {self.cache_precision!r}")
-        if self.d_coef < 0 or self.latent_coef < 0:
-            raise ValueError(f"d_coef and latent_coef must be >= 0, got {self.d_coef}, {self.latent_coef}")
+        for name in ("d_coef", "latent_coef", "cache_tolerance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.projection_lr is not None and not (math.isfinite(self.projection_lr) and self.projection_lr > 0):
+            raise ValueError(f"projection_lr must be a finite number > 0, got {self.projection_lr}")
         if self.teacher is None and (self.latent != "none" or self.cache is not None):
             raise ValueError("latent distillation and a teacher-target cache need a teacher checkpoint")
         if self.pca_samples < 1 or self.cache_batch_size < 1:
@@ -147,6 +152,13 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.eval_protocol not in EVAL_PROTOCOLS:
             raise ValueError(f"eval_protocol must be one of {EVAL_PROTOCOLS}, got {self.eval_protocol!r}")
+        for name in ("lr", "enc_lr_scale", "pi_adam_eps", "grad_clip_norm", "tau", "rho", "consistency_coef",
+                     "reward_coef", "value_coef", "entropy_coef"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
         for name in ("horizon", "batch_size", "log_freq", "checkpoint_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write_json
-from ..checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint_file, save_checkpoint
+from ..checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint_file, save_checkpoint
 from ..world_model import WorldModel, make_world_model
 from .cache import TeacherTargetCache, find_complete_cache
 from .config import RESUME_WARN_FIELDS, TrainConfig
@@ -36,6 +36,10 @@ from .records import MetricsLog, rng_state, seed_everything, set_rng_state
 from .update import Learner
 
 CHECKPOINT_KIND = "tdmpc-distill-train-state"
+
+
+class NonFiniteLossError(ValueError):
+    """A loss or parameter became NaN/inf; training stopped before writing it anywhere."""
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -89,10 +93,19 @@ class Trainer:
     def _resume_state(self) -> dict | None:
         if not self.cfg.resume or not self.checkpoints():
             return None
-        # The newest step file, not latest.pt: a kill between writing step_N.pt and relinking
-        # latest.pt leaves the newer file authoritative.
-        latest = self.checkpoints()[0]
-        state = read_checkpoint_file(latest)
+        # The newest readable step file, not latest.pt: a kill between writing step_N.pt and
+        # relinking latest.pt leaves the newer file authoritative. Files are written atomically,
+        # so an unreadable one was damaged afterwards (a full disk, a copy cut short): the
+        # previous one is used, with a warning, rather than refusing to resume.
+        for latest in self.checkpoints():
+            try:
+                state = read_checkpoint_file(latest)
+                break
+            except CheckpointError as e:
+                warnings.warn(f"skipping unreadable checkpoint {latest.name} ({e}); resuming from an earlier one",
+                              stacklevel=2)
+        else:
+            raise ValueError(f"no readable checkpoint in {self.ckpt_dir}; start a new run with another --out")
         if state.get("kind") != CHECKPOINT_KIND:
             raise ValueError(f"{latest} is not a training checkpoint of this trainer")
         saved = TrainConfig.from_dict(state["train_config"])
@@ -168,6 +181,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
+        self._check_finite()
         path = self.ckpt_dir / f"step_{self.step}.pt"
         save_checkpoint(self.model, path, kind=CHECKPOINT_KIND, step=self.step, train_config=self.cfg.to_dict(),
                         learner=self.learner.state_dict(), sampler=self.sampler.state_dict(),
@@ -219,7 +233,25 @@ class Trainer:
             self._sums[k] = self._sums[k] + v if k in self._sums else v
         self._count += 1
 
+    def _finite_parameters(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _non_finite_message(self, step: int, what: str) -> str:
+        kept = self.checkpoints()
+        return (f"non-finite values in {what} at update {step}: training stopped, the last good checkpoint "
+                f"({kept[0].name if kept else 'none yet'}) is kept; lower lr or the distillation coefficients, "
+                f"or check the data for NaN/inf rewards")
+
+    def _check_finite(self) -> None:
+        """Stop before a NaN/inf reaches a log row or a checkpoint (a sync only at these points)."""
+        bad = sorted(k for k, v in self._sums.items() if not bool(torch.isfinite(v)))
+        if bad:
+            raise NonFiniteLossError(self._non_finite_message(self.step, ", ".join(bad)))
+        if not self._finite_parameters():
+            raise NonFiniteLossError(self._non_finite_message(self.step, "the model's parameters"))
+
     def _log(self, interval_s: float, interval_steps: int) -> dict:
+        self._check_finite()
         row = {"step": self.step}
         row.update({k: float(v) / self._count for k, v in self._sums.items()})
         if self.distiller is not None:
@@ -260,7 +292,12 @@ class Trainer:
         tic, tic_step, paused, last_saved = time.perf_counter(), self.step, 0.0, None
         while self.step < cfg.steps:
             batch = self.sampler.sample()
-            out = self.learner.update(batch, self.step)
+            try:
+                out = self.learner.update(batch, self.step)
+            except (IndexError, RuntimeError) as e:  # e.g. two-hot indices of a NaN target
+                if self._finite_parameters():
+                    raise
+                raise NonFiniteLossError(self._non_finite_message(self.step + 1, "the model's parameters")) from e
             self.step += 1
             self._accumulate(out)
             bar.update(1)
