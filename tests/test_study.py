@@ -242,3 +242,51 @@ def test_profiles_plan_and_overrides():
     assert select("02,viewer") == ["02_distillation", "06_rollout_viewer"]
     with pytest.raises(ValueError, match="matches no notebook"):
         select("07")
+
+
+def test_killing_the_runner_leaves_no_process_behind(tmp_path):
+    """kill -9 of `python -m tdmpc_lib.study`: its pool workers (PR_SET_PDEATHSIG) and their
+    kernels (which poll their parent) all exit; the unfinished execution has no result.json and
+    is redone by the next run."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    runner = subprocess.Popen([sys.executable, "-m", "tdmpc_lib.study", "--profile", "smoke", "--study-dir",
+                               str(tmp_path / "s"), "--workers", "2"], cwd=NOTEBOOK_DIR.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, family = psutil.Process(runner.pid), set()
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until a kernel runs under a worker
+        family |= {p.pid for p in proc.children(recursive=True)}
+        if any("ipykernel" in " ".join(p.cmdline()) for p in proc.children(recursive=True)
+               if p.is_running()):
+            break
+        time.sleep(0.2)
+    else:
+        runner.kill()
+        pytest.fail("no kernel started within 120 s")
+    family |= {p.pid for p in proc.children(recursive=True)}
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+
+    def alive():
+        out = []
+        for pid in family:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    out.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    deadline = time.time() + 30
+    while alive() and time.time() < deadline:
+        time.sleep(0.2)
+    left = alive()
+    for pid in left:  # do not leak them into the rest of the suite
+        psutil.Process(pid).kill()
+    assert not left, f"{len(left)} process(es) outlived the runner"
+    assert not (tmp_path / "s" / "01_teacher" / "train-tiny" / "result.json").exists()

@@ -142,6 +142,19 @@ def use_this_interpreter_kernel() -> None:
     os.environ["JUPYTER_PATH"] = os.pathsep.join([mine, *others])
 
 
+def _die_with_the_runner() -> None:
+    """Worker initializer: the kernel (Linux) sends this worker SIGTERM when the runner that
+    started it dies, even by SIGKILL, so no worker outlives the study; a worker's own kernel
+    exits when its parent goes (ipykernel polls JPY_PARENT_PID)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the runner died before the call: go now
+            os._exit(1)
+
+
 def _execute(notebook_path: str, output_path: str, parameters: dict, cwd: str) -> dict:
     """Worker: run one notebook with papermill; never raises (returns ok / error)."""
     import papermill as pm
@@ -210,7 +223,7 @@ def run_study(profile: Profile, study_dir: str | Path | None = None, only: str |
     failed: set[str] = set()
     running: dict = {}
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_the_runner) as pool:
         while todo or running:
             # start what is ready, in order, while a worker is free
             for ex, injected in list(todo):
