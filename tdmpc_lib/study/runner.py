@@ -38,6 +38,10 @@ from .profiles import PROFILE_FILE, Profile
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 ORDER = ("01_teacher", "02_distillation", "03_latent_ablation", "04_quantization", "06_rollout_viewer", "05_results")
+# Which ready execution takes a free worker first: 04 (one long execution) as soon as the
+# distilled runs it quantizes exist, so it runs beside the latent members instead of alone at the end.
+START_ORDER = ("01_teacher", "02_distillation", "04_quantization", "06_rollout_viewer", "03_latent_ablation",
+               "05_results")
 
 
 @dataclass
@@ -205,7 +209,7 @@ def run_study(profile: Profile, study_dir: str | Path | None = None, only: str |
         f"{threads} torch thread{'s' if threads > 1 else ''} each)")
     start = time.perf_counter()
     todo: list[tuple[Execution, dict]] = []
-    for nb in ORDER:
+    for nb in START_ORDER:
         if nb not in chosen:
             continue
         for ex in executions[nb]:
