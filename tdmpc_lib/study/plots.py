@@ -17,7 +17,7 @@ import seaborn as sns
 
 from . import paper
 from .profiles import Profile
-from .results import Study, arm_label, loss_columns, read_metrics
+from .results import LATENT_ORDER, Study, arm_label, loss_columns, read_metrics
 
 OURS, PAPER, SCRATCH = "#1f77b4", "#7f7f7f", "#d62728"
 FIGURES = ("score_vs_dcoef", "reward_error", "latent_ablation", "quantization", "task_heatmap", "score_vs_steps",
@@ -226,7 +226,6 @@ def teacher_size(study: Study, profile: Profile, out_dir=None):
     return fig, _finish(fig, out_dir, "teacher_size")
 
 
-LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")
 LATENT_NAMES = {"none": "reward only", "linear-frozen": "+ latent,\nfrozen linear",
                 "linear": "+ latent,\ntrained linear", "pca": "+ latent,\nPCA"}
 

@@ -21,6 +21,9 @@ import pandas as pd
 from .params import RESULT_FILE
 
 
+LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")  # reward only, then the latent variants
+
+
 def _results(folder: Path) -> list[dict]:
     out = []
     for path in sorted(folder.glob(f"**/{RESULT_FILE}")):
@@ -81,7 +84,9 @@ class Study:
         r = self.runs
         if len(r):
             r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.steps)].drop_duplicates("run_dir")
-            for _, row in r.sort_values(["latent", "d_coef", "seed"]).iterrows():
+            r = r.assign(_mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER)
+                                for m in r["latent"]])
+            for _, row in r.sort_values(["_mode", "d_coef", "seed"]).iterrows():
                 add(arm_label(row), row["returns"])
         q = self.quant
         if len(q) and "returns" in q:
