@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .device import resolve_device, resolve_dtype
 from .files import atomic_write
 from .config import PRESETS, ModelConfig, model_config
 from .tasks import TASK_SETS, get_task_set
@@ -112,10 +113,19 @@ def bundled_checkpoint(name: str) -> str:
 def read_checkpoint_file(path: str | os.PathLike) -> dict:
     """torch.load(weights_only=True) with one-line errors for missing/corrupt/foreign files."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file; pass the .pt file inside it "
+                              f"(a training run keeps model.pt and checkpoints/step_N.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a .pt file path, a bundled checkpoint name "
                               f"({', '.join(map(repr, BUNDLED_CHECKPOINTS))}) or a hub name such as "
                               f"{HUB_CHECKPOINTS[0]!r}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive (PK..); the legacy format starts with a pickle protocol byte.
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with {magic!r}, neither a zip "
+                              f"archive nor a pickle); pass the .pt file a TD-MPC2 run saved")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad files; all mean "cannot read"
@@ -259,7 +269,7 @@ def _describe(cfg: ModelConfig) -> str:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32, size: str | int | None = None,
+                    dtype: torch.dtype | str = torch.float32, size: str | int | None = None,
                     task_set: str | None = None) -> WorldModel:
     """Load any supported checkpoint into a ready WorldModel in eval mode.
 
@@ -269,6 +279,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 
     `path` may also be a short name (when no file of that name exists): a bundled checkpoint
     ('tdmpc-opt-mt30-1M', sha256-verified, no network) or a hub name such as 'mt30-317M'."""
+    try:
+        device, dtype = resolve_device(device), resolve_dtype(dtype)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     path, sha256 = Path(path), None
     if not path.exists() and str(path) in BUNDLED_CHECKPOINTS:
         name = str(path)

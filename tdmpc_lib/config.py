@@ -86,6 +86,8 @@ def task_dim_rule(size: str | int, task_set: str | None) -> int:
 
 
 def _parse_size(size) -> str | int:
+    if isinstance(size, bool):  # True == 1 would silently build the 1M model
+        raise ValueError(f"unknown model size {size!r}; choose one of {list(PRESETS)}")
     if isinstance(size, str) and size.isdigit():
         size = int(size)
     if size not in PRESETS:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .device import resolve_device
 from .files import atomic_write_json, check_output_path
 from .planner import BatchedPlanner, PlannerConfig
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
@@ -61,13 +62,6 @@ class EvalConfig:
         if self.max_batch_envs < 0:
             raise ValueError(f"max_batch_envs must be >= 0 (0 = all environments in one batch), got {self.max_batch_envs}")
         resolve_device(self.device)
-
-
-def resolve_device(device: str) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but no CUDA GPU is available; use --device cpu")
-    return dev
 
 
 def set_seed(seed: int) -> None:

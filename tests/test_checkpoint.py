@@ -228,3 +228,32 @@ def test_unknown_short_name_lists_the_bundled_name():
         bundled_checkpoint("tdmpc-opt-mt30-2M")
     with pytest.raises(CheckpointError, match="unknown hub checkpoint.*tdmpc-opt-mt30-1M"):
         download_checkpoint("mt31-1M")
+
+
+def test_folders_and_foreign_files_are_named_for_what_they_are(tmp_path):
+    """A folder is not 'missing'; a PNG, a JSON or random bytes are not 'pickled objects'."""
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder, not a file; pass the .pt file inside it"):
+        load_checkpoint(tmp_path / "run")
+    foreign = {"fig.png": b"\x89PNG\r\n\x1a\n" + bytes(64), "r.json": b'{"score": 1}',
+               "noise.pt": bytes(range(7, 200))}
+    for name, content in foreign.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint \(it starts with") as e:
+            load_checkpoint(tmp_path / name)
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"device": "tpu9"}, "device 'tpu9' is not a device; use 'cpu', 'cuda' or 'cuda:N'"),
+    ({"dtype": "fp8"}, "dtype 'fp8' is not supported; use one of fp32, bf16, fp16"),
+] + ([] if torch.cuda.is_available() else
+     [({"device": "cuda"}, "'cuda' was requested but no CUDA GPU is available; use device 'cpu'")]))
+def test_device_and_dtype_are_checked_before_reading(kwargs, message):
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_checkpoint("tdmpc-opt-mt30-1M", **kwargs)
+
+
+def test_dtype_names_are_accepted():
+    m = load_checkpoint("tdmpc-opt-mt30-1M", dtype="bf16")
+    assert next(m.parameters()).dtype == torch.bfloat16

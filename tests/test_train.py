@@ -389,3 +389,15 @@ def test_non_finite_coefficients_are_refused_up_front(store_dir, tmp_path, field
     cfg = cfg_for(store_dir, tmp_path / "run", distill=DistillConfig(teacher="x.pt", **{field: value}))
     with pytest.raises(ValueError, match=f"{field} must be a finite number >= 0, got {value}"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("field, value", [("steps", "10"), ("batch_size", 2.5), ("seed", True)])
+def test_whole_number_fields_refuse_other_types(store_dir, tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a whole number, got {value!r}"):
+        train(cfg_for(store_dir, tmp_path / "run", **{field: value}))
+
+
+def test_a_boolean_is_not_a_model_size():
+    from tdmpc_lib import make_world_model
+    with pytest.raises(ValueError, match="unknown model size True"):
+        make_world_model(True)

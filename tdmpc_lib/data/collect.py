@@ -31,7 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_torch_save, file_sha256
-from ..evaluate import resolve_device, set_seed
+from ..device import resolve_device
+from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
 from ..tasks import DMC_EPISODE_LENGTH, get_task_set
 from .chunks import append_episodes

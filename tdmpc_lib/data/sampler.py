@@ -41,15 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from .batch import Batch
 from .store import EpisodeStore
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but no CUDA GPU is available; use device 'cpu'")
-    return dev
 
 
 class SliceSampler:

@@ -228,14 +228,11 @@ def check_values(values: dict) -> None:
         if v.get(key) is not None and v[key] < 0:
             raise ParameterError(f"parameter {key!r} must be >= 0, got {v[key]}")
     if v.get("device") is not None:
-        import torch
+        from ..device import resolve_device
         try:
-            dev = torch.device(v["device"])
-        except RuntimeError:
-            raise ParameterError(f"parameter 'device': {v['device']!r} is not a device such as 'cpu' or "
-                                 f"'cuda'") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ParameterError(f"parameter 'device' is {v['device']!r} but no CUDA GPU is available; use 'cpu'")
+            resolve_device(v["device"])
+        except ValueError as e:
+            raise ParameterError(f"parameter 'device': {e}") from None
     if "teacher" in v:
         check_checkpoint_spec("teacher", v["teacher"], allow_train=True)
     if "checkpoint" in v:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..device import resolve_device
 from ..files import atomic_write_json
 from ..checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint_file, save_checkpoint
 from ..world_model import WorldModel, make_world_model
@@ -54,9 +55,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.device = torch.device(cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {cfg.device!r} was requested but no CUDA GPU is available; use --device cpu")
+        self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         for stale in self.ckpt_dir.glob("*.tmp"):  # half-written files of a killed save
