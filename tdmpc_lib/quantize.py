@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from .checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_torch_save, load_checkpoint,
                          save_checkpoint)
+from .files import check_output_path
 from .layers import NormedLinear
 from .tasks import get_task_set
 from .world_model import WorldModel
@@ -289,6 +290,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     try:
         check_format(args.format)
+        if args.batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        check_output_path(args.output)
+        if os.path.exists(args.output) and os.path.samefile(args.output, args.checkpoint):
+            raise ValueError(f"--output {args.output} is the input checkpoint; write the quantized file elsewhere")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ref = load_checkpoint(args.checkpoint)

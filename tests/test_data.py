@@ -408,3 +408,20 @@ def test_collect_action_noise_with_the_bundled_teacher(tmp_path):
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="action_noise must be a finite number >= 0"):
             rollout(["cartpole-balance"], 1, "prior", model, max_steps=2, progress=False, action_noise=bad)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(num_rows=m["num_rows"] + 7), "disagrees with its segments"),
+    (lambda m: m.update(episode_length=m["episode_length"] - 1), "disagrees with its segments"),
+    (lambda m: m.pop("obs_dim"), "lacks obs_dim"),
+])
+def test_edited_manifest_is_refused(tmp_path, store_dir, edit, message, capsys):
+    import shutil
+    copy = tmp_path / "s"
+    shutil.copytree(store_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=message):
+        open_store(copy)
+    assert cli(["info", str(copy)]) == 2 and message in capsys.readouterr().err

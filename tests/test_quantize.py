@@ -259,3 +259,17 @@ def test_fixture_file_ratios(tmp_path):
     # fp16 storage of a model released in fp16 is lossless
     assert all(torch.equal(a, b) for a, b in zip(load_checkpoint(tmp_path / "fp16.pt").state_dict().values(),
                                                   model.state_dict().values()))
+
+
+def test_cli_checks_batch_and_output_before_writing_anything(tiny, tmp_path, capsys):
+    save_checkpoint(tiny, tmp_path / "m.pt")
+    before = (tmp_path / "m.pt").read_bytes()
+    cases = ((["--output", str(tmp_path / "m.pt")], "is the input checkpoint"),
+             (["--output", str(tmp_path / "q.pt"), "--batch", "0"], "--batch must be at least 1"),
+             (["--output", str(tmp_path)], "is a folder"))
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as e:
+            Q.main(["--checkpoint", str(tmp_path / "m.pt"), "--format", "fp16", *extra])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1
+    assert (tmp_path / "m.pt").read_bytes() == before and not (tmp_path / "q.pt").exists()

@@ -213,6 +213,10 @@ class EpisodeStore:
                             f"`python -m tdmpc_lib.data convert` or `collect`")
         if not manifest["segments"]:
             raise DataError(f"{self.root} holds no converted episodes yet")
+        missing = [k for k in ("task_set", "episode_length", "num_rows", "num_episodes", "obs_dim", "action_dim",
+                               "keys") if k not in manifest]
+        if missing:
+            raise DataError(f"{self.root / MANIFEST} lacks {', '.join(missing)}; the store is corrupt, convert again")
         self.manifest = manifest
         self.task_set: str = manifest["task_set"]
         self.tasks = get_task_set(self.task_set)
@@ -236,6 +240,16 @@ class EpisodeStore:
             ep_task.append(np.load(folder / "episode_task.npy"))
         self.episode_starts = np.concatenate(starts + [np.array([self.num_rows], np.int64)])
         self.episode_task = np.concatenate(ep_task)
+        # The manifest's totals must agree with the segments (an edited or half-written manifest
+        # would otherwise sample rows that do not exist or cut episodes in the wrong place).
+        seg_rows = sum(seg["rows"] for seg in manifest["segments"])
+        lengths = np.diff(self.episode_starts)
+        if (seg_rows != self.num_rows or len(self.episode_task) != self.num_episodes
+                or len(lengths) != self.num_episodes or (lengths != self.episode_length).any()):
+            raise DataError(f"{self.root / MANIFEST} disagrees with its segments (num_rows {self.num_rows} vs "
+                            f"{seg_rows}, num_episodes {self.num_episodes} vs {len(self.episode_task)}, episode_length "
+                            f"{self.episode_length} vs {sorted(set(lengths.tolist()))[:3]}); the store is corrupt, "
+                            f"convert again")
         self.segment_offsets = np.array([s["row_offset"] for s in manifest["segments"]] + [self.num_rows],
                                         dtype=np.int64)
         self._parts = parts
