@@ -142,6 +142,7 @@ def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
     ({"teacher": "mt30-2M"}, "neither an existing checkpoint file nor a bundled or hub name"),
     ({"epsiodes": 2}, "unknown parameter 'epsiodes' for 01_teacher"),
     ({"profile": "huge"}, "parameter 'profile' must be one of smoke, mini, paper"),
+    ({"episodes": 0}, "parameter 'episodes' must be at least 1"),
 ])
 def test_parameter_checks(given, message):
     with pytest.raises(ParameterError) as err:
@@ -236,6 +237,15 @@ def test_profiles_plan_and_overrides():
         profiles.MINI.replace(teacher="train:1")  # the teacher's data cannot come from a teacher trained on it
     with pytest.raises(ParameterError, match="data mixture entry 'prior-0.3'"):
         profiles.MINI.replace(**{"data.mixture": ("random", "prior-0.3")})
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="must be a finite number >= 0"):
+            profiles.MINI.replace(d_coef=bad)
+        with pytest.raises(ParameterError, match="coefficients are finite numbers >= 0"):
+            profiles.MINI.replace(d_coefs=(0.0, bad))
+        with pytest.raises(ParameterError, match="must be a finite number >= 0"):
+            validate("02_distillation", {"profile": "smoke", "d_coef": bad})
+    with pytest.raises(ParameterError, match="must not repeat"):
+        profiles.MINI.replace(seeds=(1, 1))
     with pytest.raises(ParameterError, match="num_elites <= num_samples"):
         profiles.MINI.replace(**{"planner.num_elites": 500})
     assert profiles.parse_mixture_entry("plan+0.25") == ("plan", 0.25)

@@ -401,3 +401,11 @@ def test_a_boolean_is_not_a_model_size():
     from tdmpc_lib import make_world_model
     with pytest.raises(ValueError, match="unknown model size True"):
         make_world_model(True)
+
+
+@pytest.mark.parametrize("kw, message", [({"threads": -1}, "threads must be >= 0"),
+                                         ({"eval_freq": 2, "eval_tasks": "walker-fly"}, "unknown task 'walker-fly'")])
+def test_run_settings_checked_before_any_update(store_dir, tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        train(cfg_for(store_dir, tmp_path / "run", **kw))
+    assert not (tmp_path / "run" / "metrics.csv").exists()

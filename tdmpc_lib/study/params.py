@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import platform
 import types
 import typing
@@ -225,8 +226,8 @@ def check_values(values: dict) -> None:
         if v.get(key) is not None and v[key] < 1:
             raise ParameterError(f"parameter {key!r} must be at least 1, got {v[key]}")
     for key in ("d_coef", "latent_coef", "threads", "eval_freq", "camera_id"):
-        if v.get(key) is not None and v[key] < 0:
-            raise ParameterError(f"parameter {key!r} must be >= 0, got {v[key]}")
+        if v.get(key) is not None and not (math.isfinite(v[key]) and v[key] >= 0):
+            raise ParameterError(f"parameter {key!r} must be a finite number >= 0, got {v[key]}")
     if v.get("device") is not None:
         from ..device import resolve_device
         try:
@@ -258,8 +259,10 @@ def check_profile(profile: Profile) -> None:
             check_checkpoint_spec("teacher", t, allow_train=True)
         _check_choice("viewer.policy", p.viewer.policy, ("prior", "plan"))
         for d in p.d_coefs:
-            if d < 0:
-                raise ParameterError(f"profile field 'd_coefs' holds a negative coefficient {d}")
+            if not (math.isfinite(d) and d >= 0):
+                raise ParameterError(f"profile field 'd_coefs' holds {d}; coefficients are finite numbers >= 0")
+        if len(set(p.d_coefs)) != len(p.d_coefs) or len(set(p.seeds)) != len(p.seeds):
+            raise ParameterError("profile fields 'd_coefs' and 'seeds' must not repeat a value")
         for mode in p.latent_modes:
             _check_choice("latent_modes", mode, tuple(m for m in LATENT_MODES if m != "none"))
         if not p.seeds:

@@ -167,8 +167,14 @@ class TrainConfig:
         for name in ("horizon", "batch_size", "log_freq", "checkpoint_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.steps < 0 or self.eval_freq < 0:
-            raise ValueError(f"steps and eval_freq must be >= 0, got {self.steps}, {self.eval_freq}")
+        for name in ("steps", "eval_freq", "threads", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_freq or self.eval_final:  # a bad task list fails now, not after the updates are spent
+            from ..tasks import get_task_set
+            get_task_set("mt30").resolve(self.eval_tasks)
+            if self.eval_episodes < 1:
+                raise ValueError(f"eval_episodes must be at least 1, got {self.eval_episodes}")
         self.distill.validate()
 
     def to_dict(self) -> dict:
