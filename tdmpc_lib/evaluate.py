@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import platform
 import random
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .device import resolve_device
-from .files import atomic_write_json, check_output_path
+from .files import atomic_write_json, atomic_write_text, check_output_path
 from .planner import BatchedPlanner, PlannerConfig
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
 from .world_model import WorldModel
@@ -85,8 +88,33 @@ def normalized_score(task_means: dict[str, float]) -> float:
     return float(np.mean(scores))
 
 
-def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True) -> dict:
-    """Run the evaluation; returns the result dict that the CLI writes as JSON."""
+def _read_journal(path: Path, header: dict) -> dict[int, dict]:
+    """The finished batches recorded in a journal of this same evaluation ({batch index: record})."""
+    lines = path.read_text().splitlines()
+    try:
+        first = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        first = None
+    if first != header:
+        raise ValueError(f"{path} records another evaluation (different settings or checkpoint); delete it or "
+                         f"choose another --output")
+    done = {}
+    for line in lines[1:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill: that batch is simply redone
+            break
+        done[rec["batch"]] = rec
+    return done
+
+
+def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal: str | Path | None = None) -> dict:
+    """Run the evaluation; returns the result dict that the CLI writes as JSON.
+
+    Environments plan in batches of `max_batch_envs` (0: one batch); batch b starts from seed
+    cfg.seed + b. With a `journal` file every finished batch is appended to it, and a journal of
+    the same evaluation left by a killed run is continued: finished batches are not run again
+    and the result equals that of an uninterrupted run (timings aside)."""
     from .envs import make_env  # dm_control is imported only when environments are needed
 
     cfg.validate()
@@ -96,18 +124,34 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True) -> dict:
     ids = dict(zip(tasks, _task_ids(model, tasks)))
     model = model.to(device).eval()
     model.set_q_dropout_at_inference(cfg.protocol == "paper")
-    set_seed(cfg.seed)
     planner_cfg = dataclasses.replace(cfg.planner, mpc=cfg.policy == "plan")
     pairs = [(t, k) for t in tasks for k in range(cfg.episodes)]
     chunk = cfg.max_batch_envs or len(pairs)
     returns: dict[str, list[float]] = {t: [0.0] * cfg.episodes for t in tasks}
     start, plan_time, agent_steps, plan_calls = time.perf_counter(), 0.0, 0, 0
+    info = getattr(model, "checkpoint_info", {}) or {}
+    finished: dict[int, dict] = {}
+    if journal is not None:
+        journal = Path(journal)
+        header = {"journal": "tdmpc-distill-evaluation", "eval_config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+                  "checkpoint_sha256": info.get("sha256"), "tasks": tasks}
+        if journal.is_file() and journal.stat().st_size:
+            finished = _read_journal(journal, header)
+        else:
+            atomic_write_text(journal, json.dumps(header) + "\n")
     # Counts agent steps (episodes end together in lockstep, so an episode bar would sit at 0).
     bar = tqdm(total=len(pairs) * DMC_EPISODE_LENGTH, desc="env-steps", unit="step",
                disable=not progress, file=sys.stderr, smoothing=0.05, mininterval=1.0)
     episodes_done = 0
-    for lo in range(0, len(pairs), chunk):
+    for b, lo in enumerate(range(0, len(pairs), chunk)):
         batch = pairs[lo:lo + chunk]
+        if b in finished:  # done by an earlier, interrupted run of this evaluation
+            for task, k, ret in finished[b]["returns"]:
+                returns[task][k] = ret
+            bar.update(len(batch) * DMC_EPISODE_LENGTH)
+            episodes_done += len(batch)
+            continue
+        set_seed(cfg.seed + b)
         envs = [make_env(t, cfg.seed, episode=k) for t, k in batch]
         planner = BatchedPlanner(model, planner_cfg, eval_mode=cfg.protocol == "clean", precision=cfg.precision)
         task_ids = torch.tensor([ids[t] for t, _ in batch], device=device)
@@ -137,11 +181,15 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True) -> dict:
                     episodes_done += 1
             bar.set_postfix(episodes=f"{episodes_done}/{len(pairs)}", refresh=False)
             t += 1
+        if journal is not None:
+            with open(journal, "a") as f:  # one line per finished batch; a torn last line is redone
+                f.write(json.dumps({"batch": b, "returns": [[t_, k, returns[t_][k]] for t_, k in batch]}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
     bar.close()
     wall = time.perf_counter() - start
     per_task = {t: {"returns": [round(r, 4) for r in returns[t]], "mean": float(np.mean(returns[t])),
                     "score": float(np.mean(returns[t])) / 10} for t in tasks}
-    info = getattr(model, "checkpoint_info", {}) or {}
     return {
         "normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}),
         "tasks": per_task,
@@ -180,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision for planning")
     p.add_argument("--max-batch-envs", type=int, default=0, help="environments per planning batch (0 = all)")
-    p.add_argument("--output", help="write the results JSON here")
+    p.add_argument("--output", help="write the results JSON here (finished batches are journaled beside it)")
+    p.add_argument("--resume", action="store_true", help="continue the killed evaluation journaled beside --output")
     args = p.parse_args(argv)
     cfg = EvalConfig(tasks=args.tasks, episodes=args.episodes, seed=args.seed, protocol=args.protocol,
                      policy=args.policy, device=args.device, precision=args.precision,
@@ -188,15 +237,23 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         cfg.validate()
         get_task_set("mt30").resolve(cfg.tasks)  # unknown or repeated tasks fail before the model loads
+        journal = None
         if args.output:
             check_output_path(args.output)  # before hours of evaluation, not after
+            journal = Path(f"{args.output}.partial.jsonl")
+            if journal.exists() and not args.resume:
+                raise ValueError(f"{journal} holds an interrupted evaluation; pass --resume to continue it, or "
+                                 f"delete it to start again")
+        elif args.resume:
+            raise ValueError("--resume needs --output (the journal lies beside it)")
         model = load_checkpoint(args.checkpoint, device=args.device)
-        result = evaluate(model, cfg)
+        result = evaluate(model, cfg, journal=journal)
     except (CheckpointError, ValueError) as e:
         p.exit(2, f"error: {e}\n")
     print(format_table(result))
     if args.output:
         atomic_write_json(args.output, result, indent=2)
+        journal.unlink(missing_ok=True)
         print(f"results written to {args.output}")
     return result
 

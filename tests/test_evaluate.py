@@ -54,3 +54,46 @@ def test_fixture_checkpoint_is_competent_with_planning(fp16_fixture):
     r = evaluate(model, EvalConfig(tasks="reacher-easy,cartpole-balance", episodes=1, seed=1), progress=False)
     assert r["tasks"]["reacher-easy"]["mean"] > 900, r["tasks"]
     assert r["tasks"]["cartpole-balance"]["mean"] > 900, r["tasks"]
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_json(tmp_path):
+    """Finished batches are journaled beside --output; a killed evaluation continued with
+    --resume ends with the same results as one that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    save_checkpoint(make_world_model("tiny", seed=0), tmp_path / "tiny.pt")
+    root = Path(__file__).resolve().parents[1]
+
+    def cli(out, *extra):
+        return [sys.executable, "-m", "tdmpc_lib.evaluate", "--checkpoint", str(tmp_path / "tiny.pt"), "--tasks",
+                "cartpole-balance,reacher-easy,pendulum-swingup", "--episodes", "2", "--policy", "prior",
+                "--protocol", "paper", "--max-batch-envs", "2", "--output", str(out), *extra]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed.json"
+    journal = Path(f"{killed}.partial.jsonl")
+    proc = subprocess.Popen(cli(killed), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (journal.is_file() and len(journal.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lines = journal.read_text().splitlines()
+    assert 2 <= len(lines) <= 3 and not killed.exists()  # some batches done, not all
+    again = subprocess.run(cli(killed), cwd=root, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+    assert subprocess.run(cli(killed, "--resume"), cwd=root, env=env, capture_output=True).returncode == 0
+    assert not journal.exists()
+    whole = tmp_path / "whole.json"
+    assert subprocess.run(cli(whole), cwd=root, env=env, capture_output=True).returncode == 0
+    a, b = json.loads(killed.read_text()), json.loads(whole.read_text())
+    assert a["timing"]["agent_steps"] < b["timing"]["agent_steps"]  # journaled batches were not run again
+    for r in (a, b):
+        r.pop("timing")
+        r["checkpoint"].pop("path")
+    assert a == b
