@@ -117,7 +117,7 @@ from tdmpc_lib.study import plots
 
 plots.theme()
 paths = {}
-for _name in plots.FIGURES:
+for _name in plots.figures_for(run.profile):
     fig, paths[_name] = plots.DRAW[_name](st, run.profile, figures)
     plt.show()
     plt.close(fig)

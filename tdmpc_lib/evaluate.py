@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from .device import resolve_device
 from .files import atomic_write_json, atomic_write_text, check_output_path
 from .planner import BatchedPlanner, PlannerConfig
+from .rollout import Step, lockstep, reset_all
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
 from .world_model import WorldModel
 
@@ -155,32 +156,26 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
         envs = [make_env(t, cfg.seed, episode=k) for t, k in batch]
         planner = BatchedPlanner(model, planner_cfg, eval_mode=cfg.protocol == "clean", precision=cfg.precision)
         task_ids = torch.tensor([ids[t] for t, _ in batch], device=device)
-        obs = np.zeros((len(batch), model.cfg.obs_dim), dtype=np.float32)
-        for i, env in enumerate(envs):
-            o = env.reset()
-            obs[i, :o.shape[0]] = o
-        done = np.zeros(len(batch), dtype=bool)
-        t = 0
-        while not done.all():
+
+        def act(obs: np.ndarray, t: int) -> np.ndarray:
+            nonlocal plan_time, plan_calls
             tic = time.perf_counter()
             actions = planner.act(torch.from_numpy(obs), task_ids,
-                                  torch.full((len(batch),), t == 0, device=device)).cpu().numpy()
+                                  torch.full((len(obs),), t == 0, device=device)).cpu().numpy()
             plan_time += time.perf_counter() - tic
             plan_calls += 1
-            bar.update(int((~done).sum()))
-            for i, env in enumerate(envs):
-                if done[i]:
-                    continue
-                o, r, d, _ = env.step(actions[i, :env.action_dim])
-                obs[i] = 0.0
-                obs[i, :o.shape[0]] = o
-                returns[batch[i][0]][batch[i][1]] += r
-                agent_steps += 1
-                if d:
-                    done[i] = True
-                    episodes_done += 1
+            return actions
+
+        def on_step(step: Step) -> None:
+            nonlocal agent_steps, episodes_done
+            agent_steps += int(step.active.sum())
+            episodes_done += int((step.done & step.active).sum())
+            bar.update(int(step.active.sum()))
             bar.set_postfix(episodes=f"{episodes_done}/{len(pairs)}", refresh=False)
-            t += 1
+
+        batch_returns = lockstep(envs, act, reset_all(envs, model.cfg.obs_dim), on_step=on_step)
+        for (task, k), ret in zip(batch, batch_returns):
+            returns[task][k] = float(ret)
         if journal is not None:
             with open(journal, "a") as f:  # one line per finished batch; a torn last line is redone
                 f.write(json.dumps({"batch": b, "returns": [[t_, k, returns[t_][k]] for t_, k in batch]}) + "\n")

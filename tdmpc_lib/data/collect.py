@@ -34,6 +34,7 @@ from ..checkpoint import atomic_torch_save, file_sha256
 from ..device import resolve_device
 from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
+from ..rollout import Step, lockstep, reset_all
 from ..tasks import DMC_EPISODE_LENGTH, get_task_set
 from .chunks import append_episodes
 from .store import DataError, new_manifest, read_manifest
@@ -72,9 +73,7 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
     task = np.repeat(np.array([ts.index(t) for t, _ in pairs], np.int32)[:, None], steps + 1, axis=1)
     action[:, 0], reward[:, 0] = np.nan, np.nan  # row 0: dummy action/reward
     envs = [make_env(t, seed, episode=k) for t, k in pairs]
-    for i, env in enumerate(envs):
-        o = env.reset()
-        obs[i, 0, :o.shape[0]] = o
+    obs[:, 0] = reset_all(envs, O)
     # random actions: one generator per episode, so an episode does not depend on the others
     rngs = [np.random.Generator(np.random.PCG64([seed, ts.index(t), k])) for t, k in pairs]
     agent = None
@@ -85,21 +84,29 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
         agent = BatchedPlanner(model, dataclasses.replace(planner or PlannerConfig(), mpc=policy == "plan"),
                                eval_mode=not explore, precision=precision)
         task_ids = torch.from_numpy(task[:, 0].astype(np.int64)).to(dev)
-    for t in tqdm(range(steps), desc=f"collect ({policy})", unit="step", disable=not progress, file=sys.stderr):
+
+    def act(o: np.ndarray, t: int) -> np.ndarray:
+        """(n, A) actions, clipped to [-1, 1] and zero beyond each task's action dims (as stored)."""
         if agent is None:
-            act = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
+            raw = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
         else:
             t0 = torch.full((n,), t == 0, device=task_ids.device)
-            act = agent.act(torch.from_numpy(np.ascontiguousarray(obs[:, t])), task_ids, t0).float().cpu().numpy()
+            raw = agent.act(torch.from_numpy(o), task_ids, t0).float().cpu().numpy()
             if action_noise > 0:
-                act = act + action_noise * np.stack([r.standard_normal(A) for r in rngs]).astype(np.float32)
+                raw = raw + action_noise * np.stack([r.standard_normal(A) for r in rngs]).astype(np.float32)
+        out = np.zeros((n, A), np.float32)
         for i, env in enumerate(envs):
-            a = np.zeros(A, np.float32)
-            a[:env.action_dim] = np.clip(act[i, :env.action_dim], -1.0, 1.0)
-            o, r, _, _ = env.step(a[:env.action_dim])
-            obs[i, t + 1, :o.shape[0]] = o
-            action[i, t + 1] = a
-            reward[i, t + 1] = r
+            out[i, :env.action_dim] = np.clip(raw[i, :env.action_dim], -1.0, 1.0)
+        return out
+
+    bar = tqdm(total=steps, desc=f"collect ({policy})", unit="step", disable=not progress, file=sys.stderr)
+
+    def record(step: Step) -> None:
+        obs[:, step.t + 1], action[:, step.t + 1], reward[:, step.t + 1] = step.obs, step.actions, step.rewards
+        bar.update(1)
+
+    lockstep(envs, act, obs[:, 0].copy(), steps=steps, on_step=record)
+    bar.close()
     return {"obs": obs, "action": action, "reward": reward, "task": task}
 
 

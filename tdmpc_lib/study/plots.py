@@ -385,11 +385,22 @@ DRAW = {"score_vs_dcoef": score_vs_dcoef, "score_vs_steps": score_vs_steps, "tea
         "reward_error": reward_error}
 
 
+def figures_for(profile: Profile) -> tuple[str, ...]:
+    """The figures a profile has results for: the score-against-updates figure only with curve
+    runs longer than the sweep, the teacher-size figure only with teachers to compare."""
+    skip = set()
+    if profile.curve_length == profile.steps:
+        skip.add("score_vs_steps")
+    if not [t for t in profile.compare_teachers if t != profile.teacher]:
+        skip.add("teacher_size")
+    return tuple(f for f in FIGURES if f not in skip)
+
+
 def draw_all(study: Study, profile: Profile, out_dir: str | Path, show: bool = False) -> dict[str, Path]:
-    """Draw and save every figure; returns {name: png path}."""
+    """Draw and save every figure the profile has results for; returns {name: png path}."""
     theme()
     paths = {}
-    for name in FIGURES:
+    for name in figures_for(profile):
         fig, path = DRAW[name](study, profile, out_dir)
         paths[name] = path
         if show:

@@ -261,8 +261,8 @@ MINI = Profile(
             "teacher-collected episodes of 4 tasks, 3 seeds, MPPI with 128 samples / 2 iterations, 3 episodes per "
             "task and seed. Not comparable with the paper (317M teacher, all of MT30, 200K-1M updates of batch "
             "256, full MPPI, 30 tasks)"),
-    expected_cost=("about 25 minutes on a 2-core CPU with 2 workers, setup included (see README), under 2 GB "
-                   "of memory, about 100 MB on disk"),
+    expected_cost=("about 30 minutes on a 2-core CPU with 2 workers, setup included (measured 28-30 min, see "
+                   "README), under 2 GB of memory, about 100 MB on disk"),
     device="cpu",
     data=DataSpec(source="collect", tasks=MINI_TASKS, episodes=3, seed=100,
                   mixture=("random", "prior", "prior+0.2", "prior+0.4", "prior+0.6", "prior+0.8", "prior+1.0",

@@ -68,6 +68,7 @@ def rollout(model, task: str, seed: int = 1, policy: str = "prior", steps: int =
     from ..envs import make_env
     from ..evaluate import set_seed
     from ..planner import BatchedPlanner, PlannerConfig
+    from ..rollout import lockstep, reset_all
     from ..tasks import get_task_set
 
     if policy not in ("prior", "plan"):
@@ -79,23 +80,22 @@ def rollout(model, task: str, seed: int = 1, policy: str = "prior", steps: int =
     planner = BatchedPlanner(model, PlannerConfig(mpc=policy == "plan"), eval_mode=True)
     env = make_env(task, seed, episode=episode)
     steps = max(1, min(int(steps), env.episode_length))
-    obs = np.zeros((1, model.cfg.obs_dim), np.float32)
-    o = env.reset()
-    obs[0, :o.shape[0]] = o
+    obs = reset_all([env], model.cfg.obs_dim)
     frames = [env.render(width, height, camera_id)]
     rewards, actions = [], []
+
+    def act(o: np.ndarray, t: int) -> np.ndarray:
+        return planner.act(torch.from_numpy(o), task_id, torch.tensor([t == 0], device=device)).cpu().numpy()
+
+    def record(step) -> None:
+        rewards.append(step.rewards[0])
+        actions.append(step.actions[0, :env.action_dim])
+        frames.append(env.render(width, height, camera_id))
+        if on_step is not None:
+            on_step(step.t + 1, steps)
+
     try:
-        for t in range(steps):
-            a = planner.act(torch.from_numpy(obs), task_id, torch.tensor([t == 0], device=device))
-            a = a[0, :env.action_dim].cpu().numpy()
-            o, r, _, _ = env.step(a)
-            obs[:] = 0.0
-            obs[0, :o.shape[0]] = o
-            rewards.append(r)
-            actions.append(a)
-            frames.append(env.render(width, height, camera_id))
-            if on_step is not None:
-                on_step(t + 1, steps)
+        lockstep([env], act, obs, steps=steps, on_step=record)
     finally:
         _free_rendering(env)
     ro = Rollout(task, seed, policy, frames, np.asarray(rewards, np.float32), np.asarray(actions, np.float32),
