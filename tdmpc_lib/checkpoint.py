@@ -160,9 +160,14 @@ def _dequantize(state: dict, path) -> tuple[dict, list[str]]:
         out[k] = v
     notes = []
     if broken:
-        msg = (f"{path}: {len(broken)} int8 tensors were quantized per tensor with scale 1.0, so every "
-               f"weight was rounded to an integer and the model's weights are destroyed (TD-MPC-Opt int8/mixed "
-               f"files); use the fp16 file or quantize with tdmpc_lib.quantize")
+        floats = sum(1 for v in state.values() if isinstance(v, torch.Tensor) and not v.is_quantized)
+        what = ("every weight of the model was rounded to an integer: the model is destroyed (a TD-MPC-Opt "
+                "int8 file)" if not floats else
+                f"those tensors were rounded to integers and are destroyed, the other {floats} are intact (a "
+                f"TD-MPC-Opt mixed file: {', '.join(sorted({k.split('.params')[0] for k in broken}))} are "
+                f"unusable, so planning with this model is not meaningful)")
+        msg = (f"{path}: {len(broken)} int8 tensors were quantized per tensor with scale 1.0, so {what}; use the "
+               f"fp16 file or quantize with tdmpc_lib.quantize")
         warnings.warn(msg, stacklevel=3)
         notes.append(msg)
     return out, notes
@@ -292,11 +297,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         path = Path(download_checkpoint(str(path)))
     obj = read_checkpoint_file(path)
     ours = obj.get("format") == FORMAT_NAME
+    # What the file stores, before anything is dequantized or cast on load.
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in _state_of(obj, path).values()
+                     if isinstance(v, torch.Tensor)})
     if ours and obj.get("quantization"):
         from .quantize import dequantize_checkpoint  # our own int8/fp16 files (quantize.py)
         obj = dequantize_checkpoint(obj)
     state = _state_of(obj, path)
-    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if isinstance(v, torch.Tensor)})
     state, notes = _dequantize(state, path)
     layout = ("ours" if ours else "new" if any(k.startswith("_target_Qs_params.") for k in state)
               else "old" if "_Qs.params.0" in state else "unknown")

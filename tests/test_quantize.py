@@ -242,8 +242,13 @@ def test_paper_int8_and_mixed_formats(tiny, tmp_path):
     mixed = paper_state_dict(tiny, "mixed")
     assert mixed["_pi.0.weight"].dtype == torch.float16 and mixed["_Qs.params.4"].dtype == torch.qint8
     write_paper_checkpoint(tiny, tmp_path / "paper.pt", "mixed")
-    with pytest.warns(UserWarning, match="destroyed"):
+    with pytest.warns(UserWarning, match=r"20 int8 tensors .* those tensors were rounded to integers and are "
+                                         r"destroyed, the other \d+ are intact .* _Qs, _target_Qs are unusable"):
         model = load_checkpoint(tmp_path / "paper.pt")
+    assert model.checkpoint_info["stored_dtypes"] == ["float16", "qint8"]
+    write_paper_checkpoint(tiny, tmp_path / "int8.pt", "int8")
+    with pytest.warns(UserWarning, match="every weight of the model was rounded to an integer: the model is destroyed"):
+        assert load_checkpoint(tmp_path / "int8.pt").checkpoint_info["stored_dtypes"] == ["qint8"]
     assert torch.equal(model.state_dict()["_Qs.params.1.weight"], torch.round(tiny.state_dict()["_Qs.params.1.weight"]))
 
 
@@ -273,3 +278,12 @@ def test_cli_checks_batch_and_output_before_writing_anything(tiny, tmp_path, cap
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1
     assert (tmp_path / "m.pt").read_bytes() == before and not (tmp_path / "q.pt").exists()
+
+
+@pytest.mark.parametrize("fmt, stored", [("fp16", ["float16"]), ("bf16", ["bfloat16"]),
+                                         ("int8", ["float32", "int8"])])  # int8 weights; fp32 biases, norms
+def test_stored_dtypes_report_the_file_not_the_loaded_model(tiny, tmp_path, fmt, stored):
+    Q.save_quantized(tiny, tmp_path / "q.pt", fmt)
+    model = load_checkpoint(tmp_path / "q.pt")
+    assert model.checkpoint_info["stored_dtypes"] == stored
+    assert next(model.parameters()).dtype == torch.float32  # what was loaded: dequantized to fp32
