@@ -9,6 +9,9 @@
   1.0 and zero point 0, which rounds each weight to an integer and destroys the model) and
   "mixed" (float16 for keys containing "weight"/"bias", that int8 for the Q ensembles).
   Reproduced only so that benchmarks can show what the published int8 files do.
+- `export_state_dict(model, layout, dtype)` and the command line
+  `python -m tdmpc_lib.export --checkpoint X --output Y [--layout official-new|official-old]
+  [--dtype fp32|fp16]`: any checkpoint we read, written for the official code.
 """
 from __future__ import annotations
 
@@ -104,3 +107,63 @@ def write_paper_checkpoint(model: WorldModel, path: str | os.PathLike, kind: str
     """Write {'model': paper_state_dict(model, kind)}; returns the file size in bytes."""
     atomic_torch_save({"model": paper_state_dict(model, kind)}, path)
     return os.path.getsize(path)
+
+
+# ---------------------------------------------------------------------------- command line
+LAYOUTS = ("official-new", "official-old")
+EXPORT_DTYPES = ("fp32", "fp16")
+
+
+def export_state_dict(model: WorldModel, layout: str = "official-new", dtype: str = "fp32") -> OrderedDict:
+    """The state dict the official TD-MPC2 code loads strictly: 'official-new' (the current
+    official layout, 80 entries for MT30-1M) or 'official-old' (the layout of the released
+    checkpoints and the TD-MPC-Opt fork), float tensors in fp32 or fp16."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(EXPORT_DTYPES)}")
+    sd = official_state_dict(model) if layout == "official-new" else _old_layout(model)
+    if dtype == "fp16":  # floats only: the log-std bounds, masks and tensordict entries keep their types
+        sd = OrderedDict((k, v.half() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                          and k not in ("log_std_min", "log_std_dif") else v) for k, v in sd.items())
+    return sd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m tdmpc_lib.export --checkpoint X --output Y [--layout official-new|official-old] [--dtype fp32|fp16]"""
+    import argparse
+    import sys
+
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .files import check_output_path
+
+    p = argparse.ArgumentParser(
+        prog="python -m tdmpc_lib.export",
+        description="Write any checkpoint tdmpc_lib reads (ours, quantized, official, TD-MPC-Opt) as a file the "
+                    "official TD-MPC2 code loads with load_state_dict(strict=True). Our own quantized formats "
+                    "(python -m tdmpc_lib.quantize) are read only by tdmpc_lib: export them with this command "
+                    "to share them.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint path, bundled name or hub name")
+    p.add_argument("--output", required=True, help="the .pt file to write ({'model': state_dict})")
+    p.add_argument("--layout", default="official-new", choices=LAYOUTS,
+                   help="official-new: current TD-MPC2 code; official-old: released checkpoints / TD-MPC-Opt fork")
+    p.add_argument("--dtype", default="fp32", choices=EXPORT_DTYPES, help="float tensors in fp32 or fp16")
+    args = p.parse_args(argv)
+    try:
+        check_output_path(args.output)
+        if os.path.exists(args.output) and os.path.exists(args.checkpoint) and os.path.samefile(args.output,
+                                                                                                 args.checkpoint):
+            raise ValueError(f"--output {args.output} is the input checkpoint; write the export elsewhere")
+        model = load_checkpoint(args.checkpoint)
+        sd = export_state_dict(model, args.layout, args.dtype)
+        atomic_torch_save({"model": sd}, args.output)
+    except (CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {len(sd)} entries, layout {args.layout}, {args.dtype}, {os.path.getsize(args.output):,} "
+          f"bytes (loads with the official TD-MPC2 code, strict=True)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

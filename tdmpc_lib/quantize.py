@@ -15,6 +15,9 @@ Our quantized files are ordinary `save_checkpoint` dicts plus a "quantization" e
 `dequantize_checkpoint`. FP32 reference for size ratios = `save_checkpoint` of the fp32
 model (its state dict holds the online AND the target Q ensemble).
 
+Only tdmpc_lib reads these files (they carry our own quantization record); to hand a model to
+the official TD-MPC2 code, export it: python -m tdmpc_lib.export --checkpoint X --output Y.
+
 CLI: python -m tdmpc_lib.quantize --checkpoint IN --format fp16|bf16|int8 --output OUT
 """
 from __future__ import annotations
@@ -281,7 +284,9 @@ def fp32_reference_bytes(model: WorldModel) -> int:
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m tdmpc_lib.quantize", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tdmpc_lib.quantize", description=__doc__.split("\n")[0],
+                                epilog="The files it writes are read only by tdmpc_lib (load_checkpoint); for the "
+                                       "official TD-MPC2 code use python -m tdmpc_lib.export.")
     p.add_argument("--checkpoint", required=True, help="any checkpoint load_checkpoint reads")
     p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     p.add_argument("--output", required=True, help="where to write the quantized checkpoint")

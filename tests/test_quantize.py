@@ -287,3 +287,44 @@ def test_stored_dtypes_report_the_file_not_the_loaded_model(tiny, tmp_path, fmt,
     model = load_checkpoint(tmp_path / "q.pt")
     assert model.checkpoint_info["stored_dtypes"] == stored
     assert next(model.parameters()).dtype == torch.float32  # what was loaded: dequantized to fp32
+
+
+# ------------------------------------------------------------------------------------ export CLI
+def test_export_cli_round_trips_the_released_files(tmp_path):
+    """official-old + fp16 of the bundled TD-MPC-Opt file gives back that file's 61 tensors exactly;
+    official-new gives the 80 entries the official code saves (checked against its own file when
+    ../shared is present)."""
+    from tdmpc_lib.checkpoint import bundled_checkpoint
+    from tdmpc_lib.export import main as export_main
+
+    released = torch.load(bundled_checkpoint("tdmpc-opt-mt30-1M"), map_location="cpu", weights_only=True)["model"]
+    assert export_main(["--checkpoint", "tdmpc-opt-mt30-1M", "--output", str(tmp_path / "old.pt"),
+                        "--layout", "official-old", "--dtype", "fp16"]) == 0
+    old = torch.load(tmp_path / "old.pt", weights_only=True)["model"]
+    assert list(old) == list(released) and len(old) == 61
+    assert all(old[k].dtype == torch.float16 and torch.equal(old[k], released[k]) for k in released)
+    assert export_main(["--checkpoint", "tdmpc-opt-mt30-1M", "--output", str(tmp_path / "new.pt")]) == 0
+    new = torch.load(tmp_path / "new.pt", weights_only=True)["model"]
+    assert len(new) == 80 and new["_Qs.params.0.weight"].dtype == torch.float32
+    if NEW_LAYOUT_FIXTURE.is_file():  # what the official code itself wrote for these weights
+        official = torch.load(NEW_LAYOUT_FIXTURE, map_location="cpu", weights_only=True)["model"]
+        assert list(new) == list(official)
+        for k, v in official.items():
+            assert (torch.equal(new[k], v) if isinstance(v, torch.Tensor) else new[k] == v), k
+    for path in (tmp_path / "old.pt", tmp_path / "new.pt"):  # and we read both back as the same model
+        a, b = load_checkpoint(path), load_checkpoint("tdmpc-opt-mt30-1M")
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_export_cli_bad_input(tmp_path, capsys):
+    from tdmpc_lib.export import main as export_main
+
+    save_checkpoint(make_world_model("tiny", seed=0), tmp_path / "m.pt")
+    for args, message in ((["--output", str(tmp_path / "m.pt")], "is the input checkpoint"),
+                          (["--output", str(tmp_path)], "is a folder")):
+        assert export_main(["--checkpoint", str(tmp_path / "m.pt"), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        export_main(["--checkpoint", str(tmp_path / "m.pt"), "--output", str(tmp_path / "x.pt"), "--layout", "v3"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
