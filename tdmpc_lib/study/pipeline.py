@@ -32,7 +32,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_write_json
+from ..files import atomic_write, atomic_write_json
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
@@ -52,10 +52,6 @@ def locked(path: str | Path):
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write_json(path, obj)
 
 
 # ---------------------------------------------------------------------------- data
@@ -88,7 +84,7 @@ def _made_once(path: Path, lock: Path, spec: dict, make) -> Path:
         make()
         from ..data import open_store
         store = open_store(path)
-        _write_json(stamp, {"spec": spec, "rows": store.num_rows, "episodes": store.num_episodes})
+        atomic_write_json(stamp, {"spec": spec, "rows": store.num_rows, "episodes": store.num_episodes})
         store.close()
     return path
 
@@ -314,14 +310,9 @@ def eval_config(profile: Profile, *, episodes: int | None = None, device: str | 
 
 
 def _cached(path: Path, key: str) -> dict | None:
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
-        if old.get("key") == key:
-            return old
-    return None
+    """The result stored at `path` when it was made with `key`, else None."""
+    old = _read_json(path)
+    return old if old is not None and old.get("key") == key else None
 
 
 def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, episodes: int | None = None,
@@ -341,7 +332,7 @@ def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, e
         return cached
     result = {**evaluate(model, cfg, progress=progress), "key": key}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(out, result)
+    atomic_write_json(out, result)
     return result
 
 
@@ -366,7 +357,7 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
     result = {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}), "tasks": per_task,
               "policy": "random", "protocol": "random", "seed": profile.seed, "episodes": episodes, "key": key}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(out, result)
+    atomic_write_json(out, result)
     return result
 
 
@@ -397,14 +388,13 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
     teacher_file = heldout / f"teacher_reward_{cached_file_sha256(teacher.path)[:12]}.npy"
     with locked(heldout.parent / ".heldout.lock"):
         if not teacher_file.is_file():
-            np.save(teacher_file.with_suffix(".tmp.npy"), reward_predictions(load_checkpoint(teacher.path), store,
-                                                                            device=device)["predicted"])
-            os.replace(teacher_file.with_suffix(".tmp.npy"), teacher_file)
+            predicted = reward_predictions(load_checkpoint(teacher.path), store, device=device)["predicted"]
+            atomic_write(teacher_file, lambda f: np.save(f, predicted))
     names = list(get_task_set(store.task_set).tasks)
     result = {**reward_error(load_checkpoint(checkpoint), store, np.load(teacher_file), names, device=device),
               "teacher": teacher.label, "heldout": str(heldout), "key": key}
     store.close()
-    _write_json(out, result)
+    atomic_write_json(out, result)
     return result
 
 
