@@ -35,13 +35,14 @@ import torch.nn as nn
 
 from .checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_torch_save, load_checkpoint,
                          save_checkpoint)
+from .device import DTYPES
 from .files import check_output_path
 from .layers import NormedLinear
 from .tasks import get_task_set
 from .world_model import WorldModel
 
 FORMATS = ("fp16", "bf16", "int8")
-PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_DTYPES = DTYPES  # format name -> torch dtype (one table: tdmpc_lib.device)
 INT8_SCHEME = "symmetric-per-channel"
 INT8_QMAX = 127
 

@@ -321,15 +321,18 @@ def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, e
     """Evaluate a checkpoint (or an already loaded `model` of it) with the study's evaluation
     (or `cfg`); the result (tdmpc_lib.evaluate's JSON: every episode's return) is written to
     `out` and reused while the evaluation settings and the checkpoint's sha256 are unchanged."""
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import cached_file_sha256, load_checkpoint
 
     cfg = cfg or eval_config(profile, episodes=episodes, device=device, precision=precision)
-    model = model if model is not None else load_checkpoint(checkpoint, device=cfg.device)
-    key = fingerprint({"eval": dataclasses.asdict(cfg), "sha256": model.checkpoint_info["sha256"]})
+    if model is None and not Path(checkpoint).is_file():  # a bundled or hub name: load it to know its file
+        model = load_checkpoint(checkpoint, device=cfg.device)
+    sha256 = model.checkpoint_info["sha256"] if model is not None else cached_file_sha256(checkpoint)
+    key = fingerprint({"eval": dataclasses.asdict(cfg), "sha256": sha256})
     out = Path(out)
     cached = _cached(out, key)
-    if cached is not None:
+    if cached is not None:  # reused without loading the model (a 317M teacher takes seconds)
         return cached
+    model = model if model is not None else load_checkpoint(checkpoint, device=cfg.device)
     result = {**evaluate(model, cfg, progress=progress), "key": key}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)

@@ -43,11 +43,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import file_sha256, load_checkpoint
+from ..device import DTYPES
 from ..world_model import WorldModel
 from .cache import TeacherTargetCache, valid_rows
 from .config import DistillConfig
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def distill_coefficient(schedule: str, base: float, step: int, total: int) -> float:
