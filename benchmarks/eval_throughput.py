@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tdmpc_lib import load_checkpoint, make_world_model  # noqa: E402
 from tdmpc_lib.planner import BatchedPlanner, PlannerConfig  # noqa: E402
 

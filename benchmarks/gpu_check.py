@@ -21,14 +21,11 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from tdmpc_lib import load_checkpoint, make_world_model  # noqa: E402
 from tdmpc_lib.device import resolve_device  # noqa: E402

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tdmpc_lib.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
 from tdmpc_lib.evaluate import EvalConfig, evaluate  # noqa: E402

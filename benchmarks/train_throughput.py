@@ -29,8 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # Before torch loads OpenMP: sleeping (not spinning) workers. On a CPU shared with other jobs,
 # spinning threads on oversubscribed cores make an update 5-10x slower; idle, it costs ~nothing.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -42,9 +42,7 @@ threads = None        # torch CPU threads (0: torch's default)
 eval_freq = None      # evaluate every N updates (None: the profile's number of evaluation points)
 
 # %%
-import os, sys  # noqa: E401  (run from the repository root, as the study runner does)
-_root = os.path.dirname(os.getcwd()) if os.path.basename(os.getcwd()) == "notebooks" else os.getcwd()
-os.chdir(_root); sys.path.insert(0, _root)  # noqa: E702
+import os
 os.environ.setdefault("MUJOCO_GL", "osmesa")  # offscreen MuJoCo rendering, before dm_control loads
 from tdmpc_lib import study
 

@@ -43,9 +43,7 @@ device = None           # cpu | cuda
 threads = None          # torch CPU threads (0: torch's default)
 
 # %%
-import os, sys  # noqa: E401  (run from the repository root, as the study runner does)
-_root = os.path.dirname(os.getcwd()) if os.path.basename(os.getcwd()) == "notebooks" else os.getcwd()
-os.chdir(_root); sys.path.insert(0, _root)  # noqa: E702
+import os
 os.environ.setdefault("MUJOCO_GL", "osmesa")  # offscreen MuJoCo rendering, before dm_control loads
 from tdmpc_lib import study
 

@@ -33,9 +33,6 @@ device = None         # unused here (kept for a uniform command line)
 threads = None        # unused here (kept for a uniform command line)
 
 # %%
-import os, sys  # noqa: E401  (run from the repository root, as the study runner does)
-_root = os.path.dirname(os.getcwd()) if os.path.basename(os.getcwd()) == "notebooks" else os.getcwd()
-os.chdir(_root); sys.path.insert(0, _root)  # noqa: E702
 from tdmpc_lib import study
 
 run = study.setup("05_results", globals())

@@ -26,7 +26,7 @@ import torch
 from .device import resolve_device, resolve_dtype
 from .files import atomic_write
 from .config import PRESETS, ModelConfig, model_config
-from .tasks import TASK_SETS, get_task_set
+from .tasks import TASK_SETS
 from .world_model import WorldModel
 
 FORMAT_NAME = "tdmpc-distill"

@@ -67,7 +67,6 @@ def test_sigkill_then_resume_gives_the_uninterrupted_json(tmp_path):
     from pathlib import Path
 
     save_checkpoint(make_world_model("tiny", seed=0), tmp_path / "tiny.pt")
-    root = Path(__file__).resolve().parents[1]
 
     def cli(out, *extra):
         return [sys.executable, "-m", "tdmpc_lib.evaluate", "--checkpoint", str(tmp_path / "tiny.pt"), "--tasks",
@@ -77,7 +76,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_json(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed.json"
     journal = Path(f"{killed}.partial.jsonl")
-    proc = subprocess.Popen(cli(killed), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cli(killed), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (journal.is_file() and len(journal.read_text().splitlines()) >= 2):
         time.sleep(0.05)
@@ -85,12 +84,12 @@ def test_sigkill_then_resume_gives_the_uninterrupted_json(tmp_path):
     proc.wait()
     lines = journal.read_text().splitlines()
     assert 2 <= len(lines) <= 3 and not killed.exists()  # some batches done, not all
-    again = subprocess.run(cli(killed), cwd=root, env=env, capture_output=True, text=True)
+    again = subprocess.run(cli(killed), cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "pass --resume" in again.stderr
-    assert subprocess.run(cli(killed, "--resume"), cwd=root, env=env, capture_output=True).returncode == 0
+    assert subprocess.run(cli(killed, "--resume"), cwd=tmp_path, env=env, capture_output=True).returncode == 0
     assert not journal.exists()
     whole = tmp_path / "whole.json"
-    assert subprocess.run(cli(whole), cwd=root, env=env, capture_output=True).returncode == 0
+    assert subprocess.run(cli(whole), cwd=tmp_path, env=env, capture_output=True).returncode == 0
     a, b = json.loads(killed.read_text()), json.loads(whole.read_text())
     assert a["timing"]["agent_steps"] < b["timing"]["agent_steps"]  # journaled batches were not run again
     for r in (a, b):

@@ -1,7 +1,6 @@
 """Post-training quantization (fp16 / bf16 / int8), running in precision, the int8 CPU matmul
 path, export to the official NEW layout and the TD-MPC-Opt release formats."""
 import os
-import warnings
 from pathlib import Path
 
 import pytest

@@ -121,7 +121,7 @@ def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
     with pytest.raises(PapermillExecutionError) as err:
         pm.execute_notebook(str(NOTEBOOK_DIR / "02_distillation.ipynb"), str(out), kernel_name="python3",
                             parameters={"profile": "smoke", "study_dir": str(tmp_path), "d_cof": 0.3},
-                            cwd=str(NOTEBOOK_DIR.parent), progress_bar=False)
+                            cwd=str(NOTEBOOK_DIR), progress_bar=False)  # as JupyterLab opened in notebooks/
     e = err.value
     assert e.ename == "ParameterError"
     assert "d_cof" in e.evalue and "\n" not in e.evalue

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,6 @@ from tdmpc_lib.train import (DistillConfig, Distiller, Learner, LatentProjection
 from tdmpc_lib.train.losses import model_losses, td_targets
 from tdmpc_lib.world_model import make_world_model
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSS_KEYS = ("consistency_loss", "reward_loss", "value_loss", "total_loss", "pi_loss", "grad_norm", "pi_scale")
 
 
@@ -305,7 +303,7 @@ def _cli(store_dir, out, steps, *extra):
            "--teacher", str(extra[0]), "--d-coef", "0.45", "--batch-size", "16", "--steps", str(steps),
            "--device", "cpu", "--out", str(out), "--checkpoint-freq", "10", "--log-freq", "1", "--threads", "1",
            "--no-progress", *extra[1:]]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return cmd, env
 
 

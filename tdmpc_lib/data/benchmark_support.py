@@ -111,9 +111,7 @@ def measure_sampling_rss(path: str | os.PathLike, batches: int = 2000, batch_siz
                "--batches", str(batches), "--batch-size", str(batch_size), "--horizon", str(horizon),
                "--seed", str(seed), "--gather", gather, "--release-every", str(release_every),
                "--prefetch", str(prefetch)] + (["--cold"] if cold else [])
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"RSS measurement failed: {proc.stderr.strip()[-500:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -388,8 +388,16 @@ class NotebookRun:
         return self.save_json(RESULT_FILE, record)
 
 
+def study_root() -> Path:
+    """Where the study's relative paths (runs/, figures/) live: the checkout the package is
+    installed from (`pip install -e .`), whichever folder JupyterLab or a kernel started in;
+    for an installed copy outside a checkout, the working directory."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "notebooks").is_dir() else Path.cwd()
+
+
 def default_study_dir(profile: str) -> Path:
-    return Path("runs") / profile
+    return study_root() / "runs" / profile
 
 
 def setup(notebook: str, namespace: dict) -> NotebookRun:

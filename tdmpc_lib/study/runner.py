@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import atomic_write_json
-from .params import check_profile, check_values, profile_fingerprint, read_result, validate
+from .params import check_profile, check_values, default_study_dir, profile_fingerprint, read_result, validate
 from .pipeline import teacher_key
 from .profiles import PROFILE_FILE, Profile
 
@@ -196,7 +196,7 @@ def prepare(profile: Profile, study_dir: Path) -> None:
 def run_study(profile: Profile, study_dir: str | Path | None = None, only: str | None = None, workers: int = 1,
               force: bool = False, notebook_dir: str | Path | None = None, log=_log) -> dict:
     """Execute the study; returns {'executed': [...], 'skipped': [...], 'failed': [...], 'figures': [...]}."""
-    study_dir = Path(study_dir or Path("runs") / profile.name).resolve()
+    study_dir = Path(study_dir or default_study_dir(profile.name)).resolve()
     notebook_dir = Path(notebook_dir or NOTEBOOK_DIR)
     workers = max(1, int(workers))
     threads = profile.threads or max(1, (os.cpu_count() or 1) // workers)
