@@ -45,6 +45,9 @@ from tdmpc_lib.study import results
 
 figures = Path(run.p.figures_dir) if run.p.figures_dir else run.study_dir / "figures"
 st = results.load_study(run.study_dir)
+if st.teachers.empty and st.runs.empty:  # e.g. a fresh clone: nothing to draw yet
+    raise study.ParameterError(f"{run.study_dir} holds no results of profile {run.profile.name!r} yet: run the "
+                               f"study first (bash scripts/study.sh, or the notebooks 01-04), or set study_dir")
 print(st.summary())
 print(f"figures go to {figures}")
 

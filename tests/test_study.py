@@ -113,6 +113,20 @@ def test_runner_skips_existing_results(smoke):
 
 
 # ---------------------------------------------------------------------------- bad parameters
+def test_results_notebook_on_an_empty_study_says_what_to_run(tmp_path):
+    """05 opened before any study ran (a fresh clone): one line naming the fix, from notebooks/."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as err:
+        pm.execute_notebook(str(NOTEBOOK_DIR / "05_results.ipynb"), str(tmp_path / "05.ipynb"), kernel_name="python3",
+                            parameters={"study_dir": str(tmp_path / "empty"), "figures_dir": str(tmp_path / "f")},
+                            cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    assert err.value.ename == "ParameterError"
+    assert "holds no results" in err.value.evalue and "scripts/study.sh" in err.value.evalue
+    assert not (tmp_path / "f").exists()
+
+
 def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
