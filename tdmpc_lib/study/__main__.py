@@ -1,4 +1,4 @@
-"""python -m tdmpc_lib.study --profile mini|smoke|paper [--only NAME] [--workers K] [--set KEY=VALUE]
+"""python -m tdmpc_lib.study --profile mini|smoke|paper [--only NAME] [--workers K] [--set KEY=VALUE] [--backend local|ray]
 
 Executes the study's notebooks with papermill into runs/<profile>/ (see runner.py), skipping
 executions whose results exist, and prints where the figures are.
@@ -9,6 +9,7 @@ Examples:
     python -m tdmpc_lib.study --profile mini --set teacher=mt30-48M --set steps=1000
     python -m tdmpc_lib.study --profile paper --workers 1         # on a GPU machine (hours)
     python -m tdmpc_lib.study --list --profile mini               # show the plan, run nothing
+    python -m tdmpc_lib.study --profile paper --backend ray --address auto   # on a Ray cluster (notebooks/README.md)
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a profile field, e.g. steps=1000, teacher=mt30-48M, viewer.task=walker-walk")
     p.add_argument("--study-dir", help="where executions go (default runs/<profile>)")
     p.add_argument("--force", action="store_true", help="rerun executions even when their results exist")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local: a process pool of --workers here (default); ray: one Ray task per execution")
+    p.add_argument("--address", help="with --backend ray: the cluster to join (auto, ray://host:10001); "
+                   "default: start a local Ray cluster that ends with this command")
     p.add_argument("--list", action="store_true", help="print the executions and the profile, run nothing")
     p.add_argument("--sync-notebooks", action="store_true",
                    help="rewrite notebooks/*.ipynb from their py:percent scripts (no outputs) and exit")
@@ -61,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"settable fields: {', '.join(field_names())}")
         return 0
     try:
-        report = run_study(profile, args.study_dir, args.only, args.workers, args.force)
-    except (ParameterError, ValueError) as e:
+        report = run_study(profile, args.study_dir, args.only, args.workers, args.force,
+                           backend=args.backend, address=args.address)
+    except (ParameterError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if report["failed"]:

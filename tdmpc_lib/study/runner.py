@@ -12,7 +12,8 @@ Up to `workers` executions run at once, each in its own worker process (and kern
 execution starts when what it needs has finished: a student run waits for its teacher's 01
 member (a from-scratch run waits for nothing), 04 and 06 for the default student run, 05 for
 everything. Shared work is guarded by file locks (pipeline.py), so the dataset and every
-teacher are made once.
+teacher are made once. That is the local backend; with backend 'ray' (ray_backend.py) the same
+pending executions become Ray tasks that Ray starts when what they need has finished.
 
 An execution is skipped when its folder holds a result.json written for the same parameters
 and the same resolved profile, so an interrupted study reruns only what is missing (training
@@ -193,22 +194,12 @@ def prepare(profile: Profile, study_dir: Path) -> None:
     atomic_write_json(study_dir / PROFILE_FILE, profile.to_dict())
 
 
-def run_study(profile: Profile, study_dir: str | Path | None = None, only: str | None = None, workers: int = 1,
-              force: bool = False, notebook_dir: str | Path | None = None, log=_log) -> dict:
-    """Execute the study; returns {'executed': [...], 'skipped': [...], 'failed': [...], 'figures': [...]}."""
-    study_dir = Path(study_dir or default_study_dir(profile.name)).resolve()
-    notebook_dir = Path(notebook_dir or NOTEBOOK_DIR)
-    workers = max(1, int(workers))
-    threads = profile.threads or max(1, (os.cpu_count() or 1) // workers)
-    chosen = select(only)
-    check_profile(profile)
-    prepare(profile, study_dir)
+def pending(profile: Profile, study_dir: Path, chosen: list[str], force: bool, report: dict, log=_log
+            ) -> list[tuple[Execution, dict]]:
+    """The executions to run, in START_ORDER, each with its notebook parameters (no `threads`:
+    each backend sets it); the ones whose results exist are logged and put in report['skipped']."""
     executions = plan(profile)
-    report = {"executed": [], "skipped": [], "failed": [], "figures": [], "study_dir": str(study_dir)}
-    log(f"study '{profile.name}' -> {study_dir}  ({workers} worker{'s' if workers > 1 else ''}, "
-        f"{threads} torch thread{'s' if threads > 1 else ''} each)")
-    start = time.perf_counter()
-    todo: list[tuple[Execution, dict]] = []
+    todo = []
     for nb in START_ORDER:
         if nb not in chosen:
             continue
@@ -221,7 +212,76 @@ def run_study(profile: Profile, study_dir: str | Path | None = None, only: str |
                 report["skipped"].append(ex.name)
                 log(f"skip {ex.name}: results exist ({ex.out_dir(study_dir)})")
                 continue
-            todo.append((ex, {**injected, "threads": threads}))
+            todo.append((ex, injected))
+    return todo
+
+
+def record(study_dir: Path, report: dict, ex: Execution, output: Path, res: dict, log=_log) -> None:
+    """Book one finished execution (res: {'ok', 'seconds', 'error'?}) in the report and study_log.jsonl."""
+    entry = {"name": ex.name, "notebook": str(output), "seconds": round(res["seconds"], 1)}
+    if res["ok"]:
+        report["executed"].append(entry)
+        log(f"done {ex.name} in {res['seconds']:.0f} s -> {output}")
+    else:
+        report["failed"].append({**entry, "error": res["error"]})
+        log(f"FAIL {ex.name}: {res['error']}  (executed notebook: {output})")
+    with open(study_dir / "study_log.jsonl", "a") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry,
+                            "ok": res["ok"], "error": res.get("error")}) + "\n")
+
+
+def not_run(report: dict, ex: Execution, missing: list[str], log=_log) -> None:
+    """Book an execution that cannot run because executions it needs failed."""
+    report["failed"].append({"name": ex.name, "notebook": "", "seconds": 0.0,
+                             "error": f"not run: it needs {', '.join(missing)}"})
+    log(f"skip {ex.name}: it needs a failed execution")
+
+
+def run_study(profile: Profile, study_dir: str | Path | None = None, only: str | None = None, workers: int = 1,
+              force: bool = False, notebook_dir: str | Path | None = None, log=_log, backend: str = "local",
+              address: str | None = None) -> dict:
+    """Execute the study; returns {'executed': [...], 'skipped': [...], 'failed': [...], 'figures': [...]}.
+
+    backend 'local': up to `workers` executions at once in a process pool here. backend 'ray':
+    one Ray task per execution on the cluster at `address` (None: a local cluster that ends with
+    this call; `workers` is not used, each task's resources are ray_backend.task_resources)."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend {backend!r}: choose local or ray")
+    if address and backend != "ray":
+        raise ValueError("--address is for --backend ray (the local backend runs here)")
+    study_dir = Path(study_dir or default_study_dir(profile.name)).resolve()
+    notebook_dir = Path(notebook_dir or NOTEBOOK_DIR)
+    workers = max(1, int(workers))
+    threads = profile.threads or max(1, (os.cpu_count() or 1) // workers)
+    chosen = select(only)
+    check_profile(profile)
+    prepare(profile, study_dir)
+    report = {"executed": [], "skipped": [], "failed": [], "figures": [], "study_dir": str(study_dir)}
+    if backend == "ray":
+        log(f"study '{profile.name}' -> {study_dir}  (Ray tasks on {address or 'a local Ray cluster'})")
+    else:
+        log(f"study '{profile.name}' -> {study_dir}  ({workers} worker{'s' if workers > 1 else ''}, "
+            f"{threads} torch thread{'s' if threads > 1 else ''} each)")
+    start = time.perf_counter()
+    todo = pending(profile, study_dir, chosen, force, report, log)
+    if backend == "ray":
+        from .ray_backend import run_on_ray
+        if todo:  # nothing to run: no cluster to start or join
+            run_on_ray(todo, profile, study_dir, notebook_dir, report, address, log)
+    else:
+        _run_local(todo, study_dir, notebook_dir, workers, threads, report, log)
+    figures_dir = figures_path(profile, study_dir)
+    report["figures"] = sorted(str(p) for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    log(f"finished in {report['seconds']:.0f} s: {len(report['executed'])} executed, {len(report['skipped'])} "
+        f"skipped, {len(report['failed'])} failed")
+    return report
+
+
+def _run_local(todo: list[tuple[Execution, dict]], study_dir: Path, notebook_dir: Path, workers: int, threads: int,
+               report: dict, log=_log) -> None:
+    """Run the executions in a process pool of `workers`, each when what it needs has finished."""
+    todo = [(ex, {**injected, "threads": threads}) for ex, injected in todo]
     pending_names = {ex.name for ex, _ in todo}
     done: set[str] = set()
     failed: set[str] = set()
@@ -237,10 +297,7 @@ def run_study(profile: Profile, study_dir: str | Path | None = None, only: str |
                 if any(n in failed for n in needs):
                     todo.remove((ex, injected))
                     failed.add(ex.name)
-                    missing = ", ".join(n for n in needs if n in failed)
-                    report["failed"].append({"name": ex.name, "notebook": "", "seconds": 0.0,
-                                             "error": f"not run: it needs {missing}"})
-                    log(f"skip {ex.name}: it needs a failed execution")
+                    not_run(report, ex, [n for n in needs if n in failed], log)
                     continue
                 if all(n in done for n in needs):
                     todo.remove((ex, injected))
@@ -257,24 +314,8 @@ def run_study(profile: Profile, study_dir: str | Path | None = None, only: str |
             for fut in finished:
                 ex, output = running.pop(fut)
                 res = fut.result()
-                entry = {"name": ex.name, "notebook": str(output), "seconds": round(res["seconds"], 1)}
-                if res["ok"]:
-                    done.add(ex.name)
-                    report["executed"].append(entry)
-                    log(f"done {ex.name} in {res['seconds']:.0f} s -> {output}")
-                else:
-                    failed.add(ex.name)
-                    report["failed"].append({**entry, "error": res["error"]})
-                    log(f"FAIL {ex.name}: {res['error']}  (executed notebook: {output})")
-                with open(study_dir / "study_log.jsonl", "a") as f:
-                    f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry,
-                                        "ok": res["ok"], "error": res.get("error")}) + "\n")
-    figures_dir = figures_path(profile, study_dir)
-    report["figures"] = sorted(str(p) for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    log(f"finished in {report['seconds']:.0f} s: {len(report['executed'])} executed, {len(report['skipped'])} "
-        f"skipped, {len(report['failed'])} failed")
-    return report
+                (done if res["ok"] else failed).add(ex.name)
+                record(study_dir, report, ex, output, res, log)
 
 
 def sync_notebooks(notebook_dir: str | Path | None = None, check: bool = False) -> list[str]:

@@ -1,0 +1,223 @@
+"""Run the study's executions as Ray tasks: `python -m tdmpc_lib.study --backend ray [--address A]`.
+
+The plan, the skip-if-done check and the `after` dependencies are runner.py's (the same
+executions, parameters and folders as the local backend). Each execution that still has to run
+becomes one Ray task; the task of an execution that needs others gets their ObjectRefs as
+arguments, so Ray itself starts it once they have finished, wherever its resources
+(task_resources) are free. A task whose dependency failed does not run its notebook.
+
+Assumptions and guarantees:
+- Shared filesystem. Executions read each other's files (the dataset, teachers and student
+  runs under the study dir), so every node must see the study dir at the same absolute path,
+  as an NFS or Lustre home on a Slurm cluster does. A task checks that the results of the
+  executions it needs are visible on its node and fails with a one-line error otherwise. The
+  package (and the notebooks, found next to it) must be installed on every node. The driver
+  alone may be elsewhere (ray://): each task returns its folder's small files (result.json, the
+  executed notebook; not checkpoints), and the driver writes them into its own study dir when
+  its copy is missing or differs, so skip-if-done and the report work there too.
+- Retries. A task whose worker process or node dies is retried by Ray (max_retries=RETRIES,
+  system failures only); a notebook that raises is a result ({'ok': False}), reported as failed
+  like the local backend does, never retried (retry_exceptions=False). Training resumes from
+  its last checkpoint, so a retried training run does not start over.
+- Process lifetime. With address None, ray.init starts a local cluster (GCS, raylet, workers)
+  as children of this process that Ray binds to it with PR_SET_PDEATHSIG on Linux: if the
+  driver is killed, even with SIGKILL, the cluster goes down with it; the workers exit with
+  their raylet and each notebook kernel exits when its worker does (ipykernel polls its parent).
+  A normal return shuts the local cluster down. On an existing cluster (--address), Ray kills
+  the tasks of a driver that exits; the cluster itself stays up.
+
+Ray is imported only here, when the ray backend is chosen, so the package works without it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+from pathlib import Path
+
+from ..files import atomic_write, atomic_write_json
+from .params import RESULT_FILE
+from .profiles import PROFILE_FILE, Profile
+
+# Ray retries a task whose worker died this many times (a notebook error is not retried).
+RETRIES = 2
+# Notebooks that train or plan (MPPI) for long: a whole GPU each.
+GPU_NOTEBOOKS = ("02_distillation", "03_latent_ablation", "04_quantization")
+# Notebooks that only load a model on the profile's device (the viewer, a teacher evaluated with
+# its policy prior) share a GPU: Ray places them on a GPU node and packs 1/LIGHT_GPU of them onto
+# one GPU. They cannot take no GPU: the device is part of every run's fingerprint, so running
+# them on the CPU instead would train the default student again.
+LIGHT_GPU = 0.25
+# Files a task sends back to the driver at most this large each (checkpoints stay on the cluster).
+RETURN_FILE_LIMIT = 16 * 2**20
+
+
+def import_ray():
+    """`ray`, or a one-line ImportError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--backend ray needs Ray, which is not installed: pip install ray "
+                          "(or pip install -r requirements.txt)") from None
+    return ray
+
+
+def task_resources(notebook: str, profile: Profile, parameters: dict | None = None) -> dict:
+    """The Ray resources one execution of `notebook` asks for: {'num_cpus': c, 'num_gpus': g}.
+
+    CPUs: profile.threads (1 when 0); the execution's torch threads are set to the same number.
+    GPUs, only when profile.device is CUDA:
+      1          02 and 03 (training), 04 (MPPI evaluation of every format), 01 when it trains
+                 its teacher here (teacher 'train:...' or 'auto') or evaluates it with MPPI
+                 (policy 'plan');
+      LIGHT_GPU  06 (the viewer) and 01 otherwise (the teacher's policy prior);
+      0          05 (plots from files).
+    `parameters` are the execution's own (an 01 member names its teacher)."""
+    cpus = max(1, int(profile.threads))
+    if not profile.device.startswith("cuda") or notebook == "05_results":
+        return {"num_cpus": cpus, "num_gpus": 0}
+    if notebook == "01_teacher":
+        teacher = (parameters or {}).get("teacher", profile.teacher)
+        heavy = profile.policy == "plan" or teacher == "auto" or teacher.startswith("train:")
+        return {"num_cpus": cpus, "num_gpus": 1 if heavy else LIGHT_GPU}
+    return {"num_cpus": cpus, "num_gpus": 1 if notebook in GPU_NOTEBOOKS else LIGHT_GPU}
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at `address`, or start a local one (address None); True when this call
+    started Ray (the caller shuts it down). An already initialized Ray (a test, a notebook) is used as is."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if address is None:
+        # A private cluster needs no network: no dashboard (ray.init sends no usage stats either).
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    elif address.startswith("ray://"):
+        ray.init(address)  # Ray Client takes no local-cluster options
+    else:
+        # log_to_driver off: each execution's output is in its executed notebook and kernel_stderr.log
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return True
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _files(out: Path, study_dir: Path) -> dict[str, bytes]:
+    """The execution's small files, by path relative to the study dir."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= RETURN_FILE_LIMIT:
+            files[str(path.relative_to(study_dir))] = path.read_bytes()
+    return files
+
+
+def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
+    """One execution on a Ray worker. `needs`: the status dicts of the executions it needs (Ray
+    resolves them, i.e. waits for them, before this starts). Returns (status, files): a small
+    status the driver and dependent tasks read, and the folder's files, fetched only when the
+    driver's study dir lacks them."""
+    from . import runner
+
+    status = {"name": spec["name"], "out_dir": spec["out_dir"], "host": socket.gethostname(), "seconds": 0.0}
+    failed = [n["name"] for n in needs if not n["ok"]]
+    if failed:
+        return {**status, "ok": False, "not_run": failed}, {}
+    study_dir, out = Path(spec["study_dir"]), Path(spec["out_dir"])
+    unseen = [n["name"] for n in needs if not (Path(n["out_dir"]) / RESULT_FILE).is_file()]
+    if unseen:
+        return {**status, "ok": False,
+                "error": f"the results of {', '.join(unseen)} are not in {study_dir} on {status['host']}: "
+                         f"--backend ray needs the study dir on a filesystem every node shares (e.g. NFS)"}, {}
+    if not (study_dir / PROFILE_FILE).is_file():  # a driver outside the shared filesystem (ray://)
+        atomic_write_json(study_dir / PROFILE_FILE, spec["profile"])
+    out.mkdir(parents=True, exist_ok=True)
+    notebook_dir = Path(spec["notebook_dir"]) if spec["notebook_dir"] else runner.NOTEBOOK_DIR
+    output = out / f"{spec['notebook']}.ipynb"
+    res = runner._execute(str(notebook_dir / f"{spec['notebook']}.ipynb"), str(output), spec["parameters"],
+                          str(runner.REPO_ROOT))
+    return {**status, **res, "result_digest": _digest(out / RESULT_FILE)}, _files(out, study_dir)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
+def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path | None, report: dict,
+               address: str | None = None, log=print) -> None:
+    """Run runner.pending()'s executions as Ray tasks and book each in `report` as it finishes."""
+    from . import runner
+
+    if profile.device.startswith("cuda:") and profile.device != "cuda:0":
+        raise ValueError(f"device {profile.device!r}: with --backend ray use device 'cuda' "
+                         f"(Ray shows each task only its own GPU, as cuda:0)")
+    ray = import_ray()
+    started = connect(address)
+    try:
+        # max_calls=1: a fresh worker process per execution, so nothing (stderr redirected to the
+        # execution's log, GPU memory) carries over to the next one.
+        task = ray.remote(num_returns=2, max_retries=RETRIES, retry_exceptions=False, max_calls=1)(_task)
+        names = {ex.name for ex, _ in todo}
+        refs: dict[str, object] = {}  # execution name -> its status ObjectRef
+        waiting: dict = {}  # status ObjectRef -> (submission index, execution, files ObjectRef)
+        custom_notebooks = notebook_dir and Path(notebook_dir).resolve() != runner.NOTEBOOK_DIR.resolve()
+        for i, (ex, injected) in enumerate(todo):
+            needs = [n for n in ex.after if n in names]
+            if any(n not in refs for n in needs):  # runner.START_ORDER puts what is needed first
+                raise RuntimeError(f"{ex.name} is planned before {', '.join(n for n in needs if n not in refs)}")
+            res = task_resources(ex.notebook, profile, ex.parameters)
+            spec = {"name": ex.name, "notebook": ex.notebook, "study_dir": str(study_dir),
+                    "out_dir": str(ex.out_dir(study_dir)), "profile": profile.to_dict(),
+                    "notebook_dir": str(Path(notebook_dir).resolve()) if custom_notebooks else None,
+                    "parameters": {**injected, "threads": res["num_cpus"]}}
+            status_ref, files_ref = task.options(name=ex.name, **res).remote(spec, *(refs[n] for n in needs))
+            refs[ex.name] = status_ref
+            waiting[status_ref] = (i, ex, files_ref)
+            gpus = f", {res['num_gpus']:g} GPU" if res["num_gpus"] else ""
+            log(f"queue {ex.name}  ({res['num_cpus']} CPU{'s' if res['num_cpus'] > 1 else ''}{gpus})")
+        failed: set[str] = set()
+        while waiting:
+            ray.wait(list(waiting), num_returns=1)
+            # Everything finished by now, in plan order: a dependency before what needs it.
+            ready, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
+            for ref in sorted(ready, key=lambda r: waiting[r][0]):
+                _, ex, files_ref = waiting.pop(ref)
+                _finish(ray, ref, files_ref, ex, study_dir, failed, report, log)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict, log) -> None:
+    """Book one finished task; copy its files into the driver's study dir when they are not there."""
+    from . import runner
+
+    output = ex.out_dir(study_dir) / f"{ex.notebook}.ipynb"
+    try:
+        res = ray.get(ref)
+    except ray.exceptions.RayError as e:
+        # A dependency that died past its retries fails what needs it without running it.
+        lost = [n for n in ex.after if n in failed]
+        failed.add(ex.name)
+        if lost:
+            runner.not_run(report, ex, lost, log)
+        else:
+            runner.record(study_dir, report, ex, output, {"ok": False, "seconds": 0.0, "error": _first_line(e)}, log)
+        return
+    if res.get("not_run"):
+        failed.add(ex.name)
+        runner.not_run(report, ex, res["not_run"], log)
+        return
+    here = ex.out_dir(study_dir) / RESULT_FILE
+    if res.get("result_digest") != _digest(here) or not output.is_file():
+        # The driver does not share the workers' filesystem: keep a copy of the folder's files here.
+        for rel, data in ray.get(files_ref).items():
+            atomic_write(study_dir / rel, lambda f, data=data: f.write(data))
+    if not res["ok"]:
+        failed.add(ex.name)
+    runner.record(study_dir, report, ex, output, res, log)
