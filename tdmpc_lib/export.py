@@ -18,10 +18,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 
 from .checkpoint import atomic_torch_save
+from .choices import ExportDtype, ExportLayout, options
 from .world_model import WorldModel
 
 _Q_NAMES = ("weight", "bias", "ln.weight", "ln.bias")
@@ -110,8 +112,8 @@ def write_paper_checkpoint(model: WorldModel, path: str | os.PathLike, kind: str
 
 
 # ---------------------------------------------------------------------------- command line
-LAYOUTS = ("official-new", "official-old")
-EXPORT_DTYPES = ("fp32", "fp16")
+LAYOUTS = options(ExportLayout)
+EXPORT_DTYPES = options(ExportDtype)
 
 
 def export_state_dict(model: WorldModel, layout: str = "official-new", dtype: str = "fp32") -> OrderedDict:
@@ -129,37 +131,43 @@ def export_state_dict(model: WorldModel, layout: str = "official-new", dtype: st
     return sd
 
 
+@dataclass
+class ExportCommand:
+    """Write any checkpoint tdmpc_lib reads (ours, quantized, official, TD-MPC-Opt) as a file the
+    official TD-MPC2 code loads with load_state_dict(strict=True).
+
+    Our own quantized formats (python -m tdmpc_lib.quantize) are read only by tdmpc_lib: export
+    them with this command to share them."""
+    checkpoint: str  # checkpoint path, bundled name or hub name
+    output: str  # the .pt file to write ({'model': state_dict})
+    layout: ExportLayout = "official-new"  # official-new: current TD-MPC2 code; official-old: released files / TD-MPC-Opt fork
+    dtype: ExportDtype = "fp32"  # float tensors in fp32 or fp16
+
+    def validate(self) -> None:
+        """Before the checkpoint is read: the choices and the output location."""
+        from .choices import check_choice
+        from .files import check_output_path
+        check_choice("layout", self.layout, ExportLayout)
+        check_choice("dtype", self.dtype, ExportDtype)
+        check_output_path(self.output)
+        if os.path.exists(self.output) and os.path.exists(self.checkpoint) and os.path.samefile(self.output,
+                                                                                                 self.checkpoint):
+            raise ValueError(f"--output {self.output} is the input checkpoint; write the export elsewhere")
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m tdmpc_lib.export --checkpoint X --output Y [--layout official-new|official-old] [--dtype fp32|fp16]"""
-    import argparse
-    import sys
-
     from .checkpoint import CheckpointError, load_checkpoint
-    from .files import check_output_path
+    from .cli import parse, report
 
-    p = argparse.ArgumentParser(
-        prog="python -m tdmpc_lib.export",
-        description="Write any checkpoint tdmpc_lib reads (ours, quantized, official, TD-MPC-Opt) as a file the "
-                    "official TD-MPC2 code loads with load_state_dict(strict=True). Our own quantized formats "
-                    "(python -m tdmpc_lib.quantize) are read only by tdmpc_lib: export them with this command "
-                    "to share them.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint path, bundled name or hub name")
-    p.add_argument("--output", required=True, help="the .pt file to write ({'model': state_dict})")
-    p.add_argument("--layout", default="official-new", choices=LAYOUTS,
-                   help="official-new: current TD-MPC2 code; official-old: released checkpoints / TD-MPC-Opt fork")
-    p.add_argument("--dtype", default="fp32", choices=EXPORT_DTYPES, help="float tensors in fp32 or fp16")
-    args = p.parse_args(argv)
+    args = parse(ExportCommand, argv, "python -m tdmpc_lib.export")
     try:
-        check_output_path(args.output)
-        if os.path.exists(args.output) and os.path.exists(args.checkpoint) and os.path.samefile(args.output,
-                                                                                                 args.checkpoint):
-            raise ValueError(f"--output {args.output} is the input checkpoint; write the export elsewhere")
+        args.validate()
         model = load_checkpoint(args.checkpoint)
         sd = export_state_dict(model, args.layout, args.dtype)
         atomic_torch_save({"model": sd}, args.output)
     except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     print(f"{args.output}: {len(sd)} entries, layout {args.layout}, {args.dtype}, {os.path.getsize(args.output):,} "
           f"bytes (loads with the official TD-MPC2 code, strict=True)")
     return 0

@@ -11,6 +11,7 @@ not in eval mode.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,21 +27,40 @@ from .world_model import WorldModel
 class PlannerConfig:
     """MPPI settings; defaults are TD-MPC2's (config.yaml)."""
     mpc: bool = True  # False: act with the policy prior only
-    horizon: int = 3
-    iterations: int = 6
-    num_samples: int = 512
-    num_elites: int = 64
-    num_pi_trajs: int = 24
-    min_std: float = 0.05
-    max_std: float = 2.0
-    temperature: float = 0.5
+    horizon: int = 3  # planning horizon
+    iterations: int = 6  # MPPI iterations per agent step
+    num_samples: int = 512  # action sequences per iteration
+    num_elites: int = 64  # best sequences the distribution is refitted on
+    num_pi_trajs: int = 24  # of the samples, sequences from the policy prior
+    min_std: float = 0.05  # lower bound of the sampling std
+    max_std: float = 2.0  # initial sampling std
+    temperature: float = 0.5  # softmax temperature of the elite weights
     # Environments planned together in one forward: None = all on GPU; on CPU as many as fit
     # cpu_rows_per_group rows (E x num_samples), so the layer activations stay in the 1-2 MB
     # L2 cache instead of streaming through memory (2.2x fp32 / 1.6x bf16 over one forward of
     # 64 envs on a 2-core EPYC; benchmarks/eval_throughput.py compares). Each environment's
     # plan is unchanged.
     envs_per_group: int | None = None
-    cpu_rows_per_group: int = 1024
+    cpu_rows_per_group: int = 1024  # rows (E x num_samples) per planned group on CPU (see envs_per_group)
+
+    def validate(self, where: str = "planner") -> None:
+        """One-line ValueError naming the field when the settings cannot plan."""
+        for name in ("horizon", "iterations", "num_samples", "num_elites", "num_pi_trajs", "cpu_rows_per_group"):
+            value = getattr(self, name)
+            low = 0 if name == "num_pi_trajs" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{where}.{name} must be a whole number >= {low}, got {value!r}")
+        if self.envs_per_group is not None and self.envs_per_group < 1:
+            raise ValueError(f"{where}.envs_per_group must be >= 1 or None, got {self.envs_per_group!r}")
+        if not self.num_pi_trajs < self.num_samples or self.num_elites > self.num_samples:
+            raise ValueError(f"{where}: need num_pi_trajs < num_samples and num_elites <= num_samples, got "
+                             f"{self.num_pi_trajs}, {self.num_samples}, {self.num_elites}")
+        for name in ("min_std", "max_std", "temperature"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{where}.{name} must be a finite number > 0, got {value!r}")
+        if self.min_std > self.max_std:
+            raise ValueError(f"{where}: min_std {self.min_std} exceeds max_std {self.max_std}")
 
 
 def autocast_context(device: torch.device | str, precision: str):

@@ -22,12 +22,12 @@ CLI: python -m tdmpc_lib.quantize --checkpoint IN --format fp16|bf16|int8 --outp
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,13 +35,14 @@ import torch.nn as nn
 
 from .checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_torch_save, load_checkpoint,
                          save_checkpoint)
+from .choices import QuantFormat, options
 from .device import DTYPES
 from .files import check_output_path
 from .layers import NormedLinear
 from .tasks import get_task_set
 from .world_model import WorldModel
 
-FORMATS = ("fp16", "bf16", "int8")
+FORMATS = options(QuantFormat)
 PRECISION_DTYPES = DTYPES  # format name -> torch dtype (one table: tdmpc_lib.device)
 INT8_SCHEME = "symmetric-per-channel"
 INT8_QMAX = 127
@@ -284,23 +285,35 @@ def fp32_reference_bytes(model: WorldModel) -> int:
 
 
 # ----------------------------------------------------------------------------- CLI
+@dataclass
+class QuantizeCommand:
+    """Quantize a checkpoint (fp16, bf16 or calibrated int8) and compare its outputs with fp32.
+
+    The files it writes are read only by tdmpc_lib (load_checkpoint); for the official TD-MPC2
+    code use python -m tdmpc_lib.export."""
+    checkpoint: str  # any checkpoint load_checkpoint reads (path, bundled or hub name)
+    format: QuantFormat  # the quantized format
+    output: str  # where to write the quantized checkpoint
+    batch: int = 256  # size of the fixed comparison batch
+    seed: int = 0  # seed of the fixed comparison batch
+
+    def validate(self) -> None:
+        """Before any model is loaded: the format, the batch and the output location."""
+        check_format(self.format)
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch!r}")
+        check_output_path(self.output)
+        if os.path.exists(self.output) and os.path.exists(self.checkpoint) and os.path.samefile(
+                self.output, self.checkpoint):
+            raise ValueError(f"--output {self.output} is the input checkpoint; write the quantized file elsewhere")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m tdmpc_lib.quantize", description=__doc__.split("\n")[0],
-                                epilog="The files it writes are read only by tdmpc_lib (load_checkpoint); for the "
-                                       "official TD-MPC2 code use python -m tdmpc_lib.export.")
-    p.add_argument("--checkpoint", required=True, help="any checkpoint load_checkpoint reads")
-    p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
-    p.add_argument("--output", required=True, help="where to write the quantized checkpoint")
-    p.add_argument("--batch", type=int, default=256, help="size of the fixed comparison batch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fixed comparison batch")
-    args = p.parse_args(argv)
+    from .cli import fail, parse
+
+    args = parse(QuantizeCommand, argv, "python -m tdmpc_lib.quantize")
     try:
-        check_format(args.format)
-        if args.batch < 1:
-            raise ValueError(f"--batch must be at least 1, got {args.batch}")
-        check_output_path(args.output)
-        if os.path.exists(args.output) and os.path.samefile(args.output, args.checkpoint):
-            raise ValueError(f"--output {args.output} is the input checkpoint; write the quantized file elsewhere")
+        args.validate()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ref = load_checkpoint(args.checkpoint)
@@ -309,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
         out_bytes = save_quantized(ref, args.output, args.format)
         loaded = load_checkpoint(args.output)
     except (CheckpointError, ValueError) as e:
-        p.exit(2, f"error: {e}\n")
+        fail(str(e))
     ref_bytes = fp32_reference_bytes(ref)
     batch = fixed_batch(ref, args.batch, args.seed)
     errors = {"stored": output_errors(ref, loaded, batch)}

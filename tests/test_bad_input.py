@@ -74,7 +74,7 @@ CASES = [
     # train
     ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--device", "tpu9"], "'tpu9' is not a device"),
     ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--threads", "-1"], "threads must be >= 0"),
-    ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--set", "lr=abc"], "lr must be a finite number"),
+    ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--set", "lr=abc"], "lr='abc': expected float"),
     ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--teacher", f"{I}/tiny.pt", "--d-coef", "nan"],
      "d_coef must be a finite number >= 0, got nan"),
     ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--teacher", f"{I}/tiny.pt", "--d-coef", "inf"],
@@ -98,7 +98,7 @@ CASES = [
     # quantize
     ("quantize", ["--checkpoint", f"{I}/tiny.pt", "--format", "int4", "--output", f"{W}/q.pt"], "'int4'"),
     ("quantize", ["--checkpoint", f"{I}/tiny.pt", "--format", "fp16", "--output", f"{W}/q.pt", "--batch", "0"],
-     "--batch must be at least 1"),
+     "batch must be at least 1, got 0"),
     ("quantize", ["--checkpoint", f"{I}/fig.png", "--format", "fp16", "--output", f"{W}/q.pt"],
      "is not a PyTorch checkpoint"),
     ("quantize", ["--checkpoint", f"{I}/tiny.pt", "--format", "fp16", "--output", W], "is a folder"),
@@ -141,9 +141,9 @@ def test_cli_bad_input(tool, args, message, inputs, tmp_path):
     (lambda i: load_checkpoint(i / "a_folder"), CheckpointError, "is a folder, not a file"),
     (lambda i: make_world_model(True), ValueError, "unknown model size True"),
     (lambda i: __import__("tdmpc_lib.train", fromlist=["train"]).train(data=str(i / "store"), steps="10"),
-     ValueError, "steps must be a whole number, got '10'"),
+     ValueError, "TrainConfig.steps must be int, got str '10'"),
     (lambda i: __import__("tdmpc_lib.train", fromlist=["train"]).train(data=str(i / "store"), batch_size=2.5),
-     ValueError, "batch_size must be a whole number, got 2.5"),
+     ValueError, "TrainConfig.batch_size must be int, got float 2.5"),
 ] + ([(lambda i: load_checkpoint(i / "tiny.pt", device="cuda"), CheckpointError, "no CUDA GPU is available")]
      if NO_CUDA else []))
 def test_api_bad_input(call, exc, message, inputs):

@@ -269,7 +269,7 @@ def test_cli_checks_batch_and_output_before_writing_anything(tiny, tmp_path, cap
     save_checkpoint(tiny, tmp_path / "m.pt")
     before = (tmp_path / "m.pt").read_bytes()
     cases = ((["--output", str(tmp_path / "m.pt")], "is the input checkpoint"),
-             (["--output", str(tmp_path / "q.pt"), "--batch", "0"], "--batch must be at least 1"),
+             (["--output", str(tmp_path / "q.pt"), "--batch", "0"], "batch must be at least 1"),
              (["--output", str(tmp_path)], "is a folder"))
     for extra, message in cases:
         with pytest.raises(SystemExit) as e:

@@ -8,21 +8,28 @@ its options beyond the paper (all horizon steps, coefficient schedules, a teache
 cache) and the latent (next-state) distillation ablations.
 
 One path for a parameter: CLI / notebook -> these dataclasses -> the function that uses it.
+The command line `python -m tdmpc_lib.train` is generated from them by tyro (the fields'
+comments are its help); `validate()` holds every range and cross-field rule, so the Python API,
+the CLI, `--set` and the study's notebook parameters get the same checks.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 
-from ..planner import PlannerConfig
+from typing import Annotated
 
-SCHEDULES = ("constant", "decrease", "increase")
-LATENT_MODES = ("none", "linear", "linear-frozen", "pca")
-PRECISIONS = ("fp32", "bf16")
-TEACHER_DTYPES = ("fp32", "bf16", "fp16")
-CACHE_PRECISIONS = ("auto", "fp32", "bf16")
-EVAL_PROTOCOLS = ("clean", "paper")
+import tyro
+
+from ..choices import CachePrecision, EvalPolicy, LatentMode, ModelSize, Precision, Protocol, Schedule
+from ..choices import TrainPrecision, check_choice, options
+from ..planner import PlannerConfig
+from ..typed import from_dict
+
+# The choices as tuples (derived from the Literal types of tdmpc_lib.choices)
+SCHEDULES, LATENT_MODES = options(Schedule), options(LatentMode)
 
 # Fields that may differ between a run and its `--resume` without changing the losses it
 # computes: how long it runs and what it writes around the updates. (A 'decrease'/'increase'
@@ -54,21 +61,22 @@ class DistillConfig:
     cache_precision / cache_tolerance / cache_batch_size: how the cache is computed; 'auto' uses
         bf16 when its max abs error on a check batch against fp32 is <= cache_tolerance.
     """
-    teacher: str | None = None
-    teacher_device: str | None = None
-    teacher_dtype: str = "fp32"
-    teacher_autocast: bool = False
-    d_coef: float = 0.45
-    schedule: str = "constant"
-    all_steps: bool = False
-    latent: str = "none"
-    latent_coef: float = 1.0
-    projection_lr: float | None = None
-    pca_samples: int = 25600
-    cache: str | None = None
-    cache_precision: str = "auto"
-    cache_tolerance: float = 0.02
-    cache_batch_size: int = 4096
+    teacher: str | None = None  # frozen teacher checkpoint (any size preset); None: plain TD-MPC2
+    teacher_device: str | None = None  # the teacher's device (None: the run's device)
+    teacher_dtype: Precision = "fp32"  # the teacher's weights
+    teacher_autocast: bool = False  # bf16 matmuls for an fp32 teacher
+    d_coef: float = 0.45  # reward-distillation coefficient
+    schedule: Schedule = "constant"  # d_coef over the run
+    all_steps: bool = False  # distil every horizon step, not only t=0
+    latent: LatentMode = "none"  # next-latent distillation ablation
+    latent_coef: float = 1.0  # coefficient of the next-latent distillation loss
+    projection_lr: float | None = None  # a trained projection's learning rate (None: the model's)
+    pca_samples: int = 25600  # teacher next-latents the PCA projection is fitted on
+    # 'auto' (beside the data) or a .npy path: teacher reward targets computed once (None: online)
+    cache: Annotated[str | None, tyro.conf.arg(name="teacher-cache")] = None
+    cache_precision: CachePrecision = "auto"  # 'auto': bf16 when within cache_tolerance of fp32
+    cache_tolerance: float = 0.02  # max abs error of a bf16 cache on a check batch
+    cache_batch_size: int = 4096  # rows per teacher forward while the cache is built
 
     @property
     def enabled(self) -> bool:
@@ -83,86 +91,83 @@ class DistillConfig:
         return self.enabled and self.latent != "none"
 
     def validate(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.latent not in LATENT_MODES:
-            raise ValueError(f"latent must be one of {LATENT_MODES}, got {self.latent!r}")
-        if self.teacher_dtype not in TEACHER_DTYPES:
-            raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
-        if self.cache_precision not in CACHE_PRECISIONS:
-            raise ValueError(f"cache_precision must be one of {CACHE_PRECISIONS}, got {self.cache_precision!r}")
+        for name in ("schedule", "latent", "teacher_dtype", "cache_precision"):
+            check_choice(name, getattr(self, name), _HINTS[DistillConfig][name])
         for name in ("d_coef", "latent_coef", "cache_tolerance"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.projection_lr is not None and not (math.isfinite(self.projection_lr) and self.projection_lr > 0):
             raise ValueError(f"projection_lr must be a finite number > 0, got {self.projection_lr}")
         if self.teacher is None and (self.latent != "none" or self.cache is not None):
             raise ValueError("latent distillation and a teacher-target cache need a teacher checkpoint")
-        if self.pca_samples < 1 or self.cache_batch_size < 1:
-            raise ValueError("pca_samples and cache_batch_size must be >= 1")
+        for name in ("pca_samples", "cache_batch_size"):
+            value = getattr(self, name)
+            if not _is_whole(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 @dataclass
 class TrainConfig:
     """One offline TD-MPC2 training run. Hyperparameter defaults are TD-MPC2's (section 4)."""
-    data: str = ""
-    out: str = "runs/train"
-    student_size: str | int = 1
+    data: str = ""  # dataset folder (a store made by tdmpc_lib.data); required
+    out: str = "runs/train"  # run folder (checkpoints, metrics, config)
+    student_size: ModelSize = 1  # student preset
     init: str | None = None  # optional checkpoint the student starts from (else fresh init)
-    # --- the update (section 4)
-    lr: float = 3e-4
-    enc_lr_scale: float = 0.3
-    pi_adam_eps: float = 1e-5
-    grad_clip_norm: float = 20.0
+    lr: float = 3e-4  # learning rate (the update: section 4)
+    enc_lr_scale: float = 0.3  # the encoder's learning rate relative to lr
+    pi_adam_eps: float = 1e-5  # Adam epsilon of the policy optimizer
+    grad_clip_norm: float = 20.0  # gradient-norm clip of the world model
     tau: float = 0.01  # target-Q Polyak rate and RunningScale rate
-    rho: float = 0.5
-    consistency_coef: float = 20.0
-    reward_coef: float = 0.1
-    value_coef: float = 0.1
-    entropy_coef: float = 1e-4
-    horizon: int = 3
-    batch_size: int = 256
-    # --- the run
-    steps: int = 1000
-    seed: int = 1
-    device: str = "cpu"
-    precision: str = "fp32"  # 'bf16': autocast of the forward passes
-    compile: bool = False
+    rho: float = 0.5  # discount of the per-horizon-step loss weights
+    consistency_coef: float = 20.0  # latent-consistency loss coefficient
+    reward_coef: float = 0.1  # reward loss coefficient
+    value_coef: float = 0.1  # Q loss coefficient
+    entropy_coef: float = 1e-4  # policy entropy coefficient
+    horizon: int = 3  # model rollout length of an update
+    batch_size: int = 256  # sub-trajectories per update
+    steps: int = 1000  # updates of the run
+    seed: int = 1  # seeds the student's init, the sampler and the evaluations
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    precision: TrainPrecision = "fp32"  # 'bf16': autocast of the forward passes
+    compile: bool = False  # torch.compile the loss functions
     threads: int = 0  # torch intra-op threads (0: torch's default)
-    eval_freq: int = 0  # 0: no periodic evaluation
-    eval_final: bool = False
-    eval_tasks: str = "mt30"
-    eval_episodes: int = 1
-    eval_protocol: str = "clean"
-    eval_policy: str = "plan"
+    eval_freq: int = 0  # evaluate every N updates (0: never)
+    eval_final: bool = False  # evaluate at the end of the run
+    eval_tasks: str = "mt30"  # 'mt30' or comma-separated MT30 task names
+    eval_episodes: int = 1  # episodes per task of an evaluation
+    eval_protocol: Protocol = "clean"  # clean (eval mode) or paper (the published numbers' protocol)
+    eval_policy: EvalPolicy = "plan"  # plan (MPPI) or prior (policy only, fast)
     eval_planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI settings of the evaluations
     checkpoint_freq: int = 10000
     keep_checkpoints: int = 0  # keep only the newest N step_*.pt (0: keep all)
     log_freq: int = 100
-    progress: bool = True
-    wandb_project: str | None = None
+    progress: bool = True  # show a progress bar
+    wandb_project: str | None = None  # also log to Weights & Biases (optional)
+    # continue the run in --out from its newest checkpoint; its saved config is used, overridden
+    # only by the options given with --resume (e.g. a larger --steps)
     resume: bool = False
-    distill: DistillConfig = field(default_factory=DistillConfig)
+    # the teacher and the distillation terms; their command-line flags have no prefix (--d-coef)
+    distill: Annotated[DistillConfig, tyro.conf.arg(name="")] = field(default_factory=DistillConfig)
 
     def validate(self) -> None:
         if not self.data:
             raise ValueError("data: the dataset folder (a store made by tdmpc_lib.data) is required")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.eval_protocol not in EVAL_PROTOCOLS:
-            raise ValueError(f"eval_protocol must be one of {EVAL_PROTOCOLS}, got {self.eval_protocol!r}")
+        for name in ("precision", "eval_protocol", "eval_policy"):
+            check_choice(name, getattr(self, name), _HINTS[TrainConfig][name])
+        from ..config import _parse_size
+        _parse_size(self.student_size)
         for name in ("lr", "enc_lr_scale", "pi_adam_eps", "grad_clip_norm", "tau", "rho", "consistency_coef",
                      "reward_coef", "value_coef", "entropy_coef"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         for name in ("horizon", "batch_size", "steps", "seed", "threads", "eval_freq", "eval_episodes", "log_freq",
                      "checkpoint_freq", "keep_checkpoints"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
+            if not _is_whole(value):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
         for name in ("horizon", "batch_size", "log_freq", "checkpoint_freq"):
             if getattr(self, name) < 1:
@@ -175,6 +180,7 @@ class TrainConfig:
             get_task_set("mt30").resolve(self.eval_tasks)
             if self.eval_episodes < 1:
                 raise ValueError(f"eval_episodes must be at least 1, got {self.eval_episodes}")
+        self.eval_planner.validate("eval_planner")
         self.distill.validate()
 
     def to_dict(self) -> dict:
@@ -182,15 +188,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        distill = DistillConfig(**d.pop("distill", {}))
-        if isinstance(d.get("eval_planner"), dict):
-            d["eval_planner"] = PlannerConfig(**d["eval_planner"])
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown train config fields {sorted(unknown)}")
-        return cls(distill=distill, **d)
+        """A saved config (config.json, a checkpoint's train_config), names and types checked."""
+        return from_dict(cls, d, "TrainConfig")
 
     def training_fields(self) -> dict:
         """The fields that determine the losses (all but RUN_CONTROL_FIELDS)."""
@@ -201,3 +200,14 @@ class TrainConfig:
         distill.pop("teacher_device", None)
         d.update({f"distill.{k}": v for k, v in distill.items()})
         return d
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_HINTS = {cls: typing.get_type_hints(cls) for cls in (DistillConfig, TrainConfig)}
