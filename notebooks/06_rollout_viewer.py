@@ -9,19 +9,26 @@
 # %% [markdown]
 # # 06 · Rollout viewer
 #
-# **What.** Watch a checkpoint act: pick a checkpoint (any teacher or student of this study, or a
-# file), a task and a seed, press *Render rollout*, then *Play*. The frames are rendered with
-# MuJoCo offscreen (EGL or OSMesa, no display needed); the reward trace below the frame has a
-# marker that follows the frame slider. Under the widget, the same rollout is saved as an mp4 and
-# a gif and embedded in the notebook, so it shows without a running kernel (e.g. in the executed
-# copy under `runs/`).
+# **What.** Watch a checkpoint act, beside a second one: pick checkpoint A (any teacher or student
+# of this study, or a file), checkpoint B to compare with (by default the profile's teacher
+# beside the default distilled student; `compare = 'none'` turns the comparison off), a task and
+# a seed, press *Render rollout*, then *Play*. The two run in lockstep, each in its own
+# environment made from the same seed, so both start from the same initial state. The frames are
+# rendered with MuJoCo offscreen (EGL or OSMesa, no display needed); both reward traces share one
+# axis with a marker that follows the frame slider, and a table lists every step's actions,
+# rewards and returns around the frame shown. Under the widget, the same rollouts are saved as
+# mp4 (and a gif of A) and embedded in the notebook, so they show without a running kernel (e.g.
+# in the executed copy under `runs/`).
 #
 # **Why.** A normalized score hides *how* an agent fails; a few seconds of video and its reward
-# trace show whether it balances, swings up, or flails.
+# trace show whether it balances, swings up, or flails, and side by side with the teacher from
+# the same start, where the student departs from it.
 #
 # **How to read it.** Frame *t* shows the scene before action *t*; the marker sits on the reward
-# that action earned. `policy = 'prior'` acts with the policy network alone (fast on a CPU);
-# `'plan'` runs the MPPI planner (what the evaluation uses in the paper's setting; slow on a CPU).
+# that action earned, and the highlighted table row is step *t* (|action| is the action's L2 norm,
+# |A - B| the distance between the two sides' actions, returns are cumulative after the step).
+# `policy = 'prior'` acts with the policy network alone (fast on a CPU); `'plan'` runs the MPPI
+# planner with the profile's settings (what the evaluation uses; slower on a CPU).
 
 # %% tags=["parameters"]
 profile = "mini"      # smoke | mini | paper
@@ -29,6 +36,7 @@ study_dir = None      # the study's folder (None: runs/<profile>)
 out = None            # this notebook's output folder (None: <study_dir>/06_rollout_viewer)
 member = None         # sweep member name (set by the study runner)
 checkpoint = None     # checkpoint file or hub name (None: the profile's default distilled student)
+compare = None        # shown beside it in lockstep: 'teacher', 'none' (off), a file or hub name (None: the profile's)
 task = None           # an MT30 task
 seed = None           # environment seed (episode 0 of that seed, as the evaluation starts it)
 policy = None         # prior | plan
@@ -54,21 +62,33 @@ run
 # %%
 from tdmpc_lib.study import pipeline, results
 
+from tdmpc_lib.study.viewer import checkpoint_file
+
 choices = results.checkpoints(results.load_study(run.study_dir))
 if run.p.checkpoint is None:  # the profile's default distilled student (trained here if missing)
     default_file = pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0)["checkpoint"]
 else:
-    from tdmpc_lib.checkpoint import HUB_CHECKPOINTS, download_checkpoint
-    default_file = download_checkpoint(run.p.checkpoint) if run.p.checkpoint in HUB_CHECKPOINTS else run.p.checkpoint
+    default_file = checkpoint_file(run.p.checkpoint)
 if default_file not in choices.values():
     choices = {f"given: {default_file}": default_file, **choices}
+compare_file = None  # no comparison
+if run.p.compare == "teacher":  # the profile's teacher (trained here if missing)
+    teacher = pipeline.resolve_teacher(run.profile, run.study_dir, device=run.p.device, threads=run.p.threads or 0)
+    compare_file = teacher.path
+    if compare_file not in choices.values():
+        choices[f"teacher: {teacher.label}"] = compare_file
+elif run.p.compare not in (None, "none"):
+    compare_file = checkpoint_file(run.p.compare)
+    if compare_file not in choices.values():
+        choices[f"given: {compare_file}"] = compare_file
 for label, path in choices.items():
     print(f"{label:<60} {path}")
+print(f"\nA: {default_file}\nB: {compare_file or 'no comparison'}")
 
 # %% [markdown]
 # ## The viewer
-# Change the pickers and press *Render rollout* for another rollout (needs the kernel). *Play*
-# is linked to the frame slider in the browser.
+# Change the pickers and press *Render rollout* for another rollout (needs the kernel); pick
+# *no comparison* for B to watch A alone. *Play* is linked to the frame slider in the browser.
 
 # %%
 import dataclasses
@@ -77,19 +97,27 @@ from tdmpc_lib.study.profiles import ViewerConfig
 from tdmpc_lib.study.viewer import RolloutViewer
 
 viewer_cfg = ViewerConfig(**{f.name: getattr(run.p, f.name) for f in dataclasses.fields(ViewerConfig)
-                             if f.name != "checkpoint"}, checkpoint=default_file)
-viewer = RolloutViewer(choices, viewer_cfg, device=run.p.device)
-rollout = viewer.render()
+                             if f.name not in ("checkpoint", "compare")}, checkpoint=default_file, compare=compare_file)
+viewer = RolloutViewer(choices, viewer_cfg, device=run.p.device, planner=run.profile.planner)
+shown = viewer.render()  # a Comparison of A and B, or A's Rollout
 viewer
 
 # %% [markdown]
-# ## The same rollout as a video (shows without a kernel)
+# ## The same rollouts as videos (show without a kernel)
+# Side by side (A left, B right) with both reward traces, then A alone.
 
 # %%
 from IPython.display import Image, Video, display
 
 from tdmpc_lib.study.viewer import write_video
 
+rollout, comparison = viewer.rollout, viewer.comparison
+compare_mp4 = None
+if comparison is not None:
+    compare_mp4 = write_video(comparison, run.path("compare.mp4"), fps=run.p.fps)
+    print(f"A: {comparison.labels[0]}: return {comparison.a.episode_return:.1f}\n"
+          f"B: {comparison.labels[1]}: return {comparison.b.episode_return:.1f}\nmp4: {compare_mp4}")
+    display(Video(str(compare_mp4), embed=True, width=2 * run.p.width, html_attributes="controls loop"))
 mp4 = write_video(rollout, run.path("rollout.mp4"), fps=run.p.fps)
 gif = write_video(rollout, run.path("rollout.gif"), fps=run.p.fps, every=max(1, len(rollout.frames) // 60))
 print(f"{rollout.task}, seed {rollout.seed}, policy {rollout.policy}: return {rollout.episode_return:.1f} over "
@@ -97,6 +125,20 @@ print(f"{rollout.task}, seed {rollout.seed}, policy {rollout.policy}: return {ro
 display(Video(str(mp4), embed=True, width=run.p.width, html_attributes="controls loop"))
 display(Image(filename=str(gif)))
 
+# %% [markdown]
+# ## Step by step (the comparison)
+# One row per agent step, also saved as `compare_steps.csv`.
+
 # %%
-_ = run.finish({"rollout": rollout.summary(), "mp4": str(mp4), "gif": str(gif), "checkpoints": choices})
+steps_table = None
+if comparison is not None:
+    steps_table = comparison.table()
+    steps_table.to_csv(run.path("compare_steps.csv"))
+    display(steps_table.round(4))
+
+# %%
+_ = run.finish({"rollout": rollout.summary(), "mp4": str(mp4), "gif": str(gif), "checkpoints": choices,
+                "comparison": comparison.summary() if comparison is not None else None,
+                "compare_mp4": str(compare_mp4) if compare_mp4 else None,
+                "compare_steps": str(run.path("compare_steps.csv")) if comparison is not None else None})
 print(f"results written to {run.out}")

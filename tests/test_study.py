@@ -23,13 +23,9 @@ use_this_interpreter_kernel()
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The whole smoke study, executed once for the module (2 workers)."""
-    study_dir = tmp_path_factory.mktemp("study") / "smoke"
-    tic = time.perf_counter()
-    report = run_study(profiles.SMOKE, study_dir, workers=2, log=lambda msg: None)
-    report["wall_s"] = time.perf_counter() - tic
-    return study_dir, report
+def smoke(smoke_study):
+    """The whole smoke study (conftest.py: executed once per session, shared with test_browser)."""
+    return smoke_study
 
 
 def _outputs(path: Path):

@@ -74,8 +74,8 @@ NOTEBOOKS: dict[str, dict[str, tuple[type, str | None]]] = {
                         "latency_repeats": (QuantConfig, "quant.latency_repeats")},
     "05_results": {**_COMMON, "figures_dir": (Profile, "figures_dir")},
     "06_rollout_viewer": {**_COMMON, **{k: (ViewerConfig, f"viewer.{k}") for k in
-                                        ("checkpoint", "task", "seed", "policy", "steps", "width", "height",
-                                         "camera_id", "fps")}},
+                                        ("checkpoint", "compare", "task", "seed", "policy", "steps", "width",
+                                         "height", "camera_id", "fps")}},
 }
 # Defaults that are not a profile field.
 _SPECIAL_DEFAULTS = {"latent": "none"}
@@ -238,6 +238,8 @@ def check_values(values: dict) -> None:
         check_checkpoint_spec("teacher", v["teacher"], allow_train=True)
     if "checkpoint" in v:
         check_checkpoint_spec("checkpoint", v["checkpoint"], allow_train=False)
+    if v.get("compare") not in (None, "none", "teacher"):  # the viewer's second checkpoint
+        check_checkpoint_spec("compare", v["compare"], allow_train=False)
 
 
 def check_profile(profile: Profile) -> None:
@@ -254,7 +256,8 @@ def check_profile(profile: Profile) -> None:
                       "latent_coef": p.latent_coef, "d_coef": p.d_coef, "formats": p.quant.formats,
                       "task": p.viewer.task, "error_batch": p.quant.error_batch,
                       "latency_envs": p.quant.latency_envs, "latency_repeats": p.quant.latency_repeats,
-                      "width": p.viewer.width, "height": p.viewer.height, "fps": p.viewer.fps})
+                      "width": p.viewer.width, "height": p.viewer.height, "fps": p.viewer.fps,
+                      "compare": p.viewer.compare})
         for t in (p.teacher, *p.compare_teachers):
             check_checkpoint_spec("teacher", t, allow_train=True)
         _check_choice("viewer.policy", p.viewer.policy, ("prior", "plan"))

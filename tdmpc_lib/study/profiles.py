@@ -87,8 +87,11 @@ class QuantConfig:
 class ViewerConfig:
     """Notebook 06: which checkpoint, task and seed a rollout is rendered for, and how.
     checkpoint None: the distilled student of the profile's default run; steps: agent steps
-    rendered (at most the episode's 500); policy 'prior' (policy network) or 'plan' (MPPI)."""
+    rendered (at most the episode's 500); policy 'prior' (policy network) or 'plan' (MPPI).
+    compare: the checkpoint rendered beside it in lockstep (same initial state): 'teacher' (the
+    profile's teacher), a checkpoint file, bundled or hub name, or None / 'none' (no comparison)."""
     checkpoint: str | None = None
+    compare: str | None = "teacher"
     task: str = "cartpole-balance"
     seed: int = 1
     policy: str = "prior"

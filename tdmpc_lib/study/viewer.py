@@ -1,28 +1,38 @@
-"""Rollout viewer: render an episode of a checkpoint with MuJoCo offscreen and step through it.
+"""Rollout viewer: render an episode of a checkpoint with MuJoCo offscreen and step through it,
+alone or beside a second checkpoint stepped in lockstep from the same initial state.
 
     ro = rollout(model, "cartpole-balance", seed=1, policy="prior", steps=200)   # Rollout
-    viewer = RolloutViewer({"student": "runs/mini/train/.../model.pt"}, task="cartpole-balance")
-    viewer.render(); viewer.widget          # ipywidgets: pickers, Play <-> slider, frame, reward trace
-    write_video(ro, "rollout.mp4"); write_video(ro, "rollout.gif")   # shows without a kernel
+    cmp = compare(student, teacher, "cartpole-balance", seed=1, labels=("student", "teacher"))
+    cmp.table()                                   # one row per step: actions, rewards, returns
+    viewer = RolloutViewer({"student": "runs/mini/train/.../model.pt", "teacher": "..."},
+                           checkpoint=".../model.pt", compare="...teacher.pt")
+    viewer.render(); viewer.widget          # ipywidgets: pickers, Play <-> slider, frames, trace, table
+    write_video(ro, "rollout.mp4"); write_video(cmp, "compare.mp4")   # show without a kernel
 
 Rendering needs MUJOCO_GL=egl or osmesa (set before dm_control is imported; the notebook does
 it). The Play button is linked to the frame slider in the browser (jslink), so playing needs
-no round trip per frame for the slider; the frame and the reward marker follow the slider.
+no round trip per frame for the slider; the frames, the reward marker and the step table
+follow the slider.
 """
 from __future__ import annotations
 
 import dataclasses
+import html
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from ..planner import PlannerConfig
 from .profiles import ViewerConfig
 
 TRACE_COLOR = "#1f77b4"
+TRACE_COLORS = ("#1f77b4", "#ff7f0e")  # checkpoint A, checkpoint B
 MARKER_RGB = (214, 39, 40)
+NO_COMPARISON = "none"  # the compare picker's "off" value (ViewerConfig.compare None means the same)
 
 
 @dataclass
@@ -50,6 +60,50 @@ class Rollout:
                 "frame_shape": list(self.frames[0].shape)}
 
 
+@dataclass
+class Comparison:
+    """Two checkpoints on the same task, seed and episode, stepped in lockstep: a.frames[t] and
+    b.frames[t] (H, W, 3) are both scenes before action t (t = 0..T), a.rewards / b.rewards (T,).
+    trace is both reward traces on one axis (RGB, (h, 2W + GAP, 3)); trace_x (T,) the pixel
+    column of each step, trace_y (2, T) the pixel row of each reward of A and of B."""
+    a: Rollout
+    b: Rollout
+    labels: tuple[str, str] = ("A", "B")
+    trace: np.ndarray | None = field(default=None, repr=False)
+    trace_x: np.ndarray | None = field(default=None, repr=False)
+    trace_y: np.ndarray | None = field(default=None, repr=False)
+
+    GAP = 4  # white pixel columns between the two frames
+
+    @property
+    def frames(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(zip(self.a.frames, self.b.frames))
+
+    @property
+    def rewards(self) -> np.ndarray:
+        """(2, T) rewards of A and B."""
+        return np.stack([self.a.rewards, self.b.rewards])
+
+    def table(self):
+        """pandas DataFrame, one row per agent step t (index 'step', 0..T-1): the L2 norm of each
+        side's action, the distance between the two actions, each side's reward for action t
+        and its return after it (cumulative)."""
+        import pandas as pd
+
+        a, b = self.a, self.b
+        # Both sides act in the same task, so their actions have the same dimension.
+        return pd.DataFrame({
+            "|action A|": np.linalg.norm(a.actions, axis=1), "|action B|": np.linalg.norm(b.actions, axis=1),
+            "|A - B|": np.linalg.norm(a.actions - b.actions, axis=1),
+            "reward A": a.rewards, "reward B": b.rewards,
+            "return A": np.cumsum(a.rewards, dtype=np.float64), "return B": np.cumsum(b.rewards, dtype=np.float64),
+        }, index=pd.RangeIndex(len(a.rewards), name="step"))
+
+    def summary(self) -> dict:
+        return {"labels": list(self.labels), "a": self.a.summary(), "b": self.b.summary(),
+                "return_a": self.a.episode_return, "return_b": self.b.episode_return}
+
+
 def _free_rendering(env) -> None:
     """Release the offscreen GL context now (dm_control otherwise complains at interpreter exit)."""
     physics = env.physics
@@ -58,99 +112,251 @@ def _free_rendering(env) -> None:
             physics._free_rendering_contexts()
 
 
-def rollout(model, task: str, seed: int = 1, policy: str = "prior", steps: int = 200, width: int = 240,
-            height: int = 240, camera_id: int = 0, episode: int = 0, checkpoint: str | None = None,
-            device: str = "cpu", on_step=None) -> Rollout:
-    """Run `model` on `task` (episode `episode` of seed `seed`, as the evaluator starts it) for
-    `steps` agent steps with the policy prior ('prior') or MPPI ('plan'), rendering every step."""
+def checkpoint_file(spec: str) -> str:
+    """A checkpoint spec as a file: a bundled name -> the shipped file, a hub name -> the
+    downloaded (cached) file, anything else as given."""
+    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS, bundled_checkpoint, download_checkpoint
+
+    if not Path(spec).exists() and spec in BUNDLED_CHECKPOINTS:
+        return bundled_checkpoint(spec)
+    if not Path(spec).exists() and spec in HUB_CHECKPOINTS:
+        return download_checkpoint(spec)
+    return spec
+
+
+class _RngSlot:
+    """One side's own torch random stream. Sampling in the planner (MPPI noise, the policy's
+    sample) draws from torch's global generator; giving each model its own copy of the seeded
+    state, swapped in around its act(), makes each side of a lockstep comparison draw exactly
+    what a single rollout of that model draws, whatever the other side does."""
+
+    def __init__(self, device):
+        import torch
+        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.state = self._get()
+
+    def _get(self):
+        import torch
+        return (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.cuda else None)
+
+    def __enter__(self):
+        import torch
+        torch.set_rng_state(self.state[0])
+        if self.cuda:
+            torch.cuda.set_rng_state(self.state[1], self.device)
+
+    def __exit__(self, *exc):
+        self.state = self._get()
+
+
+def rollouts(models: Sequence, task: str, seed: int = 1, policy: str = "prior", steps: int = 200,
+             width: int = 240, height: int = 240, camera_id: int = 0, episode: int = 0,
+             checkpoints: Sequence[str | None] | None = None, device: str = "cpu", on_step=None,
+             planner: PlannerConfig | None = None) -> list[Rollout]:
+    """Run every model of `models` (M of them) on `task` in lockstep (tdmpc_lib.rollout), each in
+    its own environment made with the same seed and episode, so all start from the same initial
+    state, for `steps` agent steps with the policy prior ('prior') or MPPI ('plan'), rendering
+    every step. Returns M Rollouts; rollout i equals `rollout(models[i], ...)` bit for bit (own
+    planner, own random stream). on_step(t, steps) reports progress; `planner`: the MPPI
+    settings for 'plan' (None: TD-MPC2's)."""
     import torch
 
     from ..envs import make_env
     from ..evaluate import set_seed
-    from ..planner import BatchedPlanner, PlannerConfig
+    from ..planner import BatchedPlanner
     from ..rollout import lockstep, reset_all
     from ..tasks import get_task_set
 
     if policy not in ("prior", "plan"):
         raise ValueError(f"policy must be 'prior' or 'plan', got {policy!r}")
-    model = model.to(device).eval()
-    ids = get_task_set(model.cfg.task_set or "mt30") if model.cfg.multitask else None
-    task_id = torch.tensor([ids.index(task) if ids else 0], device=device)
+    if not models:
+        raise ValueError("rollouts needs at least one model")
+    checkpoints = list(checkpoints or [None] * len(models))
+    models = [m.to(device).eval() for m in models]
+    task_ids = []
+    for m in models:
+        ids = get_task_set(m.cfg.task_set or "mt30") if m.cfg.multitask else None
+        task_ids.append(torch.tensor([ids.index(task) if ids else 0], device=device))
     set_seed(seed)
-    planner = BatchedPlanner(model, PlannerConfig(mpc=policy == "plan"), eval_mode=True)
-    env = make_env(task, seed, episode=episode)
-    steps = max(1, min(int(steps), env.episode_length))
-    obs = reset_all([env], model.cfg.obs_dim)
-    frames = [env.render(width, height, camera_id)]
-    rewards, actions = [], []
+    slots = [_RngSlot(device) for _ in models]  # every side starts from the seeded state
+    planner_cfg = dataclasses.replace(planner or PlannerConfig(), mpc=policy == "plan")
+    planners = [BatchedPlanner(m, planner_cfg, eval_mode=True) for m in models]
+    envs = [make_env(task, seed, episode=episode) for _ in models]
+    steps = max(1, min(int(steps), envs[0].episode_length))
+    obs_dims = [m.cfg.obs_dim for m in models]
+    obs = reset_all(envs, max(obs_dims))
+    frames = [[env.render(width, height, camera_id)] for env in envs]
+    rewards: list[list[float]] = [[] for _ in models]
+    actions: list[list[np.ndarray]] = [[] for _ in models]
+    act_dim = max(m.cfg.action_dim for m in models)
 
     def act(o: np.ndarray, t: int) -> np.ndarray:
-        return planner.act(torch.from_numpy(o), task_id, torch.tensor([t == 0], device=device)).cpu().numpy()
+        out = np.zeros((len(models), act_dim), np.float32)
+        for i, side in enumerate(planners):
+            with slots[i]:
+                a = side.act(torch.from_numpy(np.ascontiguousarray(o[i:i + 1, :obs_dims[i]])), task_ids[i],
+                                torch.tensor([t == 0], device=device)).cpu().numpy()
+            out[i, :a.shape[1]] = a[0]
+        return out
 
     def record(step) -> None:
-        rewards.append(step.rewards[0])
-        actions.append(step.actions[0, :env.action_dim])
-        frames.append(env.render(width, height, camera_id))
+        for i, env in enumerate(envs):
+            if step.active[i]:
+                rewards[i].append(step.rewards[i])
+                actions[i].append(step.actions[i, :env.action_dim])
+                frames[i].append(env.render(width, height, camera_id))
         if on_step is not None:
             on_step(step.t + 1, steps)
 
     try:
-        lockstep([env], act, obs, steps=steps, on_step=record)
+        lockstep(envs, act, obs, steps=steps, on_step=record)
     finally:
-        _free_rendering(env)
-    ro = Rollout(task, seed, policy, frames, np.asarray(rewards, np.float32), np.asarray(actions, np.float32),
-                 checkpoint)
-    ro.trace, ro.trace_x, ro.trace_y = reward_trace(ro.rewards, width)
-    return ro
+        for env in envs:
+            _free_rendering(env)
+    out = []
+    for i in range(len(models)):
+        ro = Rollout(task, seed, policy, frames[i], np.asarray(rewards[i], np.float32),
+                     np.asarray(actions[i], np.float32), checkpoints[i])
+        ro.trace, ro.trace_x, ro.trace_y = reward_trace(ro.rewards, width)
+        out.append(ro)
+    return out
+
+
+def rollout(model, task: str, seed: int = 1, policy: str = "prior", steps: int = 200, width: int = 240,
+            height: int = 240, camera_id: int = 0, episode: int = 0, checkpoint: str | None = None,
+            device: str = "cpu", on_step=None, planner: PlannerConfig | None = None) -> Rollout:
+    """Run `model` on `task` (episode `episode` of seed `seed`, as the evaluator starts it) for
+    `steps` agent steps with the policy prior ('prior') or MPPI ('plan'), rendering every step."""
+    return rollouts([model], task, seed, policy, steps, width, height, camera_id, episode, [checkpoint], device,
+                    on_step, planner)[0]
+
+
+def compare(model_a, model_b, task: str, seed: int = 1, policy: str = "prior", steps: int = 200,
+            width: int = 240, height: int = 240, camera_id: int = 0, episode: int = 0,
+            checkpoints: tuple[str | None, str | None] = (None, None), labels: tuple[str, str] = ("A", "B"),
+            device: str = "cpu", on_step=None, planner: PlannerConfig | None = None) -> Comparison:
+    """Two models side by side in lockstep from the same initial state (see `rollouts`); each side
+    equals its own single rollout. The comparison's trace holds both reward traces on one axis."""
+    a, b = rollouts([model_a, model_b], task, seed, policy, steps, width, height, camera_id, episode,
+                    list(checkpoints), device, on_step, planner)
+    cmp = Comparison(a, b, tuple(labels))
+    # The legend says only A and B: the names are long, and the frames above carry them.
+    cmp.trace, cmp.trace_x, cmp.trace_y = reward_traces([a.rewards, b.rewards], 2 * width + Comparison.GAP,
+                                                        labels=["A", "B"])
+    return cmp
 
 
 # ---------------------------------------------------------------------------- pictures
-def reward_trace(rewards: np.ndarray, width: int, height: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reward trace drawn once with matplotlib: (RGB image (height, width, 3), the pixel
-    column of every step, the pixel row of every reward). Markers are then drawn per frame."""
+def reward_traces(series: Sequence[np.ndarray], width: int, height: int | None = None,
+                  labels: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reward traces (each (T,), same T) drawn once on one axis with matplotlib: (RGB image
+    (height, width, 3), the pixel column of every step (T,), the pixel row of every reward of
+    every series (len(series), T)). Markers are then drawn per frame."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     matplotlib.rcParams.setdefault("font.size", 8)
-    height = height or max(64, 16 * round(width / 3 / 16))
+    height = height or max(64, 16 * round(min(width, 360) / 3 / 16))
     dpi = 100
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.14, 0.2, 0.83, 0.72))
-    steps = np.arange(len(rewards))
-    ax.plot(steps, rewards, color=TRACE_COLOR, lw=1)
-    ax.set_xlim(0, max(1, len(rewards) - 1))
-    lo, hi = float(np.min(rewards, initial=0.0)), float(np.max(rewards, initial=1.0))
-    ax.set_ylim(lo - 0.05 * (hi - lo + 1e-6), hi + 0.05 * (hi - lo + 1e-6))
+    left = min(0.14, 34 / width)  # room for the tick labels, not a fixed share of a wide strip
+    ax = fig.add_axes((left, 0.2, 0.97 - left, 0.72))
+    n = len(series[0]) if len(series) else 0
+    steps = np.arange(n)
+    for k, rewards in enumerate(series):
+        ax.plot(steps, rewards, color=TRACE_COLORS[k % len(TRACE_COLORS)], lw=1,
+                label=labels[k] if labels else None)
+    if labels:
+        ax.legend(loc="upper left", fontsize=6, frameon=False, ncol=len(series), borderaxespad=0.1)
+    allr = np.concatenate([np.asarray(r, np.float64) for r in series]) if len(series) else np.zeros(0)
+    ax.set_xlim(0, max(1, n - 1))
+    lo, hi = float(np.min(allr, initial=0.0)), float(np.max(allr, initial=1.0))
+    pad = 0.05 * (hi - lo + 1e-6)
+    legend_room = 0.3 * (hi - lo + 1e-6) if labels else 0.0  # the legend sits above the traces
+    ax.set_ylim(lo - pad, hi + pad + legend_room)
     ax.set_ylabel("reward", fontsize=7, labelpad=1)
     ax.tick_params(labelsize=6, pad=1)
     canvas.draw()
     image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    pts = ax.transData.transform(np.stack([steps, rewards], 1)) if len(rewards) else np.zeros((0, 2))
-    xs = np.clip(np.round(pts[:, 0]).astype(int), 0, width - 1)
-    ys = np.clip(np.round(height - pts[:, 1]).astype(int), 0, height - 1)  # display y grows upwards
+    xs = np.zeros(n, int)
+    ys = np.zeros((len(series), n), int)
+    for k, rewards in enumerate(series):
+        if n:
+            pts = ax.transData.transform(np.stack([steps, rewards], 1))
+            xs = np.clip(np.round(pts[:, 0]).astype(int), 0, width - 1)
+            ys[k] = np.clip(np.round(height - pts[:, 1]).astype(int), 0, height - 1)  # display y grows upwards
     return image, xs, ys
 
 
-def trace_with_marker(ro: Rollout, step: int) -> np.ndarray:
-    """The reward trace with a vertical line and a dot at `step` (the action about to be taken
-    in frame `step`; the last frame marks the last reward)."""
-    img = ro.trace.copy()
-    if len(ro.trace_x) == 0:
+def reward_trace(rewards: np.ndarray, width: int, height: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One reward trace (T,): (RGB image (height, width, 3), pixel column of every step (T,),
+    pixel row of every reward (T,))."""
+    image, xs, ys = reward_traces([rewards], width, height)
+    return image, xs, ys[0]
+
+
+def _marked(trace: np.ndarray, xs: np.ndarray, ys: np.ndarray, step: int) -> np.ndarray:
+    """trace (h, w, 3) with a vertical line at column xs[step] and a dot on every series' row
+    ys[:, step] (ys (n, T))."""
+    img = trace.copy()
+    if len(xs) == 0:
         return img
-    i = int(np.clip(step, 0, len(ro.trace_x) - 1))
-    x, y = ro.trace_x[i], ro.trace_y[i]
+    i = int(np.clip(step, 0, len(xs) - 1))
+    x = xs[i]
     img[:, max(0, x - 1):x + 1] = MARKER_RGB
-    img[max(0, y - 3):y + 4, max(0, x - 3):x + 4] = MARKER_RGB
+    for y in np.atleast_2d(ys)[:, i]:
+        img[max(0, y - 3):y + 4, max(0, x - 3):x + 4] = MARKER_RGB
     return img
 
 
-def composite(ro: Rollout, step: int) -> np.ndarray:
-    """Frame `step` above the reward trace with its marker (one video frame)."""
-    frame = ro.frames[step]
-    trace = trace_with_marker(ro, min(step, len(ro.rewards) - 1))
+def trace_with_marker(ro: Rollout | Comparison, step: int) -> np.ndarray:
+    """The reward trace(s) with a vertical line and a dot at `step` (the action about to be taken
+    in frame `step`; the last frame marks the last reward)."""
+    return _marked(ro.trace, ro.trace_x, ro.trace_y, step)
+
+
+def marker_column(image: np.ndarray) -> int | None:
+    """The pixel column of the step the marker is on (trace_x[step]) in a trace image (h, w, 3),
+    or None: the rightmost column that is marker-coloured over at least 90% of its height (the
+    line covers x - 1 and x; the dots are short). What a reader of the picture, e.g. the browser
+    test, uses to check that the marker follows the slider."""
+    hit = np.all(image[..., :3] == np.asarray(MARKER_RGB, image.dtype), axis=-1).mean(axis=0) >= 0.9
+    cols = np.flatnonzero(hit)
+    return int(cols[-1]) if len(cols) else None
+
+
+def _label_strip(text: str, width: int, height: int = 14) -> np.ndarray:
+    """A white strip (height, width, 3) with `text` in black: names each side of a video frame."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    try:  # Pillow's bundled scalable font (needs FreeType); the bitmap font squeezes spaces away
+        font = ImageFont.load_default(size=height - 3)
+    except (TypeError, ImportError, OSError):
+        font = ImageFont.load_default()
+    ImageDraw.Draw(img).text((3, 1), text, fill=(0, 0, 0), font=font)
+    return np.asarray(img)
+
+
+def composite(ro: Rollout | Comparison, step: int) -> np.ndarray:
+    """One video frame: frame `step` (both frames side by side, each named, for a Comparison)
+    above the reward trace with its marker."""
+    if isinstance(ro, Comparison):
+        fa, fb = ro.a.frames[step], ro.b.frames[step]
+        gap = np.full((fa.shape[0], Comparison.GAP, 3), 255, np.uint8)
+        frame = np.concatenate([fa, gap, fb], axis=1)
+        names = np.concatenate([_label_strip(f"A: {ro.labels[0]}", fa.shape[1]),
+                                _label_strip("", Comparison.GAP),
+                                _label_strip(f"B: {ro.labels[1]}", fb.shape[1])], axis=1)
+        frame = np.concatenate([names, frame], axis=0)
+        n_rewards = len(ro.a.rewards)
+    else:
+        frame, n_rewards = ro.frames[step], len(ro.rewards)
+    trace = trace_with_marker(ro, min(step, n_rewards - 1))
     if trace.shape[1] != frame.shape[1]:
         from PIL import Image
         trace = np.asarray(Image.fromarray(trace).resize((frame.shape[1], trace.shape[0])))
@@ -164,14 +370,16 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_video(ro: Rollout, path: str | os.PathLike, fps: int = 25, every: int = 1) -> Path:
-    """The rollout as mp4 (imageio-ffmpeg) or gif (Pillow), picked by the suffix; each video
-    frame is the rendered frame above the reward trace with its moving marker."""
+def write_video(ro: Rollout | Comparison, path: str | os.PathLike, fps: int = 25, every: int = 1) -> Path:
+    """The rollout (or the side-by-side comparison) as mp4 (imageio-ffmpeg) or gif (Pillow),
+    picked by the suffix; each video frame is the rendered frame(s) above the reward trace with
+    its moving marker."""
     import imageio.v2 as imageio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = [composite(ro, t) for t in range(0, len(ro.frames), max(1, every))]
+    n = len(ro.a.frames) if isinstance(ro, Comparison) else len(ro.frames)
+    frames = [composite(ro, t) for t in range(0, n, max(1, every))]
     if path.suffix == ".gif":
         imageio.mimsave(path, frames, duration=1000.0 * max(1, every) / fps, loop=0)
     else:
@@ -183,32 +391,76 @@ def write_video(ro: Rollout, path: str | os.PathLike, fps: int = 25, every: int 
     return path
 
 
+def table_html(table, step: int, window: int = 6) -> str:
+    """The rows of `table` (Comparison.table()) from step - window to step + window as an HTML
+    table; the row of `step` is highlighted and marked class="current" data-step="<step>"."""
+    n = len(table)
+    if n == 0:
+        return "<i>no steps</i>"
+    step = int(np.clip(step, 0, n - 1))
+    lo = max(0, min(step - window, n - 2 * window - 1))
+    hi = min(n, lo + 2 * window + 1)
+    head = "".join(f"<th style='padding:0 6px'>{html.escape(str(c))}</th>" for c in ["step", *table.columns])
+    rows = []
+    for t in range(lo, hi):
+        cells = "".join(f"<td style='padding:0 6px;text-align:right'>{v:.3f}</td>" for v in table.iloc[t])
+        mark = " class='current' style='background:#ffe9a8;font-weight:bold'" if t == step else ""
+        rows.append(f"<tr data-step='{t}'{mark}><td style='padding:0 6px;text-align:right'>{t}</td>{cells}</tr>")
+    return (f"<table class='tdmpc-step-table' style='font-family:monospace;font-size:11px;border-collapse:collapse'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<div style='font-size:11px;color:#666'>steps {lo}-{hi - 1} of 0-{n - 1}; the row of the frame "
+            f"shown is highlighted (its action, the reward it earned, the returns after it)</div>")
+
+
 # ---------------------------------------------------------------------------- the widget
 class RolloutViewer:
-    """ipywidgets viewer: checkpoint / task / seed / policy pickers and a Render button; a Play
-    button jslinked to the frame slider; the frame; the reward trace with a moving marker."""
+    """ipywidgets viewer: checkpoint / comparison / task / seed / policy pickers and a Render
+    button; a Play button jslinked to the frame slider; the frame (both frames side by side when
+    comparing); the reward trace(s) with a moving marker; the per-step table of a comparison.
+
+    checkpoints: {label: path or checkpoint name} offered by both pickers. cfg.checkpoint picks
+    checkpoint A (None: the first); cfg.compare picks B: None or 'none' for no comparison, a path
+    or name (added to the choices when missing), or 'teacher' (the first choice whose label
+    starts with 'teacher'; no comparison when there is none).
+
+    planner: the MPPI settings of 'plan' (None: TD-MPC2's; notebook 06 passes the profile's).
+    State after render(): `rollout` (A's Rollout), `comparison` (a Comparison or None),
+    `step` (the frame shown)."""
 
     def __init__(self, checkpoints: dict[str, str], config: ViewerConfig | None = None, device: str = "cpu",
-                 tasks: list[str] | None = None, **overrides):
+                 tasks: list[str] | None = None, planner: PlannerConfig | None = None, **overrides):
         import ipywidgets as w
 
         from ..tasks import MT30
 
         cfg = dataclasses.replace(config or ViewerConfig(), **overrides)
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.planner = cfg, device, planner
         self.checkpoints = dict(checkpoints)
         if not self.checkpoints:
             raise ValueError("the viewer needs at least one checkpoint")
         self._models: dict[str, object] = {}
         self.rollout: Rollout | None = None
+        self.comparison: Comparison | None = None
+        self.step = 0
         self._frame_png: list[bytes] = []
+        self._frame_png_b: list[bytes] = []
+        self._trace_png: dict[int, bytes] = {}
+        self._table = None
         tasks = list(tasks or MT30.tasks)
         if cfg.task not in tasks:
             tasks.insert(0, cfg.task)
+        compare_value = self._compare_choice(cfg.compare)
         paths = list(self.checkpoints.values())
         default_ckpt = cfg.checkpoint if cfg.checkpoint in paths else paths[0]
+        if cfg.checkpoint is not None and cfg.checkpoint not in paths:
+            self.checkpoints = {f"given: {cfg.checkpoint}": cfg.checkpoint, **self.checkpoints}
+            default_ckpt = cfg.checkpoint
         self.checkpoint_picker = w.Dropdown(options=list(self.checkpoints.items()), value=default_ckpt,
-                                            description="checkpoint", layout=w.Layout(width="460px"))
+                                            description="checkpoint A", layout=w.Layout(width="520px"),
+                                            style={"description_width": "100px"})
+        self.compare_picker = w.Dropdown(options=[("no comparison", NO_COMPARISON), *self.checkpoints.items()],
+                                         value=compare_value, description="beside it, B",
+                                         layout=w.Layout(width="520px"), style={"description_width": "100px"})
         self.task_picker = w.Dropdown(options=tasks, value=cfg.task, description="task")
         self.seed_picker = w.BoundedIntText(value=cfg.seed, min=0, max=10**6, description="seed",
                                             layout=w.Layout(width="160px"))
@@ -224,15 +476,46 @@ class RolloutViewer:
                                   layout=w.Layout(width="420px"))
         self.link = w.jslink((self.play, "value"), (self.slider, "value"))
         self.frame = w.Image(format="png", width=cfg.width, height=cfg.height)
+        self.frame_b = w.Image(format="png", width=cfg.width, height=cfg.height)
+        # Each side as wide as its frame, so the trace below spans both; long names are cut
+        # with an ellipsis and shown whole as the tooltip.
+        side = w.Layout(width=f"{cfg.width}px")
+        self.label_a, self.label_b = w.Label(value="", layout=side), w.Label(value="", layout=side)
         self.trace = w.Image(format="png", width=cfg.width)
         self.readout = w.Label(value="")
+        self.table = w.HTML(value="")
+        # CSS classes name the parts for a browser (tests/test_browser.py) and for styling.
+        for widget, name in ((self.checkpoint_picker, "checkpoint"), (self.compare_picker, "compare"),
+                             (self.task_picker, "task"), (self.seed_picker, "seed"), (self.steps_picker, "steps"),
+                             (self.policy_picker, "policy"), (self.render_button, "render"), (self.status, "status"), (self.play, "play"),
+                             (self.slider, "slider"), (self.frame, "frame-a"), (self.frame_b, "frame-b"),
+                             (self.trace, "trace"), (self.readout, "readout"), (self.table, "table")):
+            widget.add_class(f"tdmpc-{name}")
         self.slider.observe(self._on_slider, names="value")
         self.render_button.on_click(lambda _: self.render())
-        pickers = w.VBox([w.HBox([self.checkpoint_picker]), w.HBox([self.task_picker, self.seed_picker,
-                                                                     self.steps_picker]),
+        pickers = w.VBox([self.checkpoint_picker, self.compare_picker,
+                          w.HBox([self.task_picker, self.seed_picker, self.steps_picker]),
                           w.HBox([self.policy_picker, self.render_button]), self.status])
-        player = w.VBox([w.HBox([self.play, self.slider]), self.frame, self.trace, self.readout])
+        self.side_b = w.VBox([self.label_b, self.frame_b],
+                             layout=w.Layout(margin=f"0 0 0 {Comparison.GAP}px", width=f"{cfg.width}px"))
+        frames = w.HBox([w.VBox([self.label_a, self.frame], layout=w.Layout(width=f"{cfg.width}px")), self.side_b])
+        player = w.VBox([w.HBox([self.play, self.slider]), frames, self.trace, self.readout, self.table])
         self.widget = w.VBox([pickers, player])
+        self.widget.add_class("tdmpc-viewer")
+        self._set_comparing(False)
+
+    def _compare_choice(self, compare: str | None) -> str:
+        """cfg.compare as a value of the compare picker (a path, or NO_COMPARISON)."""
+        if compare in (None, NO_COMPARISON):
+            return NO_COMPARISON
+        if compare == "teacher":
+            teachers = [p for label, p in self.checkpoints.items() if label.lower().startswith("teacher")]
+            return teachers[0] if teachers else NO_COMPARISON
+        if compare in self.checkpoints:  # a label
+            return self.checkpoints[compare]
+        if compare not in self.checkpoints.values():
+            self.checkpoints[f"given: {compare}"] = compare
+        return compare
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -244,45 +527,97 @@ class RolloutViewer:
             self._models[path] = load_checkpoint(path, device=self.device)
         return self._models[path]
 
-    def render(self) -> Rollout:
-        """Roll out the picked checkpoint on the picked task and seed, and show frame 0."""
-        path = self.checkpoint_picker.value
+    def _label(self, path: str) -> str:
+        return next((label for label, p in self.checkpoints.items() if p == path), str(path))
+
+    def _set_comparing(self, on: bool) -> None:
+        self.side_b.layout.display = None if on else "none"
+        self.table.layout.display = None if on else "none"
+
+    def render(self) -> Rollout | Comparison:
+        """Roll out checkpoint A (and B beside it, in lockstep, when one is picked) on the picked
+        task and seed, and show frame 0. Returns the Rollout, or the Comparison."""
+        path, path_b = self.checkpoint_picker.value, self.compare_picker.value
         self.render_button.disabled = True
         try:
             def progress(t, n):
                 if t % 10 == 0 or t == n:
                     self.status.value = f"rendering step {t}/{n}..."
-            ro = rollout(self._model(path), self.task_picker.value, seed=int(self.seed_picker.value),
-                         policy=self.policy_picker.value, steps=int(self.steps_picker.value), width=self.cfg.width,
-                         height=self.cfg.height, camera_id=self.cfg.camera_id, checkpoint=path, device=self.device,
-                         on_step=progress)
+            common = dict(task=self.task_picker.value, seed=int(self.seed_picker.value),
+                          policy=self.policy_picker.value, steps=int(self.steps_picker.value), width=self.cfg.width,
+                          height=self.cfg.height, camera_id=self.cfg.camera_id, device=self.device, on_step=progress,
+                          planner=self.planner)
+            if path_b == NO_COMPARISON:
+                shown = rollout(self._model(path), checkpoint=path, **common)
+            else:
+                shown = compare(self._model(path), self._model(path_b), checkpoints=(path, path_b),
+                                labels=(self._label(path), self._label(path_b)), **common)
         finally:
             self.render_button.disabled = False
-        self.show_rollout(ro)
-        return ro
+        if isinstance(shown, Comparison):
+            self.show_comparison(shown)
+        else:
+            self.show_rollout(shown)
+        return shown
 
-    def show_rollout(self, ro: Rollout) -> None:
-        self.rollout = ro
-        self._frame_png = [png_bytes(f) for f in ro.frames]
+    def _reset_player(self, n_frames: int) -> None:
+        self._trace_png = {}
         self.play.value = 0
         self.slider.value = 0
-        self.play.max = self.slider.max = len(ro.frames) - 1
+        self.play.max = self.slider.max = n_frames - 1
+
+    def show_rollout(self, ro: Rollout) -> None:
+        self.rollout, self.comparison, self._table = ro, None, None
+        self._frame_png = [png_bytes(f) for f in ro.frames]
+        self._frame_png_b = []
+        self._set_comparing(False)
+        self.label_a.value = self.label_a.tooltip = self._label(ro.checkpoint) if ro.checkpoint else ""
+        self.trace.width = ro.trace.shape[1]
+        self._reset_player(len(ro.frames))
         self.status.value = (f"{ro.task}, seed {ro.seed}, {ro.policy}: {len(ro.rewards)} steps, "
                              f"return {ro.episode_return:.1f}")
+        self.show(0)
+
+    def show_comparison(self, cmp: Comparison) -> None:
+        self.rollout, self.comparison, self._table = cmp.a, cmp, cmp.table()
+        self._frame_png = [png_bytes(f) for f in cmp.a.frames]
+        self._frame_png_b = [png_bytes(f) for f in cmp.b.frames]
+        self._set_comparing(True)
+        for label, name, text in ((self.label_a, "A", cmp.labels[0]), (self.label_b, "B", cmp.labels[1])):
+            label.value = label.tooltip = f"{name}: {text}"
+        self.trace.width = cmp.trace.shape[1]
+        self._reset_player(len(cmp.a.frames))
+        a, b = cmp.a, cmp
+        self.status.value = (f"{a.task}, seed {a.seed}, {a.policy}, lockstep from the same initial state: "
+                             f"{len(a.rewards)} steps, return A {a.episode_return:.1f}, "
+                             f"return B {b.b.episode_return:.1f}")
         self.show(0)
 
     def _on_slider(self, change) -> None:
         self.show(int(change["new"]))
 
     def show(self, step: int) -> None:
-        """Show frame `step` and move the reward marker there."""
+        """Show frame `step` (of both sides), move the reward marker there and centre the step table on it."""
         ro = self.rollout
         if ro is None:
             return
         step = int(np.clip(step, 0, len(ro.frames) - 1))
-        self.frame.value = self._frame_png[step]
+        self.step = step
+        shown = self.comparison or ro
         r_i = min(step, len(ro.rewards) - 1)
-        self.trace.value = png_bytes(trace_with_marker(ro, r_i))
+        if r_i not in self._trace_png:  # Play revisits frames; encode each marked trace once
+            self._trace_png[r_i] = png_bytes(trace_with_marker(shown, r_i))
+        self.frame.value = self._frame_png[step]
+        if self.comparison is not None:
+            self.frame_b.value = self._frame_png_b[step]
+        self.trace.value = self._trace_png[r_i]
         done = float(ro.rewards[:step].sum())
-        self.readout.value = (f"frame {step}/{len(ro.frames) - 1}   reward of the next action "
-                              f"{ro.rewards[r_i]:.3f}   return so far {done:.1f}")
+        if self.comparison is None:
+            self.readout.value = (f"frame {step}/{len(ro.frames) - 1}   reward of the next action "
+                                  f"{ro.rewards[r_i]:.3f}   return so far {done:.1f}")
+        else:
+            b = self.comparison.b
+            self.readout.value = (f"frame {step}/{len(ro.frames) - 1}   reward of the next action A "
+                                  f"{ro.rewards[r_i]:.3f}, B {b.rewards[r_i]:.3f}   return so far A {done:.1f}, "
+                                  f"B {float(b.rewards[:step].sum()):.1f}")
+            self.table.value = table_html(self._table, r_i)
