@@ -92,6 +92,8 @@ def _type_name(tp) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
     return getattr(tp, "__name__", str(tp))
 
 
@@ -108,6 +110,11 @@ def check_value(name: str, value, tp):
     elif tp is type(None):
         if value is None:
             return None
+    elif origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ParameterError(f"parameter {name!r} must be one of {', '.join(map(repr, typing.get_args(tp)))}, "
+                             f"got {value!r}")
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
             inner = typing.get_args(tp)[0]
