@@ -4,7 +4,8 @@
 # the pinned torch into .venv first; without a GPU it runs the same checks on the CPU.
 #   bash scripts/gpu_check.sh            # the test suite on the device's machine, then the checks
 #   bash scripts/gpu_check.sh --quick    # CPU-sized checks only (what tests/test_gpu_check.py runs)
-# The last line printed is one JSON object with every figure.
+# The last line printed is one JSON object with every figure. On CUDA the MT30 evaluation steps
+# its 300 environments in worker processes (one per core but one, at most 16; --env-workers N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

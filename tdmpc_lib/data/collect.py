@@ -22,6 +22,7 @@ API:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..checkpoint import atomic_torch_save, file_sha256
 from ..device import resolve_device
 from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
-from ..rollout import Step, lockstep, reset_all
+from ..rollout import Step, action_dims, lockstep, open_envs, reset_all
 from ..tasks import DMC_EPISODE_LENGTH, get_task_set
 from .chunks import append_episodes
 from .store import DataError, new_manifest, read_manifest
@@ -53,10 +54,11 @@ def _default_chunk_file(out: Path) -> Path:
 def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int = 1, device="cpu",
             precision: str = "fp32", max_steps: int | None = None, explore: bool = False,
             task_set: str = "mt30", progress: bool = True, action_noise: float = 0.0,
-            planner: PlannerConfig | None = None) -> dict[str, np.ndarray]:
+            planner: PlannerConfig | None = None, env_workers: int = 0) -> dict[str, np.ndarray]:
     """Run len(tasks) * episodes episodes in lockstep; returns chunk-shaped numpy arrays
     obs (N, T+1, O), action (N, T+1, A), reward (N, T+1), task (N, T+1) int32, N ordered
-    task-major (all episodes of tasks[0] first)."""
+    task-major (all episodes of tasks[0] first). env_workers > 0 steps the environments in
+    that many worker processes (tdmpc_lib.rollout.EnvWorkers; identical arrays)."""
     from ..envs import make_env  # dm_control is imported only when environments are needed
 
     ts = get_task_set(task_set)
@@ -72,41 +74,43 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
     reward = np.zeros((n, steps + 1), np.float32)
     task = np.repeat(np.array([ts.index(t) for t, _ in pairs], np.int32)[:, None], steps + 1, axis=1)
     action[:, 0], reward[:, 0] = np.nan, np.nan  # row 0: dummy action/reward
-    envs = [make_env(t, seed, episode=k) for t, k in pairs]
-    obs[:, 0] = reset_all(envs, O)
-    # random actions: one generator per episode, so an episode does not depend on the others
-    rngs = [np.random.Generator(np.random.PCG64([seed, ts.index(t), k])) for t, k in pairs]
-    agent = None
-    if policy != "random":
-        dev = resolve_device(device)
-        model = model.to(dev).eval()
-        set_seed(seed)
-        agent = BatchedPlanner(model, dataclasses.replace(planner or PlannerConfig(), mpc=policy == "plan"),
-                               eval_mode=not explore, precision=precision)
-        task_ids = torch.from_numpy(task[:, 0].astype(np.int64)).to(dev)
+    # Built in this process or in workers (picklable constructors, the same seeds either way).
+    with open_envs([functools.partial(make_env, t, seed, episode=k) for t, k in pairs], env_workers) as envs:
+        dims = action_dims(envs)
+        obs[:, 0] = reset_all(envs, ts.obs_dim)
+        # random actions: one generator per episode, so an episode does not depend on the others
+        rngs = [np.random.Generator(np.random.PCG64([seed, ts.index(t), k])) for t, k in pairs]
+        agent = None
+        if policy != "random":
+            dev = resolve_device(device)
+            model = model.to(dev).eval()
+            set_seed(seed)
+            agent = BatchedPlanner(model, dataclasses.replace(planner or PlannerConfig(), mpc=policy == "plan"),
+                                   eval_mode=not explore, precision=precision)
+            task_ids = torch.from_numpy(task[:, 0].astype(np.int64)).to(dev)
 
-    def act(o: np.ndarray, t: int) -> np.ndarray:
-        """(n, A) actions, clipped to [-1, 1] and zero beyond each task's action dims (as stored)."""
-        if agent is None:
-            raw = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
-        else:
-            t0 = torch.full((n,), t == 0, device=task_ids.device)
-            raw = agent.act(torch.from_numpy(o), task_ids, t0).float().cpu().numpy()
-            if action_noise > 0:
-                raw = raw + action_noise * np.stack([r.standard_normal(A) for r in rngs]).astype(np.float32)
-        out = np.zeros((n, A), np.float32)
-        for i, env in enumerate(envs):
-            out[i, :env.action_dim] = np.clip(raw[i, :env.action_dim], -1.0, 1.0)
-        return out
+        def act(o: np.ndarray, t: int) -> np.ndarray:
+            """(n, A) actions, clipped to [-1, 1] and zero beyond each task's action dims (as stored)."""
+            if agent is None:
+                raw = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
+            else:
+                t0 = torch.full((n,), t == 0, device=task_ids.device)
+                raw = agent.act(torch.from_numpy(o), task_ids, t0).float().cpu().numpy()
+                if action_noise > 0:
+                    raw = raw + action_noise * np.stack([r.standard_normal(A) for r in rngs]).astype(np.float32)
+            out = np.zeros((n, A), np.float32)
+            for i, d in enumerate(dims):
+                out[i, :d] = np.clip(raw[i, :d], -1.0, 1.0)
+            return out
 
-    bar = tqdm(total=steps, desc=f"collect ({policy})", unit="step", disable=not progress, file=sys.stderr)
+        bar = tqdm(total=steps, desc=f"collect ({policy})", unit="step", disable=not progress, file=sys.stderr)
 
-    def record(step: Step) -> None:
-        obs[:, step.t + 1], action[:, step.t + 1], reward[:, step.t + 1] = step.obs, step.actions, step.rewards
-        bar.update(1)
+        def record(step: Step) -> None:
+            obs[:, step.t + 1], action[:, step.t + 1], reward[:, step.t + 1] = step.obs, step.actions, step.rewards
+            bar.update(1)
 
-    lockstep(envs, act, obs[:, 0].copy(), steps=steps, on_step=record)
-    bar.close()
+        lockstep(envs, act, obs[:, 0].copy(), steps=steps, on_step=record)
+        bar.close()
     return {"obs": obs, "action": action, "reward": reward, "task": task}
 
 
@@ -126,8 +130,9 @@ def save_chunk(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
 def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, policy: str = "random",
             model=None, seed: int = 1, device="cpu", precision: str = "fp32", max_steps: int | None = None,
             chunk_file: str | os.PathLike | None = None, explore: bool = False, progress: bool = True,
-            action_noise: float = 0.0, planner: PlannerConfig | None = None) -> dict:
-    """Roll out `policy` and write the episodes as a chunk file and a new store segment."""
+            action_noise: float = 0.0, planner: PlannerConfig | None = None, env_workers: int = 0) -> dict:
+    """Roll out `policy` and write the episodes as a chunk file and a new store segment
+    (env_workers: see rollout)."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if policy != "random" and model is None:
@@ -142,7 +147,7 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
     names = get_task_set("mt30").resolve(tasks)  # environments exist for the MT30 tasks only
     out = Path(out)
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
-                     task_set, progress, action_noise, planner)
+                     task_set, progress, action_noise, planner, env_workers)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)
     save_chunk(arrays, chunk)
     out.mkdir(parents=True, exist_ok=True)
