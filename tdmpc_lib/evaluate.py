@@ -13,66 +13,65 @@ CLI: python -m tdmpc_lib.evaluate --checkpoint PATH --tasks mt30 --episodes 10 -
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import functools
 import json
 import os
 import platform
 import random
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 from tqdm.auto import tqdm
 
+from .choices import EvalPolicy, Precision, Protocol, check_choice, options
 from .device import resolve_device
 from .files import atomic_write_json, atomic_write_text, check_output_path
 from .planner import BatchedPlanner, PlannerConfig
-from .rollout import Step, lockstep, open_envs, reset_all
+from .rollout import Step, lockstep, reset_all
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
 from .world_model import WorldModel
 
-PROTOCOLS = ("clean", "paper")
-POLICIES = ("plan", "prior")
-PRECISIONS = ("fp32", "bf16", "fp16")
+# The choices as tuples (derived from the Literal types of tdmpc_lib.choices)
+PROTOCOLS, POLICIES, PRECISIONS = options(Protocol), options(EvalPolicy), options(Precision)
 
 
 @dataclass
 class EvalConfig:
     """What to evaluate and how. `max_batch_envs` bounds how many environments plan in one
-    batch (0 = all pairs at once); memory grows with it (num_samples rows per env).
-    `env_workers` = N > 0 steps the environments in N worker processes (tdmpc_lib.rollout.
-    EnvWorkers) instead of one after the other here; the returns are bit-identical. Worth it
-    when the planner runs on an accelerator and hundreds of environments step each agent step
-    (MT30 x 10); on a small CPU the workers compete with the planner for the cores."""
-    tasks: str = "mt30"
-    episodes: int = 10
-    seed: int = 1
-    protocol: str = "clean"
-    policy: str = "plan"
-    device: str = "cpu"
-    precision: str = "fp32"
-    max_batch_envs: int = 0
-    env_workers: int = 0
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    batch (0 = all pairs at once); memory grows with it (num_samples rows per env)."""
+    tasks: str = "mt30"  # 'mt30' or comma-separated MT30 task names
+    episodes: int = 10  # episodes per task
+    seed: int = 1  # seed of the first planning batch (batch b: seed + b) and of the environments
+    protocol: Protocol = "clean"  # clean (eval mode) or paper (the published numbers' protocol)
+    policy: EvalPolicy = "plan"  # plan (MPPI) or prior (policy only)
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    precision: Precision = "fp32"  # autocast precision for planning (fp16: CUDA only)
+    max_batch_envs: int = 0  # environments per planning batch (0 = all)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI settings
 
     def validate(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        """Every rule the settings must meet, before any model loads or environment starts:
+        choices, ranges, MT30 task names given once, the planner, the device name."""
+        hints = typing.get_type_hints(EvalConfig)
+        for name in ("protocol", "policy", "precision"):
+            check_choice(name, getattr(self, name), hints[name])
+        for name in [f.name for f in dataclasses.fields(self) if hints[f.name] is int]:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.episodes < 1:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
         if self.max_batch_envs < 0:
             raise ValueError(f"max_batch_envs must be >= 0 (0 = all environments in one batch), got {self.max_batch_envs}")
-        if self.env_workers < 0:
-            raise ValueError(f"env_workers must be >= 0 (0 = step the environments in this process), got {self.env_workers}")
+        get_task_set("mt30").resolve(self.tasks)  # unknown or repeated tasks (environments exist for MT30)
+        self.planner.validate("planner")
         resolve_device(self.device)
 
 
@@ -142,9 +141,7 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
     finished: dict[int, dict] = {}
     if journal is not None:
         journal = Path(journal)
-        settings = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        settings.pop("env_workers")  # results do not depend on it: a resumed run may use other workers
-        header = {"journal": "tdmpc-distill-evaluation", "eval_config": settings,
+        header = {"journal": "tdmpc-distill-evaluation", "eval_config": json.loads(json.dumps(dataclasses.asdict(cfg))),
                   "checkpoint_sha256": info.get("sha256"), "tasks": tasks}
         if journal.is_file() and journal.stat().st_size:
             finished = _read_journal(journal, header)
@@ -163,6 +160,7 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
             episodes_done += len(batch)
             continue
         set_seed(cfg.seed + b)
+        envs = [make_env(t, cfg.seed, episode=k) for t, k in batch]
         planner = BatchedPlanner(model, planner_cfg, eval_mode=cfg.protocol == "clean", precision=cfg.precision)
         task_ids = torch.tensor([ids[t] for t, _ in batch], device=device)
 
@@ -182,10 +180,7 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
             bar.update(int(step.active.sum()))
             bar.set_postfix(episodes=f"{episodes_done}/{len(pairs)}", refresh=False)
 
-        # Built in this process or in workers (picklable constructors, the same seeds either way).
-        with open_envs([functools.partial(make_env, t, cfg.seed, episode=k) for t, k in batch],
-                       cfg.env_workers) as envs:
-            batch_returns = lockstep(envs, act, reset_all(envs, model.cfg.obs_dim), on_step=on_step)
+        batch_returns = lockstep(envs, act, reset_all(envs, model.cfg.obs_dim), on_step=on_step)
         for (task, k), ret in zip(batch, batch_returns):
             returns[task][k] = float(ret)
         if journal is not None:
@@ -222,43 +217,44 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class EvaluateCommand:
+    """Evaluate a checkpoint on MT30 tasks (lockstep environments, batched MPPI planning).
+
+    Finished planning batches are journaled beside --output, so --resume continues a killed
+    evaluation to the same JSON."""
+    checkpoint: str  # checkpoint path, bundled or hub name (e.g. mt30-1M)
+    config: Annotated[EvalConfig, tyro.conf.arg(name="")] = field(default_factory=EvalConfig)
+    output: str | None = None  # write the results JSON here (finished batches are journaled beside it)
+    resume: bool = False  # continue the killed evaluation journaled beside --output
+
+    def validate(self) -> Path | None:
+        """The settings and the output location, before the model loads; returns the journal."""
+        self.config.validate()
+        if not self.output:
+            if self.resume:
+                raise ValueError("--resume needs --output (the journal lies beside it)")
+            return None
+        check_output_path(self.output)  # before hours of evaluation, not after
+        journal = Path(f"{self.output}.partial.jsonl")
+        if journal.exists() and not self.resume:
+            raise ValueError(f"{journal} holds an interrupted evaluation; pass --resume to continue it, or "
+                             f"delete it to start again")
+        return journal
+
+
 def main(argv: list[str] | None = None) -> dict:
     from .checkpoint import CheckpointError, load_checkpoint
+    from .cli import fail, parse
 
-    p = argparse.ArgumentParser(prog="python -m tdmpc_lib.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True, help="checkpoint path or hub name (e.g. mt30-1M)")
-    p.add_argument("--tasks", default="mt30", help="'mt30' or comma-separated task names")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--protocol", choices=PROTOCOLS, default="clean")
-    p.add_argument("--policy", choices=POLICIES, default="plan", help="plan (MPPI) or prior (policy only)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision for planning")
-    p.add_argument("--max-batch-envs", type=int, default=0, help="environments per planning batch (0 = all)")
-    p.add_argument("--env-workers", type=int, default=0,
-                   help="step the environments in N worker processes (0 = in this process; same returns)")
-    p.add_argument("--output", help="write the results JSON here (finished batches are journaled beside it)")
-    p.add_argument("--resume", action="store_true", help="continue the killed evaluation journaled beside --output")
-    args = p.parse_args(argv)
-    cfg = EvalConfig(tasks=args.tasks, episodes=args.episodes, seed=args.seed, protocol=args.protocol,
-                     policy=args.policy, device=args.device, precision=args.precision,
-                     max_batch_envs=args.max_batch_envs, env_workers=args.env_workers)
+    args = parse(EvaluateCommand, argv, "python -m tdmpc_lib.evaluate")
+    cfg = args.config
     try:
-        cfg.validate()
-        get_task_set("mt30").resolve(cfg.tasks)  # unknown or repeated tasks fail before the model loads
-        journal = None
-        if args.output:
-            check_output_path(args.output)  # before hours of evaluation, not after
-            journal = Path(f"{args.output}.partial.jsonl")
-            if journal.exists() and not args.resume:
-                raise ValueError(f"{journal} holds an interrupted evaluation; pass --resume to continue it, or "
-                                 f"delete it to start again")
-        elif args.resume:
-            raise ValueError("--resume needs --output (the journal lies beside it)")
-        model = load_checkpoint(args.checkpoint, device=args.device)
+        journal = args.validate()
+        model = load_checkpoint(args.checkpoint, device=cfg.device)
         result = evaluate(model, cfg, journal=journal)
     except (CheckpointError, ValueError) as e:
-        p.exit(2, f"error: {e}\n")
+        fail(str(e))
     print(format_table(result))
     if args.output:
         atomic_write_json(args.output, result, indent=2)

@@ -65,3 +65,20 @@ def check_output_path(path: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"output {path} cannot be written: {parent} is not writable; choose another path")
     return path
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Fail now, with one sentence, if folder `path` cannot be created or written later: it is
+    a file, a parent is a file, or the nearest existing folder is not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output folder {path} is a file; choose a folder path")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output folder {path} lies under {parent}, which is a file, not a folder; choose another "
+                         f"path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"output folder {path} cannot be written: {parent} is not writable; choose another path")
+    return path

@@ -115,6 +115,8 @@ def quantized_checkpoint(model: WorldModel, fmt: str, scale_dtype: torch.dtype =
 def save_quantized(model: WorldModel, path: str | os.PathLike, fmt: str,
                    scale_dtype: torch.dtype = torch.float32) -> int:
     """Quantize `model` to `fmt` and write it atomically; returns the file size in bytes."""
+    check_format(fmt)
+    check_output_path(path)
     atomic_torch_save(quantized_checkpoint(model, fmt, scale_dtype), path)
     return os.path.getsize(path)
 

@@ -153,6 +153,8 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.data:
             raise ValueError("data: the dataset folder (a store made by tdmpc_lib.data) is required")
+        from ..files import check_output_dir
+        check_output_dir(self.out)  # a run folder that cannot be written fails before any update
         for name in ("precision", "eval_protocol", "eval_policy"):
             check_choice(name, getattr(self, name), _HINTS[TrainConfig][name])
         from ..config import _parse_size
