@@ -47,6 +47,7 @@ from ..device import DTYPES
 from ..world_model import WorldModel
 from .cache import TeacherTargetCache, valid_rows
 from .config import DistillConfig
+from .losses import encode, mlp_forward, task_rows
 
 
 
@@ -110,13 +111,18 @@ class Teacher:
         use_bf16 = self.autocast if bf16 is None else bf16
         obs, action = obs.to(self.device, self.dtype), action.to(self.device, self.dtype)
         task = task.to(self.device)
+        # The student's training forward (losses.encode / mlp_forward), not m.encode / m.reward:
+        # the same function in another summation order, so a teacher with the student's weights
+        # gives the student's predictions bit for bit and distills exactly 0.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16 and self.dtype == torch.float32):
-            z = m.encode(obs, task)
+            e = task_rows(m, task)
+            z = encode(m, obs, e)
             out = {}
+            L = m.cfg.latent_dim
             if reward:
-                out["reward"] = m.decode(m.reward(z, action, task))
+                out["reward"] = m.decode(mlp_forward(m._reward, torch.cat([z, action], dim=-1), e, L))
             if next_latent:
-                out["next_z"] = m.next(z, action, task)
+                out["next_z"] = mlp_forward(m._dynamics, torch.cat([z, action], dim=-1), e, L)
         return {k: v.float().to(out_device) for k, v in out.items()}
 
 

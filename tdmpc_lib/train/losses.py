@@ -69,12 +69,148 @@ class RunningScale:
         self.value.copy_(state["value"].to(self.value.device))
 
 
+# ---------------------------------------------------------------------------- training forward
+# The update evaluates the networks through the functions below instead of WorldModel.encode /
+# next / reward / pi / Q. Same parameters, same function, same random draws in the same order;
+# two things differ, both for speed (issue 12):
+#  - The first layer of every network that sees the task embedding e is split: for input
+#    [x_lead, e, x_rest], W [x_lead, e, x_rest] + b = W_x [x_lead, x_rest] + (W_e e + b), and
+#    W_e e + b is computed once per sample (B rows) instead of once per (time step, sample)
+#    row, and the concatenated input is never built. In the MT30 1M model the embedding is 96
+#    of the 230 inputs of dynamics/reward/Q/pi and 96 of the encoder's 120, i.e. a quarter of
+#    all the update's matmul FLOPs. Floats are summed in another order: results move in the
+#    last bits (~1e-7 relative), which tests/test_update_parity.py bounds.
+#  - The task embedding is looked up once per phase (the official code looks it up in every
+#    network call; the lookup renormalises the rows in place, which only changes anything the
+#    first time after an optimizer step, i.e. at the start of each phase).
+
+
+def _task_columns(weight: torch.Tensor, lead: int, task_dim: int):
+    """Split a first-layer weight (..., out, lead + T + rest) whose input is [x_lead, e, x_rest]
+    into (W_x (..., out, lead + rest), W_e (..., out, T)); (weight, None) without a task."""
+    if task_dim == 0:
+        return weight, None
+    w_task = weight[..., lead:lead + task_dim]
+    if weight.shape[-1] == lead + task_dim:
+        return weight[..., :lead], w_task
+    return torch.cat([weight[..., :lead], weight[..., lead + task_dim:]], dim=-1), w_task
+
+
+def task_rows(model: WorldModel, task) -> torch.Tensor | None:
+    """The task embedding rows (B, T) of `task` (B,), renormalised in place by the embedding's
+    max_norm exactly as a WorldModel call does; None for a single-task model."""
+    if not model.cfg.multitask:
+        return None
+    return model._task_emb(model._task_ids(task, model._task_emb.weight.device))
+
+
+def _first_linear(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, e: torch.Tensor | None,
+                  lead: int) -> torch.Tensor:
+    """Linear(weight, bias) of [x[..., :lead], e, x[..., lead:]] without building that input:
+    x (..., B, lead + rest), e (B, T) or None -> (..., B, out)."""
+    w_x, w_e = _task_columns(weight, lead, 0 if e is None else e.shape[-1])
+    rows = bias if e is None else torch.addmm(bias, e, w_e.t())  # (B, out): once per sample
+    if x.dim() == 2:
+        return torch.addmm(rows, x, w_x.t())
+    return torch.matmul(x, w_x.t()) + rows
+
+
+def mlp_forward(net: torch.nn.Sequential, x: torch.Tensor, e: torch.Tensor | None, lead: int) -> torch.Tensor:
+    """One of the world model's mlp() networks on [x[..., :lead], e, x[..., lead:]]:
+    x (..., B, lead + rest), e (B, T) or None -> (..., B, out). Its first layer is a
+    NormedLinear without dropout (true of every network but the Q ensemble)."""
+    first = net[0]
+    h = first.act(first.ln(_first_linear(first.weight, first.bias, x, e, lead)))
+    for layer in net[1:]:
+        h = layer(h)
+    return h
+
+
+def encode(model: WorldModel, obs: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    """WorldModel.encode: obs (..., B, O) -> z (..., B, L)."""
+    return mlp_forward(model._encoder["state"], obs, e, model.cfg.obs_dim)
+
+
+def q_logits(model: WorldModel, z: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None,
+             members: torch.Tensor | None = None, target: bool = False, detach: bool = False) -> torch.Tensor:
+    """WorldModel.Q(..., return_type='all') of `members` (None: all, in order): z (..., B, L),
+    a (..., B, A) -> logits (n, ..., B, K). Dropout as the ensemble's mode says (the same
+    random draw as WorldModel.Q). With `detach` and inputs z, e without gradient (the policy
+    update), only the action's part of the first layer is differentiated: the gradient reaches
+    pi through the action, and the rest of the first layer is one product without autograd."""
+    qs = model._Qs if not target else model._target_Qs
+    layer = qs.params[0]
+    w, b = (layer.weight.detach(), layer.bias.detach()) if detach else (layer.weight, layer.bias)
+    if members is not None:
+        w, b = w[members], b[members]
+    n, L, T = w.shape[0], z.shape[-1], 0 if e is None else e.shape[-1]
+    lead = z.shape[:-1]
+    zf = z.reshape(1, -1, L)
+    rows = b.unsqueeze(1) if e is None else torch.baddbmm(b.unsqueeze(1), e.expand(n, -1, -1),
+                                                         w[..., L:L + T].transpose(1, 2))  # (n, B, M)
+    rows = rows.view(n, *([1] * (len(lead) - 1)), rows.shape[-2], rows.shape[-1])
+    w_a = w[..., L + T:]
+    # Explicit bmm on the shared input expanded over members (no copy): a broadcasting matmul
+    # of (1, N, k) by (n, k, M) computes a transposed product, and its backward then copies
+    # a transposed (n, M, N) gradient.
+    N = zf.shape[1]
+    if detach and not (z.requires_grad or (e is not None and e.requires_grad)):
+        with torch.no_grad():
+            h = torch.bmm(zf.expand(n, N, L), w[..., :L].transpose(1, 2)).view(n, *lead, -1) + rows
+        a_f = a.reshape(1, N, a.shape[-1]).expand(n, N, a.shape[-1])
+        h = h + torch.bmm(a_f, w_a.transpose(1, 2)).view(n, *lead, -1)
+    else:
+        x = torch.cat([zf, a.reshape(1, N, a.shape[-1])], dim=-1).expand(n, N, -1)
+        w_x = torch.cat([w[..., :L], w_a], dim=-1)
+        h = torch.bmm(x, w_x.transpose(1, 2)).view(n, *lead, -1) + rows
+    out = qs.forward_hidden(h.reshape(n, -1, h.shape[-1]), members, detach)
+    return out.view(n, *lead, out.shape[-1])
+
+
+def q_pair(model: WorldModel, z: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None, task,
+           return_type: str, target: bool = False, detach: bool = False) -> torch.Tensor:
+    """WorldModel.Q(..., return_type='min'|'avg'): two distinct members drawn at random (the
+    same randperm draw), decoded, min or mean -> (..., B, 1)."""
+    qs = model._target_Qs if target else model._Qs
+    members = torch.randperm(model.cfg.num_q, device=z.device)[:2]
+    if model.cfg.num_q == 2 and not (qs.training or qs.dropout_at_inference):
+        # Both members, in either order: min and mean are symmetric, and without dropout masks
+        # the order changes nothing else, so the parameters need not be gathered (copied).
+        members = None
+    q1, q2 = model.decode(q_logits(model, z, a, e, members, target, detach)).unbind(0)
+    return torch.min(q1, q2) if return_type == "min" else (q1 + q2) / 2
+
+
+def soft_ce(logits: torch.Tensor, target: torch.Tensor, num_bins: int, vmin: float, vmax: float) -> torch.Tensor:
+    """math.soft_ce, bit for bit: logits (..., K), scalars (..., 1) -> (..., 1). The two-hot
+    target has two non-zero entries, so the cross-entropy is two gathered log-probabilities
+    (the dense product adds only exact zeros to them) instead of a (..., K) target built,
+    multiplied and summed (value loss: N_q * H * B * K)."""
+    if num_bins <= 1:
+        return tmath.soft_ce(logits, target, num_bins, vmin, vmax)
+    log_pred = F.log_softmax(logits, dim=-1)
+    bin_size = (vmax - vmin) / (num_bins - 1)
+    pos = (torch.clamp(tmath.symlog(target), vmin, vmax) - vmin) / bin_size
+    idx = torch.floor(pos)
+    offset = pos - idx
+    idx = idx.long()
+    shape = log_pred.shape[:-1] + (1,)
+    lo = log_pred.gather(-1, idx.expand(shape))
+    hi = log_pred.gather(-1, ((idx + 1) % num_bins).expand(shape))
+    return -((1 - offset) * lo + offset * hi)
+
+
 @torch.no_grad()
-def td_targets(model: WorldModel, next_z: torch.Tensor, reward: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-    """y (H, B, 1) = r + gamma_task * min of two random target-Q members at (z', a' ~ pi(z'))."""
-    action, _ = model.pi(next_z, task)
+def td_targets(model: WorldModel, next_z: torch.Tensor, reward: torch.Tensor, task: torch.Tensor,
+               e: torch.Tensor | None = None) -> torch.Tensor:
+    """y (H, B, 1) = r + gamma_task * min of two random target-Q members at (z', a' ~ pi(z')).
+    `e`: the batch's task embedding rows (B, T) if already looked up."""
+    if e is None:
+        e = task_rows(model, task)
+    features = mlp_forward(model._pi, next_z, e, model.cfg.latent_dim)
+    action, _ = model.pi(next_z, task, features=features)
     discount = model.discount(task, next_z.device)  # (B, 1): broadcast over the horizon
-    return reward + discount * model.Q(next_z, action, task, return_type="min", target=True)
+    return reward + discount * q_pair(model, next_z, action, e, task, "min", target=True)
 
 
 def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
@@ -85,20 +221,30 @@ def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rew
     (with gradient), zs (H+1, B, L) the rolled-out latents z_0..z_H, reward_logits (H, B, K)."""
     H = action.shape[0]
     cfg = model.cfg
-    z = model.encode(obs[0], task)
+    L = cfg.latent_dim
+    e = task_rows(model, task)
+    z = encode(model, obs[0], e)
+    # Dynamics: its first layer's task part is the same at every step (computed once).
+    dyn = model._dynamics
+    first = dyn[0]
+    w_x, w_e = _task_columns(first.weight, L, 0 if e is None else e.shape[-1])
+    rows = first.bias if e is None else torch.addmm(first.bias, e, w_e.t())
     zs = [z]
     for t in range(H):
-        z = model.next(z, action[t], task)
+        h = first.act(first.ln(torch.addmm(rows, torch.cat([z, action[t]], dim=-1), w_x.t())))
+        for layer in dyn[1:]:
+            h = layer(h)
+        z = h
         zs.append(z)
     zs = torch.stack(zs)  # (H+1, B, L)
     w = rho_weights(rho, H, obs.device)
     consistency = (F.mse_loss(zs[1:].float(), next_z.float(), reduction="none").mean(dim=(1, 2)) * w).sum() / H
     _zs = zs[:-1]
-    reward_logits = model.reward(_zs, action, task)  # (H, B, K)
-    q_logits = model.Q(_zs, action, task, return_type="all")  # (N_q, H, B, K), every member
-    ce_r = tmath.soft_ce(reward_logits.float(), reward, cfg.num_bins, cfg.vmin, cfg.vmax)  # (H, B, 1)
+    reward_logits = mlp_forward(model._reward, torch.cat([_zs, action], dim=-1), e, L)  # (H, B, K)
+    q = q_logits(model, _zs, action, e)  # (N_q, H, B, K), every member
+    ce_r = soft_ce(reward_logits.float(), reward, cfg.num_bins, cfg.vmin, cfg.vmax)  # (H, B, 1)
     reward_loss = (ce_r.mean(dim=(1, 2)) * w).sum() / H
-    ce_q = tmath.soft_ce(q_logits.float(), td_target.unsqueeze(0), cfg.num_bins, cfg.vmin, cfg.vmax)
+    ce_q = soft_ce(q.float(), td_target.unsqueeze(0), cfg.num_bins, cfg.vmin, cfg.vmax)
     value_loss = (ce_q.mean(dim=(2, 3)) * w).sum() / (H * ce_q.shape[0])  # (N_q, H) -> scalar
     terms = {"consistency": consistency, "reward": reward_loss, "value": value_loss}
     return terms, zs, reward_logits
@@ -107,8 +253,10 @@ def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rew
 def policy_values(model: WorldModel, zs: torch.Tensor, task: torch.Tensor):
     """a ~ pi(z) and Q_avg(z, a) with the online Qs' parameters detached (gradients reach pi
     through the action only): returns (q (H+1, B, 1), pi info)."""
-    action, info = model.pi(zs, task)
-    return model.Q(zs, action, task, return_type="avg", detach=True), info
+    e = task_rows(model, task)
+    features = mlp_forward(model._pi, zs, e, model.cfg.latent_dim)
+    action, info = model.pi(zs, task, features=features)
+    return q_pair(model, zs, action, e, task, "avg", detach=True), info
 
 
 def policy_loss(q: torch.Tensor, info: dict, scale: RunningScale, rho: float, entropy_coef: float):

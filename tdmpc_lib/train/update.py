@@ -10,6 +10,9 @@ global norm of grad_clip_norm; a separate Adam(pi, lr, eps=pi_adam_eps), clipped
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import platform
 
 import torch
 
@@ -17,6 +20,36 @@ from ..world_model import WorldModel
 from .config import TrainConfig
 from .distill import Distiller
 from .losses import RunningScale, model_losses, policy_loss, policy_values, td_targets
+
+
+# glibc mallopt parameters (malloc.h) and the values a training process uses.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TRIM_THRESHOLD_BYTES = 512 << 20
+_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's own upper limit for this setting on 64-bit
+_malloc_tuned = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed blocks for reuse instead of returning them to the OS (once per process).
+
+    An update allocates and frees ~100 MB of activations and gradients in blocks of 0.1-3 MB.
+    By default glibc serves blocks above its mmap threshold with fresh mmaps and trims the heap
+    above 128 KiB-32 MiB of free space, so every update page-faults the same memory in again:
+    ~3,500 minor faults per 1M update at batch 256, about 5% of its CPU time on the 2-core VM
+    (measured: 0.3 faults per update afterwards). The cost is that up to
+    _TRIM_THRESHOLD_BYTES of freed memory stays mapped. No-op off glibc. Returns whether set."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        _malloc_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+                             and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+    return _malloc_tuned
 
 
 class Learner:
@@ -34,12 +67,17 @@ class Learner:
         extra = distiller.trainable_parameters() if distiller is not None else []
         if extra:
             groups.append({"params": extra, "lr": cfg.distill.projection_lr or cfg.lr})
-        self.optim = torch.optim.Adam(groups, lr=cfg.lr)
-        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=cfg.pi_adam_eps)
+        # Fused Adam: one kernel per parameter instead of ~10 tensor ops per parameter (PyTorch
+        # defaults to its per-tensor loop on the CPU); the same update up to float rounding.
+        fused = self.device.type in ("cpu", "cuda")
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr, fused=fused)
+        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=cfg.pi_adam_eps, fused=fused)
         self.model_params = [p for g in groups for p in g["params"]]
         self.pi_params = list(model._pi.parameters())
         self.scale = RunningScale(cfg.tau, self.device)
         self.bf16 = cfg.precision == "bf16"
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self._model_losses, self._policy_values = model_losses, policy_values
         if cfg.compile:
             self._model_losses = torch.compile(model_losses, dynamic=False)
