@@ -214,3 +214,21 @@ def test_driver_without_the_shared_filesystem_gets_the_files(tmp_path):
     fetched.clear()  # now the driver's copy is the task's: nothing to fetch
     ray_backend._finish(FakeRay, "status", "files", ex, tmp_path, set(), report, lambda msg: None)
     assert fetched == ["status"]
+
+
+def test_task_checks_its_dependencies_before_running(tmp_path, monkeypatch):
+    """Without Ray: a task whose dependency failed does not run; one whose dependency's results
+    are not on its node says the study dir must be shared (no notebook starts in either case)."""
+    from tdmpc_lib.study import ray_backend
+
+    monkeypatch.setattr(ray_backend, "SHARED_FS_WAIT_S", 0.0)
+    spec = {"name": "02_distillation [d0.4_s1]", "notebook": "02_distillation", "study_dir": str(tmp_path),
+            "out_dir": str(tmp_path / "02_distillation" / "d0.4_s1"), "profile": profiles.SMOKE.to_dict(),
+            "notebook_dir": None, "parameters": {}}
+    need = {"name": "01_teacher [train-tiny]", "out_dir": str(tmp_path / "01_teacher" / "train-tiny")}
+    status, files = ray_backend._task(spec, {**need, "ok": False})
+    assert status["not_run"] == [need["name"]] and not status["ok"] and files == {}
+    status, files = ray_backend._task(spec, {**need, "ok": True})
+    assert not status["ok"] and files == {}
+    assert "needs the study dir on a filesystem every node shares" in status["error"]
+    assert "\n" not in status["error"] and not Path(spec["out_dir"]).exists()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import time
 from pathlib import Path
 
 from ..files import atomic_write, atomic_write_json
@@ -53,6 +54,10 @@ GPU_NOTEBOOKS = ("02_distillation", "03_latent_ablation", "04_quantization")
 LIGHT_GPU = 0.25
 # Files a task sends back to the driver at most this large each (checkpoints stay on the cluster).
 RETURN_FILE_LIMIT = 16 * 2**20
+# How long a task waits for the results it needs to appear on its node before it concludes the
+# filesystem is not shared: NFS clients cache directory lookups (a file another node just wrote
+# can look absent for up to a minute with the default acdirmax).
+SHARED_FS_WAIT_S = 120.0
 
 
 def import_ray():
@@ -131,7 +136,12 @@ def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
     if failed:
         return {**status, "ok": False, "not_run": failed}, {}
     study_dir, out = Path(spec["study_dir"]), Path(spec["out_dir"])
-    unseen = [n["name"] for n in needs if not (Path(n["out_dir"]) / RESULT_FILE).is_file()]
+    deadline = time.monotonic() + SHARED_FS_WAIT_S
+    while True:
+        unseen = [n["name"] for n in needs if not (Path(n["out_dir"]) / RESULT_FILE).is_file()]
+        if not unseen or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
     if unseen:
         return {**status, "ok": False,
                 "error": f"the results of {', '.join(unseen)} are not in {study_dir} on {status['host']}: "
@@ -146,7 +156,8 @@ def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
     return {**status, **res, "result_digest": _digest(out / RESULT_FILE)}, _files(out, study_dir)
 
 
-def _first_line(e: BaseException) -> str:
+def _one_line(e: BaseException) -> str:
+    """'WorkerCrashedError: The worker died ...': Ray's messages end with the line that says what happened."""
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
 
@@ -210,7 +221,7 @@ def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict,
         if lost:
             runner.not_run(report, ex, lost, log)
         else:
-            runner.record(study_dir, report, ex, output, {"ok": False, "seconds": 0.0, "error": _first_line(e)}, log)
+            runner.record(study_dir, report, ex, output, {"ok": False, "seconds": 0.0, "error": _one_line(e)}, log)
         return
     if res.get("not_run"):
         failed.add(ex.name)
@@ -219,7 +230,12 @@ def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict,
     here = ex.out_dir(study_dir) / RESULT_FILE
     if res.get("result_digest") != _digest(here) or not output.is_file():
         # The driver does not share the workers' filesystem: keep a copy of the folder's files here.
-        for rel, data in ray.get(files_ref).items():
+        try:
+            files = ray.get(files_ref)
+        except ray.exceptions.RayError as e:  # its node is gone: the files stay where they are
+            log(f"could not copy the files of {ex.name} here: {_one_line(e)}")
+            files = {}
+        for rel, data in files.items():
             atomic_write(study_dir / rel, lambda f, data=data: f.write(data))
     if not res["ok"]:
         failed.add(ex.name)
