@@ -146,7 +146,7 @@ def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("given, message", [
     ({"episodes": "2"}, "parameter 'episodes' must be int or None, got str '2'"),
-    ({"tasks": "walker-walk,walker-fly"}, "unknown task 'walker-fly' in parameter 'tasks'"),
+    ({"tasks": "walker-walk,walker-fly"}, "parameter 'tasks': unknown task 'walker-fly'"),
     ({"episodes": 1.5}, "parameter 'episodes' must be int or None"),
     ({"protocol": "fast"}, "parameter 'protocol' must be one of clean, paper"),
     ({"teacher": "mt30-2M"}, "neither an existing checkpoint file nor a bundled or hub name"),

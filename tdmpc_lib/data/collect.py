@@ -32,7 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_torch_save, file_sha256
+from ..choices import CollectPolicy, check_choice, options
 from ..device import resolve_device
+from ..files import check_output_dir, check_output_path
 from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
 from ..rollout import Step, action_dims, lockstep, open_envs, reset_all
@@ -40,7 +42,7 @@ from ..tasks import DMC_EPISODE_LENGTH, get_task_set
 from .chunks import append_episodes
 from .store import DataError, new_manifest, read_manifest
 
-POLICIES = ("plan", "prior", "random")
+POLICIES = options(CollectPolicy)  # the choices as a tuple (declared once in tdmpc_lib.choices)
 
 
 def _default_chunk_file(out: Path) -> Path:
@@ -133,8 +135,7 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
             action_noise: float = 0.0, planner: PlannerConfig | None = None, env_workers: int = 0) -> dict:
     """Roll out `policy` and write the episodes as a chunk file and a new store segment
     (env_workers: see rollout)."""
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    check_choice("policy", policy, CollectPolicy)
     if policy != "random" and model is None:
         raise ValueError(f"policy {policy!r} needs a checkpoint (model); only 'random' runs without one")
     if episodes < 1:
@@ -145,7 +146,9 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
             raise ValueError("collect needs a multi-task (MT30/MT80) checkpoint: task ids index its task set")
         task_set = model.cfg.task_set
     names = get_task_set("mt30").resolve(tasks)  # environments exist for the MT30 tasks only
-    out = Path(out)
+    out = check_output_dir(out)  # before the rollout, not after it
+    if chunk_file is not None:
+        check_output_path(chunk_file)
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
                      task_set, progress, action_noise, planner, env_workers)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)

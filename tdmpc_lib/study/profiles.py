@@ -11,6 +11,13 @@
            200K / 1M updates, GPU). Exercised on the CPU by tests/test_paper_dryrun.py with
            overrides that make it small.
 
+The training and evaluation knobs of a profile are the library's own configs, nested:
+`train` (a TrainConfig with its DistillConfig: student size, lr, batch size, steps, d_coef...)
+and `eval` (an EvalConfig: tasks, episodes, seed, protocol, policy, precision, planner); each
+named profile overrides the library defaults it needs. `--set train.steps=1000` (or an old
+short key such as `steps=1000`, see ALIASES) changes one field; every value is checked by the
+one typed coercion (tdmpc_lib.typed) and the dataclasses' validate().
+
 A notebook parameter left at None takes its value from the profile; the runner
 (`python -m tdmpc_lib.study`) writes the resolved profile to `runs/<profile>/profile.json`, so a
 notebook opened later in JupyterLab sees the same values (including `--set` overrides).
@@ -19,14 +26,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..choices import DataSource, EvalPolicy, LatentMode, ModelSize, Precision, StudyQuantFormat
+from ..choices import check_choice, options
+from ..evaluate import EvalConfig
 from ..planner import PlannerConfig
+from ..tasks import MT30, get_task_set
+from ..train.config import DistillConfig, TrainConfig
+from ..typed import field_names as _field_names, field_type, from_dict, replace as _replace
+from ..typed import coerce
 
 PROFILE_FILE = "profile.json"
-DATA_SOURCES = ("synthetic", "collect", "hub")
+DATA_SOURCES = options(DataSource)
+
+
+def _at_least(where: str, value, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{where} must be at least {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +64,7 @@ class DataSpec:
     heldout:   entries (same syntax) collected on `tasks` into <study>/heldout, `heldout_episodes`
                each per task, with seeds no training episode uses: the reward-prediction error of
                every student is measured there. Empty: no held-out set."""
-    source: str = "collect"
+    source: DataSource = "collect"
     tasks: str = "mt30"
     episodes: int = 1
     max_steps: int | None = None
@@ -57,6 +76,22 @@ class DataSpec:
     episode_length: int = 0
     chunks: tuple[int, ...] | None = None
     chunk_files: tuple[str, ...] | None = None
+
+    def validate(self, teacher: str = "auto") -> None:
+        """Ranges, task names and mixture entries; entries the teacher collects need a teacher
+        that exists before the data (a checkpoint, not one trained here on this data)."""
+        check_choice("data.source", self.source, DataSource)
+        if self.source == "collect" or self.heldout:
+            get_task_set("mt30").resolve(self.tasks)
+        for key in ("episodes", "heldout_episodes"):
+            _at_least(f"data.{key}", getattr(self, key))
+        entries = (self.mixture if self.source == "collect" else ()) + self.heldout
+        for entry in entries:
+            policy, _ = parse_mixture_entry(entry)
+            if policy != "random" and (teacher == "auto" or teacher.startswith("train:")):
+                raise ValueError(f"data entry {entry!r} is collected by the teacher, so 'teacher' must be a "
+                                 f"checkpoint file, a bundled or a hub name, not {teacher!r} (a teacher "
+                                 f"trained here needs the data first)")
 
 
 def parse_mixture_entry(entry: str) -> tuple[str, float]:
@@ -77,10 +112,16 @@ class QuantConfig:
     """Notebook 04: which model is quantized into which formats, and how it is measured.
     checkpoint None: the distilled student of the profile's default run."""
     checkpoint: str | None = None
-    formats: tuple[str, ...] = ("fp16", "bf16", "int8", "paper-int8")
+    formats: tuple[StudyQuantFormat, ...] = ("fp16", "bf16", "int8", "paper-int8")
     error_batch: int = 256
     latency_envs: int = 1
     latency_repeats: int = 5
+
+    def validate(self) -> None:
+        for f in self.formats:
+            check_choice("formats", f, StudyQuantFormat)
+        for key in ("error_batch", "latency_envs", "latency_repeats"):
+            _at_least(key, getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -94,12 +135,20 @@ class ViewerConfig:
     compare: str | None = "teacher"
     task: str = "cartpole-balance"
     seed: int = 1
-    policy: str = "prior"
+    policy: EvalPolicy = "prior"
     steps: int = 200
     width: int = 240
     height: int = 240
     camera_id: int = 0
     fps: int = 25
+
+    def validate(self) -> None:
+        if self.task not in MT30.tasks:
+            raise ValueError(f"task {self.task!r} is not an MT30 task; MT30 tasks are {', '.join(MT30.tasks)}")
+        check_choice("policy", self.policy, EvalPolicy)
+        for key in ("steps", "width", "height", "fps"):
+            _at_least(key, getattr(self, key))
+        _at_least("camera_id", self.camera_id, 0)
 
 
 @dataclass(frozen=True)
@@ -118,38 +167,29 @@ class Profile:
     #     'train:SIZE' (a SIZE preset trained here)
     teacher: str = "auto"
     teacher_hub: str = "mt30-317M"
-    teacher_size: str | int = 5
+    teacher_size: ModelSize = 5
     teacher_steps: int = 1000
     teacher_batch_size: int = 64
     compare_teachers: tuple[str, ...] = ()  # further teachers for the teacher-size comparison
     teacher_cache: bool = True  # compute the teacher's reward targets once per dataset
-    # --- the student runs (TrainConfig / DistillConfig names)
-    student_size: str | int = 1
-    lr: float = 3e-4  # the students' learning rate (TD-MPC2's 3e-4; the teacher trained here uses it too)
-    batch_size: int = 256
-    steps: int = 200_000
-    schedule: str = "constant"
-    d_coef: float = 0.4  # the default run (also the latent ablation's reward coefficient)
+    # --- the student runs: the library's TrainConfig (distill: its DistillConfig). student_size, lr
+    #     (a teacher trained here uses it too), batch_size, steps, distill.d_coef (the default run,
+    #     also the latent ablation's reward coefficient), distill.schedule / latent_coef /
+    #     pca_samples. data, out, seed, device, threads and the evaluation schedule are set per run.
+    train: TrainConfig = field(default_factory=TrainConfig)
     d_coefs: tuple[float, ...] = (0.0, 0.4)  # the sweep; 0.0 is the from-scratch baseline
     seeds: tuple[int, ...] = (1,)
-    latent_modes: tuple[str, ...] = ("linear-frozen", "linear", "pca")
-    latent_coef: float = 1.0
-    pca_samples: int = 25600
+    latent_modes: tuple[LatentMode, ...] = ("linear-frozen", "linear", "pca")
     curve_steps: int = 0  # distilled-vs-scratch runs of this length (0: the sweep's steps)
     curve_d_coef: float = 0.45
     eval_points: int = 1  # evaluations during a sweep run (the last one at its end)
     curve_eval_points: int = 5  # evaluations during a curve run
-    # --- evaluation (EvalConfig names): every student's final model, each quantized format, the
-    #     teacher (the ceiling) and a uniform random policy (the floor), all on `tasks`
-    tasks: str = "mt30"
-    episodes: int = 10  # per task and training seed
-    seed: int = 1
-    protocol: str = "clean"
-    policy: str = "plan"
-    precision: str = "fp32"
-    planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI settings (TD-MPC2's by default)
+    # --- evaluation: the library's EvalConfig (tasks, episodes per task and training seed, seed,
+    #     protocol, policy, precision, planner) for every student's final model, each quantized
+    #     format, the teacher (the ceiling) and a uniform random policy (the floor). device: above.
+    eval: EvalConfig = field(default_factory=EvalConfig)
     teacher_episodes: int = 10  # per task, for the teacher and for the random floor
-    teacher_precision: str = "fp32"  # autocast of the teacher's planning (evaluation and 'plan' data)
+    teacher_precision: Precision = "fp32"  # autocast of the teacher's planning (evaluation and 'plan' data)
     # --- notebooks 04 and 06, and where figures go (None: runs/<profile>/figures)
     quant: QuantConfig = field(default_factory=QuantConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
@@ -161,26 +201,55 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Profile":
-        return _build(cls, d, "profile")
+        """A profile.json: this layout, or the flat one written before `train` / `eval` were the
+        library's configs (its keys are ALIASES), so older study folders still load."""
+        d = dict(d)
+        moved = {new: d.pop(old) for old, new in ALIASES.items() if old in d}
+        profile = from_dict(cls, d, "profile")
+        return _replace(profile, moved, "profile") if moved else profile
 
     def replace(self, **changes) -> "Profile":
-        """A copy with fields changed; 'quant.formats' / 'viewer.task' / 'data.episodes' style
-        keys reach the nested configs. Values are type-checked (a one-line ValueError)."""
-        d = self.to_dict()
-        for key, value in changes.items():
-            target, name = d, key
-            while "." in name:
-                head, name = name.split(".", 1)
-                if head not in target or not isinstance(target[head], dict):
-                    raise ValueError(f"unknown profile field {key!r}")
-                target = target[head]
-            if name not in target:
-                raise ValueError(f"unknown profile field {key!r}; known: {', '.join(field_names())}")
-            target[name] = value
-        from .params import check_profile
-        profile = Profile.from_dict(d)
+        """A copy with fields changed: dotted keys reach the nested configs ('train.steps',
+        'eval.planner.num_samples', 'viewer.task'); the old short keys are ALIASES ('steps').
+        Values are type-checked and the result validated (a one-line ValueError)."""
+        from .params import ParameterError, check_profile
+        try:
+            profile = _replace(self, {canonical_key(k): v for k, v in changes.items()}, "profile")
+        except ValueError as e:
+            raise ParameterError(f"profile '{self.name}': {e}") from None
         check_profile(profile)
         return profile
+
+    def validate(self) -> None:
+        """Every rule of the profile, from the dataclasses that own the fields: the training and
+        evaluation configs, the data, quantization and viewer settings, and the study's own
+        (sweep values finite and not repeated, known latent modes, resolvable teachers). The
+        device is checked where it is used (a GPU profile can be listed on a CPU machine)."""
+        from .params import check_checkpoint_spec
+        dataclasses.replace(self.train, data="<the study's data>", out="runs/train").validate()
+        self.eval.validate()
+        self.data.validate(self.teacher)
+        self.quant.validate()
+        self.viewer.validate()
+        for t in (self.teacher, *self.compare_teachers):
+            check_checkpoint_spec("teacher", t, allow_train=True)
+        if self.viewer.compare not in (None, "none", "teacher"):
+            check_checkpoint_spec("viewer.compare", self.viewer.compare, allow_train=False)
+        for d in self.d_coefs:
+            if not (math.isfinite(d) and d >= 0):
+                raise ValueError(f"profile field 'd_coefs' holds {d}; coefficients are finite numbers >= 0")
+        if len(set(self.d_coefs)) != len(self.d_coefs) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("profile fields 'd_coefs' and 'seeds' must not repeat a value")
+        if not self.seeds:
+            raise ValueError("profile field 'seeds' is empty")
+        for mode in self.latent_modes:
+            check_choice("latent_modes", mode, LatentMode)
+            if mode == "none":
+                raise ValueError("latent_modes lists the ablation's modes; 'none' (reward only) is always run")
+        check_choice("teacher_precision", self.teacher_precision, Precision)
+        _at_least("teacher_episodes", self.teacher_episodes)
+        if not (0 < self.train.lr < 1):
+            raise ValueError(f"profile field 'train.lr' must lie in (0, 1), got {self.train.lr}")
 
     @property
     def curve_length(self) -> int:
@@ -192,36 +261,39 @@ class Profile:
         return f"profile '{self.name}' ({kind})"
 
 
-def _build(cls, d: dict, where: str):
-    """Instantiate a (nested) frozen dataclass from a dict, checking names and types."""
-    from .params import check_value
+# Old short keys (the flat profile before `train` / `eval` were the library's configs): still
+# accepted by --set, Profile.replace and profile.json files, and readable as attributes.
+ALIASES = {
+    "student_size": "train.student_size", "lr": "train.lr", "batch_size": "train.batch_size",
+    "steps": "train.steps", "schedule": "train.distill.schedule", "d_coef": "train.distill.d_coef",
+    "latent_coef": "train.distill.latent_coef", "pca_samples": "train.distill.pca_samples",
+    "tasks": "eval.tasks", "episodes": "eval.episodes", "seed": "eval.seed", "protocol": "eval.protocol",
+    "policy": "eval.policy", "precision": "eval.precision", "planner": "eval.planner",
+}
 
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {where} field(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for k, v in d.items():
-        tp = hints[k]
-        if dataclasses.is_dataclass(tp):
-            kwargs[k] = v if isinstance(v, tp) else _build(tp, dict(v), f"{where}.{k}")
-        else:
-            kwargs[k] = check_value(f"{where}.{k}", v, tp)
-    return cls(**kwargs)
+
+def canonical_key(key: str) -> str:
+    """'steps' -> 'train.steps', 'planner.num_samples' -> 'eval.planner.num_samples'; others as given."""
+    head, dot, rest = key.partition(".")
+    return ALIASES[head] + dot + rest if head in ALIASES else key
+
+
+def _alias_property(key: str) -> property:
+    def get(self):
+        obj = self
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+    return property(get, doc=f"the profile's {key} (old short name)")
+
+
+for _old, _new in ALIASES.items():
+    setattr(Profile, _old, _alias_property(_new))
 
 
 def field_names(cls=None, prefix: str = "") -> list[str]:
-    """Every settable profile key, nested ones as 'viewer.task'."""
-    cls = cls or Profile
-    out = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            out += field_names(hints[f.name], f"{prefix}{f.name}.")
-        else:
-            out.append(prefix + f.name)
-    return out
+    """Every settable profile key, nested ones as 'train.steps' / 'viewer.task'."""
+    return _field_names(cls or Profile, prefix)
 
 
 # ---------------------------------------------------------------------------- the three profiles
@@ -245,10 +317,10 @@ SMOKE = Profile(
                   heldout=("random",), heldout_episodes=1, max_steps=20),
     teacher="train:tiny", teacher_size="tiny", teacher_steps=6, teacher_batch_size=16,
     compare_teachers=(), teacher_cache=True,
-    student_size="tiny", batch_size=16, steps=6, d_coef=0.4, d_coefs=(0.0, 0.4), seeds=(1,),
-    latent_modes=("linear-frozen", "linear", "pca"), pca_samples=256,
+    train=TrainConfig(student_size="tiny", batch_size=16, steps=6, distill=DistillConfig(d_coef=0.4, pca_samples=256)),
+    d_coefs=(0.0, 0.4), seeds=(1,), latent_modes=("linear-frozen", "linear", "pca"),
     curve_steps=0, curve_d_coef=0.4, eval_points=2, curve_eval_points=2,
-    tasks="cartpole-balance,reacher-easy", episodes=1, seed=1, protocol="clean", policy="prior",
+    eval=EvalConfig(tasks="cartpole-balance,reacher-easy", episodes=1, seed=1, protocol="clean", policy="prior"),
     teacher_episodes=1,
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=32, latency_repeats=2),
     viewer=ViewerConfig(task="cartpole-balance", steps=12, width=96, height=96, fps=10),
@@ -273,11 +345,13 @@ MINI = Profile(
                   heldout=("random", "prior+0.3", "plan"), heldout_episodes=1),
     teacher="tdmpc-opt-mt30-1M", teacher_hub="mt30-48M", teacher_size=1, teacher_steps=0, teacher_batch_size=64,
     compare_teachers=(), teacher_cache=True,
-    student_size="tiny", lr=1e-3, batch_size=64, steps=5000, d_coef=0.45, d_coefs=(0.0, 0.45, 0.9),
-    seeds=(1, 2, 3), latent_modes=("linear-frozen", "linear", "pca"), pca_samples=4096,
+    train=TrainConfig(student_size="tiny", lr=1e-3, batch_size=64, steps=5000,
+                      distill=DistillConfig(d_coef=0.45, pca_samples=4096)),
+    d_coefs=(0.0, 0.45, 0.9), seeds=(1, 2, 3), latent_modes=("linear-frozen", "linear", "pca"),
     curve_steps=0, curve_d_coef=0.45, eval_points=1, curve_eval_points=1,
-    tasks=MINI_TASKS, episodes=3, seed=1, protocol="clean", policy="plan", precision="fp32",
-    planner=MINI_PLANNER, teacher_episodes=8, teacher_precision="bf16",
+    eval=EvalConfig(tasks=MINI_TASKS, episodes=3, seed=1, protocol="clean", policy="plan", precision="fp32",
+                    planner=MINI_PLANNER),
+    teacher_episodes=8, teacher_precision="bf16",
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=5),
     viewer=ViewerConfig(task="pendulum-swingup", policy="plan", steps=150, width=240, height=240, fps=25),
     figures_dir="figures",
@@ -300,11 +374,12 @@ PAPER = Profile(
                   heldout_episodes=1),
     teacher="mt30-317M", teacher_hub="mt30-317M", teacher_size=317, teacher_steps=0, teacher_batch_size=256,
     compare_teachers=("mt30-48M",), teacher_cache=True,
-    student_size=1, batch_size=256, steps=200_000, d_coef=0.4,
+    train=TrainConfig(student_size=1, batch_size=256, steps=200_000,
+                      distill=DistillConfig(d_coef=0.4, pca_samples=25600)),
     d_coefs=(0.0, 0.05, 0.25, 0.4, 0.55, 0.6, 0.9), seeds=(1,),
-    latent_modes=("linear-frozen", "linear", "pca"), pca_samples=25600,
+    latent_modes=("linear-frozen", "linear", "pca"),
     curve_steps=1_000_000, curve_d_coef=0.45, eval_points=1, curve_eval_points=5,
-    tasks="mt30", episodes=10, seed=1, protocol="paper", policy="plan",
+    eval=EvalConfig(tasks="mt30", episodes=10, seed=1, protocol="paper", policy="plan"),
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=10),
     viewer=ViewerConfig(task="walker-run", policy="plan", steps=500, width=384, height=384, fps=30),
     figures_dir="figures/paper",
@@ -335,15 +410,15 @@ def load_profile(name: str, study_dir: str | Path | None = None) -> Profile:
 
 
 def parse_override(profile: Profile, item: str) -> tuple[str, object]:
-    """'steps=800' / 'viewer.task=walker-walk' / 'd_coefs=0,0.4' -> (key, typed value)."""
-    from .params import parse_text
-
+    """'train.steps=800' / 'viewer.task=walker-walk' / 'd_coefs=0,0.4' / old 'steps=800' ->
+    (dotted key, typed value), by the one typed coercion (tdmpc_lib.typed)."""
     key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or key not in field_names():
-        raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(field_names())}")
-    obj, tp = profile, Profile
-    for part in key.split("."):
-        tp = typing.get_type_hints(type(obj))[part]
-        obj = getattr(obj, part)
-    return key, parse_text(text, tp, key)
+    key = canonical_key(key.strip())
+    try:
+        tp = field_type(Profile, key) if sep else None
+    except KeyError:
+        tp = None
+    if tp is None or dataclasses.is_dataclass(tp):
+        raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(field_names())} "
+                         f"(or an old short key: {', '.join(ALIASES)})")
+    return key, coerce(key, text, tp, text=True)

@@ -40,7 +40,7 @@ class TrainCommand:
     """The command line: a TrainConfig (its fields are the flags) and what to do with it."""
     config: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
     cache_only: bool = False  # build the teacher cache (needs --teacher) and exit
-    # any TrainConfig field, or distill.FIELD (repeatable), applied after the flags
+    # any TrainConfig field, or distill.FIELD, applied after the flags
     set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="KEY=VALUE")] = ()
 
 
