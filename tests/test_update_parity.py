@@ -267,3 +267,31 @@ def test_training_forward_is_the_world_model_function_in_float64(multitask):
         for gf, gr in zip(g_fast, g_ref):
             assert torch.allclose(gf, gr, rtol=1e-5, atol=1e-9)
     assert all(p.grad is None for p in model.parameters())  # nothing accumulated behind our back
+
+
+# ------------------------------------------------------------------------------ opt-in compiled Mish
+def test_fused_mish_formulas_equal_torch_mish_and_its_gradient():
+    """The formulas behind TrainConfig.compile's Mish kernels (evaluated eagerly here: compiling
+    takes seconds) equal F.mish and its gradient to float rounding, from -100 to 100."""
+    import torch.nn.functional as F
+
+    from tdmpc_lib.train.losses import _mish_backward, _mish_forward
+    x = torch.cat([torch.linspace(-100, 100, 4001), torch.randn(4000) * 3]).requires_grad_()
+    y = F.mish(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert torch.allclose(_mish_forward(x.detach()), y.detach(), rtol=1e-6, atol=2e-6)
+    assert torch.allclose(_mish_backward(torch.ones_like(x), x.detach()), grad, rtol=1e-5, atol=2e-6)
+    assert torch.isfinite(_mish_backward(torch.ones(1), torch.tensor([1e30, -1e30]))).all()
+
+
+def test_compile_falls_back_to_eager_mish_when_the_compiler_fails(monkeypatch):
+    import torch.nn.functional as F
+
+    from tdmpc_lib.train import update
+
+    def broken(*a, **k):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(update, "CompiledMish", broken)
+    with pytest.warns(UserWarning, match="runs eagerly"):
+        learner = Learner(make_world_model("tiny", seed=1), TrainConfig(data="x", compile=True))
+    assert learner.mish is F.mish and learner.compile_s == 0.0

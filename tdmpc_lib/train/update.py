@@ -13,13 +13,17 @@ import contextlib
 import ctypes
 import ctypes.util
 import platform
+import time
+import warnings
 
 import torch
+import torch.nn.functional as F
 
 from ..world_model import WorldModel
 from .config import TrainConfig
 from .distill import Distiller
-from .losses import RunningScale, model_losses, policy_loss, policy_values, td_targets
+from .losses import (CompiledMish, RunningScale, encode, model_losses, policy_loss, policy_values, task_rows,
+                     td_targets)
 
 
 # glibc mallopt parameters (malloc.h) and the values a training process uses.
@@ -52,6 +56,26 @@ def keep_freed_memory() -> bool:
     return _malloc_tuned
 
 
+def compiled_mish():
+    """(CompiledMish, compile seconds), or (F.mish, 0) with a warning where torch.compile cannot
+    build it (e.g. no C++ compiler): the update then runs eagerly, as without `compile`.
+
+    TrainConfig.compile used to compile model_losses and policy_values whole; on the 2-core CPU
+    that took 96-173 s and the update was no faster (graph breaks at the embedding renorm, the
+    random member draws and the policy's info dict; the matmuls are MKL calls either way). Mish
+    is the one place where a compiled kernel beats the eager ops: 2x on its forward+backward."""
+    tic = time.perf_counter()
+    try:
+        mish = CompiledMish()
+        x = torch.linspace(-30, 30, 64, requires_grad=True)
+        mish(x).sum().backward()  # compile both kernels now, not inside the first update
+    except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
+        warnings.warn(f"compile: the fused Mish kernels could not be built ({type(err).__name__}: {err}); "
+                      f"training runs eagerly", stacklevel=3)
+        return F.mish, 0.0
+    return mish, time.perf_counter() - tic
+
+
 class Learner:
     """Owns the optimizers, the RunningScale and the update step of one student."""
 
@@ -78,11 +102,9 @@ class Learner:
         self.bf16 = cfg.precision == "bf16"
         if self.device.type == "cpu":
             keep_freed_memory()
-        self._model_losses, self._policy_values = model_losses, policy_values
+        self.mish, self.compile_s = F.mish, 0.0
         if cfg.compile:
-            self._model_losses = torch.compile(model_losses, dynamic=False)
-            # pattern_matcher off: inductor 2.13 mis-matches its randperm-index pattern on Q member draws
-            self._policy_values = torch.compile(policy_values, dynamic=False, options={"pattern_matcher": False})
+            self.mish, self.compile_s = compiled_mish()
 
     def _autocast(self):
         if not self.bf16:
@@ -97,15 +119,16 @@ class Learner:
         # 4.2 targets: no gradient, eval mode (no Q dropout), before any parameter changes.
         model.eval()
         with torch.no_grad(), self._autocast():
-            next_z = model.encode(obs[1:], task)
-            td_target = td_targets(model, next_z, reward, task).float()
+            e = task_rows(model, task)
+            next_z = encode(model, obs[1:], e, self.mish)
+            td_target = td_targets(model, next_z, reward, task, e, self.mish).float()
             teacher_targets = self.distiller.targets(batch, cfg.horizon) if self.distiller else {}
 
         # 4.3 model losses in train mode (Q dropout active).
         model.train()
         with self._autocast():
-            terms, zs, reward_logits = self._model_losses(model, obs, action, reward, task, next_z.float(),
-                                                          td_target, cfg.rho)
+            terms, zs, reward_logits = model_losses(model, obs, action, reward, task, next_z.float(), td_target,
+                                                    cfg.rho, self.mish)
             total = (cfg.consistency_coef * terms["consistency"] + cfg.reward_coef * terms["reward"]
                      + cfg.value_coef * terms["value"])
             out = {}
@@ -135,7 +158,7 @@ class Learner:
             emb.requires_grad_(False)
         try:
             with self._autocast():
-                q, pi_info = self._policy_values(model, zs.detach(), task)
+                q, pi_info = policy_values(model, zs.detach(), task, self.mish)
                 pi_loss, pi_stats = policy_loss(q, pi_info, self.scale, cfg.rho, cfg.entropy_coef)
             pi_loss.backward()
         finally:
