@@ -16,6 +16,7 @@ the dataclasses' own `validate()`, which every entry point calls.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Literal
@@ -194,8 +195,17 @@ def parse_assignment(cls, item: str, option: str = "--set") -> tuple[str, object
     except KeyError:
         tp = None
     if tp is None:
-        raise ConfigError(f"{option} {item!r}: expected KEY=VALUE with KEY one of {', '.join(field_names(cls))}")
+        raise ConfigError(bad_assignment(option, item, key, bool(sep), field_names(cls)))
     return key, coerce(key, text, tp, text=True)
+
+
+def bad_assignment(option: str, item: str, key: str, has_value: bool, keys: list[str]) -> str:
+    """The one-line error for a `--set` item that is not KEY=VALUE for a settable field: the
+    closest few keys (a config has dozens, a study profile ~170), not all of them."""
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    what = "not a settable field" if has_value else "expected KEY=VALUE"
+    return f"{option} {item!r}: {what}{hint} (--help lists the fields)"
 
 
 def apply_assignments(obj, items, option: str = "--set"):

@@ -108,7 +108,7 @@ CASES = [
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "d_coef=nan"], "must be a finite number >= 0"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "d_coefs=0,inf"], "finite numbers >= 0"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "tasks=walker-fly"], "unknown task 'walker-fly'"),
-    ("study", ["--list", "--study-dir", f"{W}/s", "--set", "stepz=3"], "expected KEY=VALUE with KEY one of"),
+    ("study", ["--list", "--study-dir", f"{W}/s", "--set", "stepz=3"], "not a settable field; did you mean"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--only", "07"], "matches no notebook"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "teacher=train:1"], "collected by the teacher"),
 ]

@@ -37,7 +37,7 @@ from ..planner import PlannerConfig
 from ..tasks import MT30, get_task_set
 from ..train.config import DistillConfig, TrainConfig
 from ..typed import field_names as _field_names, field_type, from_dict, replace as _replace
-from ..typed import coerce
+from ..typed import bad_assignment, coerce
 
 PROFILE_FILE = "profile.json"
 DATA_SOURCES = options(DataSource)
@@ -419,6 +419,6 @@ def parse_override(profile: Profile, item: str) -> tuple[str, object]:
     except KeyError:
         tp = None
     if tp is None or dataclasses.is_dataclass(tp):
-        raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(field_names())} "
-                         f"(or an old short key: {', '.join(ALIASES)})")
+        raise ValueError(bad_assignment("--set", item, key, bool(sep), [*field_names(), *ALIASES])
+                         .replace("--help lists", "--list prints"))
     return key, coerce(key, text, tp, text=True)
