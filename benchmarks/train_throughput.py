@@ -189,9 +189,13 @@ def main() -> None:
     paths = [make_path("student", store, base), make_path("reference", store, base, learner=OfficialStyleUpdate)]
     compile_s = None
     if args.compile:
-        paths.append(make_path("student_compiled", store, TrainConfig(**{**base.__dict__, "compile": True})))
-        compile_s = paths[-1].learner.compile_s
-        log(f"student_compiled: TrainConfig.compile (fused Mish kernels) built in {compile_s:.1f} s")
+        tic = time.perf_counter()
+        compiled = make_path("student_compiled", store, TrainConfig(**{**base.__dict__, "compile": True}))
+        compiled.run(1, record=False)  # the graph variants not built up front compile in the first update
+        compile_s = time.perf_counter() - tic
+        paths.append(compiled)
+        log(f"student_compiled: TrainConfig.compile (fused LayerNorm + Mish kernels): learner and first update "
+            f"{compile_s:.1f} s ({compiled.learner.compile_s:.1f} s of it building kernels up front)")
     dcfg = DistillConfig(teacher="cached", d_coef=0.45, cache=str(cache.path))
     paths.append(make_path("cached", store, TrainConfig(**{**base.__dict__, "distill": dcfg}),
                            Distiller(dcfg, None, 128, cache)))
@@ -291,7 +295,7 @@ def main() -> None:
     log(f"target 1M update median <= {TARGET_MEDIAN_MS:.0f} ms ({args.precision}) and below the reference: "
         f"{student:.1f} ms vs reference {ref:.1f} ms ({student / ref:.2f}x) -> {'MET' if met else 'NOT MET'}")
     if "student_compiled" in medians:
-        log(f"  with TrainConfig.compile (fused Mish, built in {compile_s:.0f} s): {medians['student_compiled']:.1f} ms "
+        log(f"  with TrainConfig.compile (fused LayerNorm + Mish, {compile_s:.0f} s to build): {medians['student_compiled']:.1f} ms "
             f"({medians['student_compiled'] / ref:.2f}x the reference)")
     if "student_bf16" in medians:
         log(f"  with bf16 autocast: {medians['student_bf16']:.1f} ms vs reference {medians['reference_bf16']:.1f} ms "

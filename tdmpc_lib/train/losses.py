@@ -28,6 +28,8 @@ from ..world_model import WorldModel
 # Above this input Mish's tanh(softplus(x)) is 1 in fp32 and bf16; capping exp's argument there
 # keeps every intermediate of the fused Mish finite (as math.mish_inference does).
 MISH_EXP_CAP = 20.0
+LN_EPS = 1e-5  # nn.LayerNorm's default, used by every LayerNorm of the world model
+COMPILED_GRAPHS_LIMIT = 32  # dynamo graphs allowed per compiled function (see compiled_layer_norm_mish)
 
 
 def rho_weights(rho: float, n: int, device) -> torch.Tensor:
@@ -120,38 +122,49 @@ def _first_linear(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, e: 
     return torch.matmul(x, w_x.t()) + rows
 
 
-def _activation(layer: torch.nn.Module, h: torch.Tensor, mish) -> torch.Tensor:
-    """The layer's activation, `mish` standing in for nn.Mish (F.mish: the module's own)."""
-    return mish(h) if type(layer.act) is torch.nn.Mish else layer.act(h)
+def layer_norm_mish(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Mish(LayerNorm(h) * weight + bias) over the last dim (eps LN_EPS): h (..., M); weight,
+    bias (M,) as nn.LayerNorm — then exactly F.mish(layer.ln(h)) — or per ensemble member
+    (n, 1, M) for h (n, N, M). The eager (default) form of the training forward's norm + Mish."""
+    if weight.dim() == 1:
+        return F.mish(F.layer_norm(h, h.shape[-1:], weight, bias, LN_EPS))
+    return F.mish(torch.addcmul(bias, F.layer_norm(h, h.shape[-1:], eps=LN_EPS), weight))
 
 
-def _layer(layer: torch.nn.Module, h: torch.Tensor, mish) -> torch.Tensor:
+def _activation(layer: torch.nn.Module, h: torch.Tensor, norm_mish) -> torch.Tensor:
+    """layer.act(layer.ln(h)) of a NormedLinear; `norm_mish` computes LayerNorm + Mish layers."""
+    if type(layer.act) is torch.nn.Mish and layer.ln.eps == LN_EPS:
+        return norm_mish(h, layer.ln.weight, layer.ln.bias)
+    return layer.act(layer.ln(h))
+
+
+def _layer(layer: torch.nn.Module, h: torch.Tensor, norm_mish) -> torch.Tensor:
     """NormedLinear.forward (Linear -> LayerNorm -> activation; dropout-free layers) or a Linear."""
     if not isinstance(layer, NormedLinear):
         return layer(h)
-    return _activation(layer, layer.ln(F.linear(h, layer.weight, layer.bias)), mish)
+    return _activation(layer, F.linear(h, layer.weight, layer.bias), norm_mish)
 
 
 def mlp_forward(net: torch.nn.Sequential, x: torch.Tensor, e: torch.Tensor | None, lead: int,
-                mish=F.mish) -> torch.Tensor:
+                norm_mish=layer_norm_mish) -> torch.Tensor:
     """One of the world model's mlp() networks on [x[..., :lead], e, x[..., lead:]]:
     x (..., B, lead + rest), e (B, T) or None -> (..., B, out). Its first layer is a
     NormedLinear without dropout (true of every network but the Q ensemble)."""
     first = net[0]
-    h = _activation(first, first.ln(_first_linear(first.weight, first.bias, x, e, lead)), mish)
+    h = _activation(first, _first_linear(first.weight, first.bias, x, e, lead), norm_mish)
     for layer in net[1:]:
-        h = _layer(layer, h, mish)
+        h = _layer(layer, h, norm_mish)
     return h
 
 
-def encode(model: WorldModel, obs: torch.Tensor, e: torch.Tensor | None, mish=F.mish) -> torch.Tensor:
+def encode(model: WorldModel, obs: torch.Tensor, e: torch.Tensor | None, norm_mish=layer_norm_mish) -> torch.Tensor:
     """WorldModel.encode: obs (..., B, O) -> z (..., B, L)."""
-    return mlp_forward(model._encoder["state"], obs, e, model.cfg.obs_dim, mish)
+    return mlp_forward(model._encoder["state"], obs, e, model.cfg.obs_dim, norm_mish)
 
 
 def q_logits(model: WorldModel, z: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None,
              members: torch.Tensor | None = None, target: bool = False, detach: bool = False,
-             mish=F.mish) -> torch.Tensor:
+             norm_mish=layer_norm_mish) -> torch.Tensor:
     """WorldModel.Q(..., return_type='all') of `members` (None: all, in order): z (..., B, L),
     a (..., B, A) -> logits (n, ..., B, K). Dropout as the ensemble's mode says (the same
     random draw as WorldModel.Q). With `detach` and inputs z, e without gradient (the policy
@@ -182,15 +195,15 @@ def q_logits(model: WorldModel, z: torch.Tensor, a: torch.Tensor, e: torch.Tenso
         x = torch.cat([zf, a.reshape(1, N, a.shape[-1])], dim=-1).expand(n, N, -1)
         w_x = torch.cat([w[..., :L], w_a], dim=-1)
         h = torch.bmm(x, w_x.transpose(1, 2)).view(n, *lead, -1) + rows
-    out = _q_hidden(qs, h.reshape(n, -1, h.shape[-1]), members, detach, mish)
+    out = _q_hidden(qs, h.reshape(n, -1, h.shape[-1]), members, detach, norm_mish)
     return out.view(n, *lead, out.shape[-1])
 
 
-def _q_hidden(qs, h: torch.Tensor, members: torch.Tensor | None, detach: bool, mish) -> torch.Tensor:
+def _q_hidden(qs, h: torch.Tensor, members: torch.Tensor | None, detach: bool, norm_mish) -> torch.Tensor:
     """QEnsemble.forward_hidden for the training forward: h (n, N, M) the first Linear's
     output -> logits (n, N, K). The same dropout draw; LayerNorm's per-member affine as one
-    addcmul (one pass instead of a multiply and an add), and only the parameters each layer
-    uses gathered for the drawn members."""
+    addcmul (layer_norm_mish: one pass instead of a multiply and an add), and only the
+    parameters each layer uses gathered for the drawn members."""
     for i, layer in enumerate(qs.params):
         if i > 0:
             w, b = (layer.weight.detach(), layer.bias.detach()) if detach else (layer.weight, layer.bias)
@@ -203,21 +216,23 @@ def _q_hidden(qs, h: torch.Tensor, members: torch.Tensor | None, detach: bool, m
             g, beta = (layer.ln.weight.detach(), layer.ln.bias.detach()) if detach else (layer.ln.weight, layer.ln.bias)
             if members is not None:
                 g, beta = g[members], beta[members]
-            h = mish(torch.addcmul(beta.unsqueeze(1), F.layer_norm(h, h.shape[-1:]), g.unsqueeze(1)))
+            h = norm_mish(h, g.unsqueeze(1), beta.unsqueeze(1))
     return h
 
 
 def q_pair(model: WorldModel, z: torch.Tensor, a: torch.Tensor, e: torch.Tensor | None, task,
-           return_type: str, target: bool = False, detach: bool = False, mish=F.mish) -> torch.Tensor:
+           return_type: str, target: bool = False, detach: bool = False, norm_mish=layer_norm_mish) -> torch.Tensor:
     """WorldModel.Q(..., return_type='min'|'avg'): two distinct members drawn at random (the
     same randperm draw), decoded, min or mean -> (..., B, 1)."""
     qs = model._target_Qs if target else model._Qs
     members = torch.randperm(model.cfg.num_q, device=z.device)[:2]
-    if model.cfg.num_q == 2 and not (qs.training or qs.dropout_at_inference):
-        # Both members, in either order: min and mean are symmetric, and without dropout masks
-        # the order changes nothing else, so the parameters need not be gathered (copied).
+    if model.cfg.num_q == 2 and (not (qs.training or qs.dropout_at_inference)
+                                 or (members.device.type == "cpu" and members.tolist() == [0, 1])):
+        # Both members: min and mean are symmetric, and without dropout masks (or in the drawn
+        # order, checked where reading the draw costs no device sync) the order changes nothing
+        # else, so the parameters need not be gathered (copied).
         members = None
-    q1, q2 = model.decode(q_logits(model, z, a, e, members, target, detach, mish)).unbind(0)
+    q1, q2 = model.decode(q_logits(model, z, a, e, members, target, detach, norm_mish)).unbind(0)
     return torch.min(q1, q2) if return_type == "min" else (q1 + q2) / 2
 
 
@@ -240,68 +255,53 @@ def soft_ce(logits: torch.Tensor, target: torch.Tensor, num_bins: int, vmin: flo
     return -((1 - offset) * lo + offset * hi)
 
 
-def _mish_forward(x: torch.Tensor) -> torch.Tensor:
-    """Mish with one exp: tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2)."""
-    e = torch.exp(torch.clamp(x, max=MISH_EXP_CAP))
+def _fused_layer_norm_mish(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """layer_norm_mish with Mish in its one-exp form, tanh(softplus(y)) = n / (n + 2),
+    n = e^y (e^y + 2): what TrainConfig.compile compiles (see compiled_layer_norm_mish)."""
+    y = F.layer_norm(h, h.shape[-1:], eps=LN_EPS) * weight + bias
+    e = torch.exp(torch.clamp(y, max=MISH_EXP_CAP))
     n = e * (e + 2.0)
-    return x * (n / (n + 2.0))
+    return y * (n / (n + 2.0))
 
 
-def _mish_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """d mish / dx = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2) = n/(n+2) + 4 x e (e+1) / (n+2)^2.
-    Above the cap the second term is < 1e-15 (and would overflow for huge x): x is capped in it."""
-    xc = torch.clamp(x, max=MISH_EXP_CAP)
-    e = torch.exp(xc)
-    n = e * (e + 2.0)
-    s = 1.0 / (n + 2.0)
-    return grad * (n * s + 4.0 * xc * e * (e + 1.0) * s * s)
+def compiled_layer_norm_mish():
+    """_fused_layer_norm_mish through torch.compile (dynamic shapes): LayerNorm, its affine and
+    Mish in one kernel forward and one backward, with one exp instead of Mish's exp, log1p and
+    tanh (and the backward's sigmoid). On the 2-core CPU LayerNorm + Mish were a third of the
+    eager update's CPU time; fused they cost ~45% of that. Not bit-identical to the eager
+    layers (float rounding, ~1e-7 relative), which is why it is opt-in (TrainConfig.compile)."""
+    import torch._dynamo
 
+    # One graph per (width M, input rank, grad mode / which inputs need gradients, dtype): the
+    # update uses ~12 (LayerNorm's normalised width is always specialised). Dynamo's default of
+    # 8 graphs per function would silently run the rest eagerly, slower than no compile at all.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_GRAPHS_LIMIT)
+    fn = torch.compile(_fused_layer_norm_mish, dynamic=True)
 
-class CompiledMish:
-    """Mish for the training forward as two torch.compile'd elementwise kernels (forward and
-    backward, one exp each, one pass over memory each) behind an autograd.Function.
+    def norm_mish(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        # Two input ranks only, (rows, M) or (n, rows, M): every other rank would be another
+        # compiled graph, and dynamo stops compiling after 8 variants of one function.
+        lead = (-1,) if weight.dim() == 1 else (h.shape[0], -1)
+        return fn(h.reshape(*lead, h.shape[-1]), weight, bias).view(h.shape)
 
-    Why: F.mish and its backward evaluate exp, log1p and tanh (and a sigmoid) per element and
-    were a quarter of the update's CPU time. Not bit-identical to F.mish (within ~3e-7 for
-    |mish| < 10, as math.mish_inference), which is why it is opt-in (TrainConfig.compile).
-    Inputs are flattened, so one dynamic-size kernel per dtype serves every layer shape."""
-
-    def __init__(self):
-        forward, backward = (torch.compile(_mish_forward, dynamic=True),
-                             torch.compile(_mish_backward, dynamic=True))
-
-        class _Mish(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                ctx.save_for_backward(x)
-                return forward(x.reshape(-1)).view(x.shape)
-
-            @staticmethod
-            def backward(ctx, grad):
-                (x,) = ctx.saved_tensors
-                return backward(grad.reshape(-1), x.reshape(-1)).view(x.shape)
-
-        self._fn = _Mish
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fn.apply(x)
+    return norm_mish
 
 
 @torch.no_grad()
 def td_targets(model: WorldModel, next_z: torch.Tensor, reward: torch.Tensor, task: torch.Tensor,
-               e: torch.Tensor | None = None, mish=F.mish) -> torch.Tensor:
+               e: torch.Tensor | None = None, norm_mish=layer_norm_mish) -> torch.Tensor:
     """y (H, B, 1) = r + gamma_task * min of two random target-Q members at (z', a' ~ pi(z')).
     `e`: the batch's task embedding rows (B, T) if already looked up."""
     if e is None:
         e = task_rows(model, task)
-    features = mlp_forward(model._pi, next_z, e, model.cfg.latent_dim, mish)
+    features = mlp_forward(model._pi, next_z, e, model.cfg.latent_dim, norm_mish)
     action, _ = model.pi(next_z, task, features=features)
     discount = model.discount(task, next_z.device)  # (B, 1): broadcast over the horizon
-    return reward + discount * q_pair(model, next_z, action, e, task, "min", target=True, mish=mish)
+    return reward + discount * q_pair(model, next_z, action, e, task, "min", target=True, norm_mish=norm_mish)
 
 
 def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
-                 task: torch.Tensor, next_z: torch.Tensor, td_target: torch.Tensor, rho: float, mish=F.mish):
+                 task: torch.Tensor, next_z: torch.Tensor, td_target: torch.Tensor, rho: float, norm_mish=layer_norm_mish):
     """Latent rollout and the three world-model losses (section 4.3).
 
     Returns (terms, zs, reward_logits): terms = {'consistency', 'reward', 'value'} scalar tensors
@@ -310,7 +310,7 @@ def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rew
     cfg = model.cfg
     L = cfg.latent_dim
     e = task_rows(model, task)
-    z = encode(model, obs[0], e, mish)
+    z = encode(model, obs[0], e, norm_mish)
     # Dynamics: its first layer's task part is the same at every step (computed once).
     dyn = model._dynamics
     first = dyn[0]
@@ -318,17 +318,17 @@ def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rew
     rows = first.bias if e is None else torch.addmm(first.bias, e, w_e.t())
     zs = [z]
     for t in range(H):
-        h = _activation(first, first.ln(torch.addmm(rows, torch.cat([z, action[t]], dim=-1), w_x.t())), mish)
+        h = _activation(first, torch.addmm(rows, torch.cat([z, action[t]], dim=-1), w_x.t()), norm_mish)
         for layer in dyn[1:]:
-            h = _layer(layer, h, mish)
+            h = _layer(layer, h, norm_mish)
         z = h
         zs.append(z)
     zs = torch.stack(zs)  # (H+1, B, L)
     w = rho_weights(rho, H, obs.device)
     consistency = (F.mse_loss(zs[1:].float(), next_z.float(), reduction="none").mean(dim=(1, 2)) * w).sum() / H
     _zs = zs[:-1]
-    reward_logits = mlp_forward(model._reward, torch.cat([_zs, action], dim=-1), e, L, mish)  # (H, B, K)
-    q = q_logits(model, _zs, action, e, mish=mish)  # (N_q, H, B, K), every member
+    reward_logits = mlp_forward(model._reward, torch.cat([_zs, action], dim=-1), e, L, norm_mish)  # (H, B, K)
+    q = q_logits(model, _zs, action, e, norm_mish=norm_mish)  # (N_q, H, B, K), every member
     ce_r = soft_ce(reward_logits.float(), reward, cfg.num_bins, cfg.vmin, cfg.vmax)  # (H, B, 1)
     reward_loss = (ce_r.mean(dim=(1, 2)) * w).sum() / H
     ce_q = soft_ce(q.float(), td_target.unsqueeze(0), cfg.num_bins, cfg.vmin, cfg.vmax)
@@ -337,13 +337,13 @@ def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rew
     return terms, zs, reward_logits
 
 
-def policy_values(model: WorldModel, zs: torch.Tensor, task: torch.Tensor, mish=F.mish):
+def policy_values(model: WorldModel, zs: torch.Tensor, task: torch.Tensor, norm_mish=layer_norm_mish):
     """a ~ pi(z) and Q_avg(z, a) with the online Qs' parameters detached (gradients reach pi
     through the action only): returns (q (H+1, B, 1), pi info)."""
     e = task_rows(model, task)
-    features = mlp_forward(model._pi, zs, e, model.cfg.latent_dim, mish)
+    features = mlp_forward(model._pi, zs, e, model.cfg.latent_dim, norm_mish)
     action, info = model.pi(zs, task, features=features)
-    return q_pair(model, zs, action, e, task, "avg", detach=True, mish=mish), info
+    return q_pair(model, zs, action, e, task, "avg", detach=True, norm_mish=norm_mish), info
 
 
 def policy_loss(q: torch.Tensor, info: dict, scale: RunningScale, rho: float, entropy_coef: float):

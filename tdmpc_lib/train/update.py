@@ -17,13 +17,12 @@ import time
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from ..world_model import WorldModel
 from .config import TrainConfig
 from .distill import Distiller
-from .losses import (CompiledMish, RunningScale, encode, model_losses, policy_loss, policy_values, task_rows,
-                     td_targets)
+from .losses import (RunningScale, compiled_layer_norm_mish, encode, layer_norm_mish, model_losses, policy_loss,
+                     policy_values, task_rows, td_targets)
 
 
 # glibc mallopt parameters (malloc.h) and the values a training process uses.
@@ -56,24 +55,31 @@ def keep_freed_memory() -> bool:
     return _malloc_tuned
 
 
-def compiled_mish():
-    """(CompiledMish, compile seconds), or (F.mish, 0) with a warning where torch.compile cannot
-    build it (e.g. no C++ compiler): the update then runs eagerly, as without `compile`.
+def compiled_norm_mish(model: WorldModel):
+    """(compiled LayerNorm + Mish, compile seconds), or (layer_norm_mish, 0) with a warning where
+    torch.compile cannot build it (e.g. no C++ compiler): the update then runs eagerly.
 
     TrainConfig.compile used to compile model_losses and policy_values whole; on the 2-core CPU
     that took 96-173 s and the update was no faster (graph breaks at the embedding renorm, the
-    random member draws and the policy's info dict; the matmuls are MKL calls either way). Mish
-    is the one place where a compiled kernel beats the eager ops: 2x on its forward+backward."""
+    random member draws and the policy's info dict; the matmuls are MKL calls either way).
+    LayerNorm + Mish is where a compiled kernel beats the eager ops (2x on their forward and
+    backward). The training-mode variants of the model's widths are built here (so a failing
+    compiler is found before any update); the no-grad and bf16 ones in the first update."""
     tic = time.perf_counter()
+    cfg = model.cfg
     try:
-        mish = CompiledMish()
-        x = torch.linspace(-30, 30, 64, requires_grad=True)
-        mish(x).sum().backward()  # compile both kernels now, not inside the first update
+        fn = compiled_layer_norm_mish()
+        shapes = [((8, w), (w,)) for w in sorted({cfg.enc_dim, cfg.mlp_dim})]
+        shapes.append(((cfg.num_q, 8, cfg.mlp_dim), (cfg.num_q, 1, cfg.mlp_dim)))  # Q members' own affine
+        for shape, affine in shapes:
+            h = torch.randn(shape, requires_grad=True)
+            w, b = torch.ones(affine, requires_grad=True), torch.zeros(affine, requires_grad=True)
+            fn(h, w, b).sum().backward()
     except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
-        warnings.warn(f"compile: the fused Mish kernels could not be built ({type(err).__name__}: {err}); "
-                      f"training runs eagerly", stacklevel=3)
-        return F.mish, 0.0
-    return mish, time.perf_counter() - tic
+        warnings.warn(f"compile: the fused LayerNorm + Mish kernels could not be built ({type(err).__name__}: "
+                      f"{err}); training runs eagerly", stacklevel=3)
+        return layer_norm_mish, 0.0
+    return fn, time.perf_counter() - tic
 
 
 class Learner:
@@ -102,9 +108,9 @@ class Learner:
         self.bf16 = cfg.precision == "bf16"
         if self.device.type == "cpu":
             keep_freed_memory()
-        self.mish, self.compile_s = F.mish, 0.0
+        self.norm_mish, self.compile_s = layer_norm_mish, 0.0
         if cfg.compile:
-            self.mish, self.compile_s = compiled_mish()
+            self.norm_mish, self.compile_s = compiled_norm_mish(model)
 
     def _autocast(self):
         if not self.bf16:
@@ -120,15 +126,15 @@ class Learner:
         model.eval()
         with torch.no_grad(), self._autocast():
             e = task_rows(model, task)
-            next_z = encode(model, obs[1:], e, self.mish)
-            td_target = td_targets(model, next_z, reward, task, e, self.mish).float()
+            next_z = encode(model, obs[1:], e, self.norm_mish)
+            td_target = td_targets(model, next_z, reward, task, e, self.norm_mish).float()
             teacher_targets = self.distiller.targets(batch, cfg.horizon) if self.distiller else {}
 
         # 4.3 model losses in train mode (Q dropout active).
         model.train()
         with self._autocast():
             terms, zs, reward_logits = model_losses(model, obs, action, reward, task, next_z.float(), td_target,
-                                                    cfg.rho, self.mish)
+                                                    cfg.rho, self.norm_mish)
             total = (cfg.consistency_coef * terms["consistency"] + cfg.reward_coef * terms["reward"]
                      + cfg.value_coef * terms["value"])
             out = {}
@@ -158,7 +164,7 @@ class Learner:
             emb.requires_grad_(False)
         try:
             with self._autocast():
-                q, pi_info = policy_values(model, zs.detach(), task, self.mish)
+                q, pi_info = policy_values(model, zs.detach(), task, self.norm_mish)
                 pi_loss, pi_stats = policy_loss(q, pi_info, self.scale, cfg.rho, cfg.entropy_coef)
             pi_loss.backward()
         finally:
