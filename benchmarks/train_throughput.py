@@ -162,9 +162,10 @@ def main() -> None:
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cache-path", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.quick:
+    if args.quick:  # its settings, except where given explicitly
         for k, v in QUICK.items():
-            setattr(args, k, v)
+            if getattr(args, k) == p.get_default(k):
+                setattr(args, k, v)
         if args.data == p.get_default("data"):
             args.data = Path("/tmp/tdmpc_train_bench_quick")
     if args.rss_child:

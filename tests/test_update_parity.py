@@ -255,10 +255,13 @@ def test_training_forward_is_the_world_model_function_in_float64(multitask):
     pi_params = list(model._pi.parameters())
     if multitask:
         model._task_emb.weight.requires_grad_(False)  # as the update does
+    def reference_policy_values():
+        a, info = model.pi(zs, task)
+        return model.Q(zs, a, task, "avg", detach=True), info
+
     for seed in range(6):  # both member orders of the random pair (dropout masks follow the member)
-        (q_fast, info_fast), (q_ref, info_ref) = both(
-            lambda: policy_values(model, zs, task),
-            lambda: (lambda a, info: (model.Q(zs, a, task, "avg", detach=True), info))(*model.pi(zs, task)), seed)
+        (q_fast, info_fast), (q_ref, info_ref) = both(lambda: policy_values(model, zs, task),
+                                                      reference_policy_values, seed)
         assert torch.allclose(q_fast, q_ref, rtol=1e-6, atol=1e-9)
         for k in info_ref:
             assert torch.allclose(info_fast[k], info_ref[k], rtol=1e-9, atol=1e-12), k

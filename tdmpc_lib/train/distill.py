@@ -50,7 +50,6 @@ from .config import DistillConfig
 from .losses import encode, mlp_forward, task_rows
 
 
-
 def distill_coefficient(schedule: str, base: float, step: int, total: int) -> float:
     """d_coef at update `step` of `total`: constant, linear decrease to 0, linear increase to base."""
     frac = step / max(total, 1)

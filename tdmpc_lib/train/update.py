@@ -21,9 +21,17 @@ import torch
 from ..world_model import WorldModel
 from .config import TrainConfig
 from .distill import Distiller
-from .losses import (RunningScale, compiled_layer_norm_mish, encode, layer_norm_mish, model_losses, policy_loss,
-                     policy_values, task_rows, td_targets)
-
+from .losses import (
+    RunningScale,
+    compiled_layer_norm_mish,
+    encode,
+    layer_norm_mish,
+    model_losses,
+    policy_loss,
+    policy_values,
+    task_rows,
+    td_targets,
+)
 
 # glibc mallopt parameters (malloc.h) and the values a training process uses.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
