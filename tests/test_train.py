@@ -407,3 +407,21 @@ def test_run_settings_checked_before_any_update(store_dir, tmp_path, kw, message
     with pytest.raises(ValueError, match=message):
         train(cfg_for(store_dir, tmp_path / "run", **kw))
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("k", [50, 3000, 10**6])  # numpy's two sampling methods, and k > valid rows
+def test_pca_rows_are_drawn_without_an_array_of_every_row(k):
+    """The PCA fit's rows: the same draw as choosing from the explicit list of valid rows
+    (rows with a next row in their episode), computed from the episode starts alone."""
+    from types import SimpleNamespace
+
+    from tdmpc_lib.train.cache import valid_rows
+    from tdmpc_lib.train.distill import _draw_valid_rows
+
+    lengths = np.random.default_rng(0).integers(1, 40, size=7000)  # length-1 episodes have no valid row
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    store = SimpleNamespace(episode_starts=starts, num_rows=int(starts[-1]))
+    candidates = np.flatnonzero(valid_rows(store))
+    want = np.random.Generator(np.random.PCG64(3)).choice(candidates, size=min(k, candidates.size), replace=False)
+    got = _draw_valid_rows(store, k, np.random.Generator(np.random.PCG64(3)))
+    np.testing.assert_array_equal(got, want)

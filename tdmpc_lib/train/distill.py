@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from ..checkpoint import file_sha256, load_checkpoint
 from ..device import DTYPES
 from ..world_model import WorldModel
-from .cache import TeacherTargetCache, valid_rows
+from .cache import TeacherTargetCache
 from .config import DistillConfig
 from .losses import encode, mlp_forward, task_rows
 
@@ -185,6 +185,19 @@ class LatentProjection(nn.Module):
         return F.mse_loss(z_student, target)
 
 
+def _draw_valid_rows(store, k: int, rng: np.random.Generator) -> np.ndarray:
+    """min(k, V) distinct rows drawn uniformly from the V rows that have a next row in their
+    episode, in O(k + episodes) memory: the same rows as rng.choice(np.flatnonzero(valid_rows(store)),
+    k, replace=False), without that array of one int64 per row (2.8 GB for MT30). Episode e's
+    valid rows are starts[e] .. starts[e+1]-2, so valid index v lies in the episode e with
+    starts[e] - e <= v and is row v + e."""
+    starts = store.episode_starts  # (E + 1,), the last entry is num_rows
+    n_valid = int(store.num_rows) - (len(starts) - 1)
+    picks = rng.choice(n_valid, size=min(k, n_valid), replace=False)
+    first_valid = starts[:-1] - np.arange(len(starts) - 1)  # valid rows before each episode
+    return picks + np.searchsorted(first_valid, picks, side="right") - 1
+
+
 # ---------------------------------------------------------------------------- the distiller
 class Distiller:
     """Everything the update needs from the teacher: targets (no gradient) and loss terms."""
@@ -217,8 +230,7 @@ class Distiller:
         if self.projection is None or self.projection.mode != "pca" or bool(self.projection.fitted):
             return
         rng = np.random.Generator(np.random.PCG64(seed))
-        candidates = np.flatnonzero(valid_rows(store))
-        rows = np.sort(rng.choice(candidates, size=min(self.cfg.pca_samples, candidates.size), replace=False))
+        rows = np.sort(_draw_valid_rows(store, self.cfg.pca_samples, rng))
         latents = []
         for lo in range(0, rows.size, batch_size):
             r = rows[lo:lo + batch_size]
