@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import NormedLinear
+from . import fused_cpu
+from .layers import NormedLinear, SimNorm
 from .math import mish_inference
 from .world_model import WorldModel
 
@@ -117,9 +118,14 @@ class TaskBoundModel:
         return mish_inference(h) if type(layer.act) is nn.Mish else layer.act(h)
 
     def _head(self, seq, parts, z, a=None):
-        """The head `seq` (NormedLinears, then a NormedLinear or Linear) on [z, e_task(, a)]."""
+        """The head `seq` (NormedLinears, then a NormedLinear or Linear) on [z, e_task(, a)].
+        Layers of another kind (quantize.DynamicInt8Linear: int8 matmul, then its own LayerNorm
+        and activation) run their own forward after the first."""
         h = self._norm_act(seq[0], self._first(parts, z, a))
         for layer in seq[1:]:
+            if type(layer) not in (NormedLinear, nn.Linear):
+                h = layer(h)
+                continue
             h = F.linear(h, layer.weight, layer.bias)
             if isinstance(layer, NormedLinear):
                 h = self._norm_act(layer, h)
@@ -147,6 +153,205 @@ class TaskBoundModel:
         return (q1 + q2) / 2
 
 
+def _ln_mish(x: torch.Tensor, ln: tuple, bias: torch.Tensor | None = None, out: torch.Tensor | None = None,
+             fused: bool = True) -> torch.Tensor:
+    """mish(LayerNorm(x + bias)) of 2-D x (N, M) (rows may be strided) in x's dtype; the
+    statistics and Mish in fp32, as autocast runs LayerNorm. `ln` = (weight, bias) fp32."""
+    if fused and x.device.type == "cpu":
+        return fused_cpu.ln_mish(x, ln[0], ln[1], bias=bias, out=out, out_dtype=x.dtype)
+    h = x.float() if bias is None else x.float() + bias
+    h = mish_inference(F.layer_norm(h, h.shape[-1:], ln[0], ln[1]))
+    return h.to(x.dtype) if out is None else out.copy_(h)
+
+
+class _CastWeights:
+    """The planning heads' parameters, cast once per act() to the compute dtype (matmul
+    weights) or fp32 (biases, LayerNorm affines), so no per-op autocast casts remain."""
+
+    def __init__(self, model: WorldModel, dtype: torch.dtype):
+        self.dtype, f32 = dtype, torch.float32
+
+        def cast(t, d):
+            return t.detach().to(d).contiguous()
+
+        def head(seq):  # [first (weight fp32, bias, ln)] + [(W^T cd, bias fp32, ln or None)] for the rest
+            first = seq[0]
+            layers = [(first.weight.detach().float(), cast(first.bias, f32), (cast(first.ln.weight, f32), cast(first.ln.bias, f32)))]
+            for layer in seq[1:]:
+                ln = (cast(layer.ln.weight, f32), cast(layer.ln.bias, f32)) if isinstance(layer, NormedLinear) else None
+                layers.append((cast(layer.weight, dtype).t(), cast(layer.bias, f32), ln))
+            return layers
+
+        self.dyn, self.rew, self.pi = head(model._dynamics), head(model._reward), head(model._pi)
+        q = model._Qs.params
+        self.q_first = (q[0].weight.detach().float(), cast(q[0].bias, f32), (cast(q[0].ln.weight, f32), cast(q[0].ln.bias, f32)))
+        self.q1 = (cast(q[1].weight, dtype).transpose(1, 2), cast(q[1].bias, f32), (cast(q[1].ln.weight, f32), cast(q[1].ln.bias, f32)))
+        self.q2 = (cast(q[2].weight, dtype).transpose(1, 2), cast(q[2].bias, dtype))
+
+
+def fast_path_supported(model: WorldModel) -> bool:
+    """Whether FastHeads computes exactly what the model's own planning heads do: plain
+    NormedLinear/Linear heads (Mish hidden layers, SimNorm dynamics output), no Q dropout."""
+    def plain(seq, last_act):
+        hidden_ok = all(type(l) is NormedLinear and type(l.act) is nn.Mish and l.dropout is None for l in seq[:-1])
+        last = seq[-1]
+        last_ok = (type(last) is nn.Linear) if last_act is None else (
+            type(last) is NormedLinear and type(last.act) is last_act and last.dropout is None)
+        return hidden_ok and last_ok
+
+    qs = model._Qs
+    q_dropout = qs.dropout_p > 0 and (qs.training or qs.dropout_at_inference)
+    return (plain(model._dynamics, SimNorm) and plain(model._reward, None) and plain(model._pi, None)
+            and len(qs.params) == 3 and not q_dropout)
+
+
+class FastHeads:
+    """The planning heads for one group of E environments on the CPU, built for speed.
+
+    Same functions as TaskBoundModel (per environment: [z, e_task, a] through each head), with
+    - every first layer's input laid out as X = [a | onehot(env) | z] and its weight as
+      [W_a | (W_e e_task + b)^T | W_z]: the per-environment bias enters the matmul through the
+      one-hot columns, so a first layer is one matmul with nothing to add; the dynamics and
+      reward first layers (same input) are one matmul into 2M columns; the policy reads the
+      [onehot | z] columns of the same buffer;
+    - at the first latent step z is each environment's own latent, so W_z z + bias is folded
+      into the one-hot columns too and the matmul only sees [a | onehot];
+    - weights pre-cast once per act() (bf16 or fp32), activations kept in that dtype between
+      layers; LayerNorm statistics and Mish in fp32 (as autocast runs them), fused with the
+      bias add into one pass per layer (tdmpc_lib.fused_cpu) when that kernel is available.
+    Results equal TaskBoundModel's up to float summation order (fp32) and bf16 rounding points
+    (bf16: within the same error as autocast; tests/test_planner.py measures both).
+    """
+
+    def __init__(self, w: _CastWeights, model: WorldModel, task: torch.Tensor, z: torch.Tensor):
+        cfg, cd, f32 = model.cfg, w.dtype, torch.float32
+        self.w, self.m, self.cd = w, model, cd
+        self.E, self.L, self.A, self.M = z.shape[0], cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
+        self.fused = fused_cpu.available()
+        E, L, A = self.E, self.L, self.A
+        T = cfg.task_dim if cfg.multitask else 0
+        emb = model._task_emb(task).float() if cfg.multitask else None  # (E, T)
+
+        def env_bias(weight, bias):  # weight (..., M, L + T [+ A]) fp32 -> (..., M, E)
+            if emb is None:
+                return bias.unsqueeze(-1).expand(*bias.shape, E)
+            return torch.matmul(weight[..., L:L + T], emb.t()) + bias.unsqueeze(-1)
+
+        def first(weight, bias, with_a=True):  # -> [W_a | env bias | W_z] (..., M, A + E + L)
+            w_a = weight[..., L + T:] if with_a else weight.new_zeros(weight.shape[:-1] + (A,))
+            return torch.cat([w_a, env_bias(weight, bias), weight[..., :L]], -1)
+
+        (dw, db, self.dyn_ln0), (rw, rb, self.rew_ln0) = w.dyn[0], w.rew[0]
+        dr = torch.cat([first(dw, db), first(rw, rb)])  # (2M, A + E + L)
+        self.dr_t = dr.to(cd).t()
+        # first latent step: z is the environment's own, so W_z z joins the one-hot columns
+        fold = dr[:, A:A + E] + torch.matmul(dr[:, A + E:], z.float().t())  # (2M, E)
+        self.dr0_t = torch.cat([dr[:, :A], fold], 1).to(cd).t()  # (A + E, 2M)
+        pw, pb, self.pi_ln0 = w.pi[0]
+        self.pi_t = first(pw, pb, with_a=False)[:, A:].to(cd).t()  # (E + L, M)
+        qw, qb, self.q_ln0 = w.q_first
+        self.q_first = first(qw, qb).to(cd)  # (N_q, M, A + E + L)
+        self.z = z
+
+    def buffer(self, S: int, steps: int) -> torch.Tensor:
+        """Input buffers X (steps, E*S, A + E + L) with the one-hot columns filled."""
+        E, A = self.E, self.A
+        X = torch.zeros(steps, E * S, A + E + self.L, dtype=self.cd)
+        X[:, :, A:A + E] = torch.eye(E, dtype=self.cd).repeat_interleave(S, 0)
+        return X
+
+    def _mlp_rest(self, h, layers):  # h (N, M) after the first layer's LayerNorm + Mish
+        (w1_t, b1, ln1), (w2_t, b2, ln2) = layers[1], layers[2]
+        h = _ln_mish(torch.mm(h, w1_t), ln1, bias=b1, fused=self.fused)
+        return torch.mm(h, w2_t), b2, ln2
+
+    def _first_pair(self, X: torch.Tensor, t0: bool):
+        """Dynamics and reward first layers (LayerNorm + Mish applied) on X (N, A + E + L)."""
+        M = self.M
+        h = torch.mm(X[:, :self.A + self.E], self.dr0_t) if t0 else torch.mm(X, self.dr_t)  # (N, 2M)
+        return (_ln_mish(h[:, :M], self.dyn_ln0, fused=self.fused),
+                _ln_mish(h[:, M:], self.rew_ln0, fused=self.fused))
+
+    def _next(self, h, out):
+        """Dynamics from its first layer's output h -> SimNorm latent written into out (N, L)."""
+        y, b2, ln2 = self._mlp_rest(h, self.w.dyn)
+        group = self.m._dynamics[-1].act.dim
+        if self.fused:
+            fused_cpu.ln_simnorm(y, ln2[0], ln2[1], group, bias=b2, out=out)
+            return
+        y = F.layer_norm(y.float() + b2, y.shape[-1:], ln2[0], ln2[1]).view(y.shape[0], -1, group)
+        y = (y - y.amax(-1, keepdim=True)).exp_()  # softmax per group (F.softmax over 8 is slow on CPU)
+        out.copy_(y.div_(y.sum(-1, keepdim=True)).view(out.shape))
+
+    def _reward(self, h):
+        y, b2, _ = self._mlp_rest(h, self.w.rew)
+        return self.m.decode(y.float() + b2)  # (N, 1)
+
+    def _pi(self, X, task_mask, eps):
+        """Policy sample as WorldModel.pi from X's [onehot | z] columns; eps (N, A) -> (N, A) fp32."""
+        cfg = self.m.cfg
+        h = _ln_mish(torch.mm(X[:, self.A:], self.pi_t), self.pi_ln0, fused=self.fused)
+        y, b2, _ = self._mlp_rest(h, self.w.pi)
+        mu, log_std = (y.float() + b2).chunk(2, dim=-1)
+        log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(log_std) + 1)
+        if task_mask is not None:
+            mu, log_std, eps = mu * task_mask, log_std * task_mask, eps * task_mask
+        return torch.tanh(mu + eps * log_std.exp())
+
+    def _q_avg(self, X, members):
+        """Mean of the decoded Q of two members on X = [a | onehot | z] -> (N, 1). The members
+        are taken in ascending order: (q1 + q2) / 2 is the same float either way round."""
+        M = self.M
+        i, j = sorted(int(k) for k in members)
+        w0 = self.q_first[:2] if (i, j) == (0, 1) else self.q_first[[i, j]]  # (2, M, K')
+        h = torch.mm(X, w0.view(-1, w0.shape[-1]).t())  # (N, 2M): one matmul for both members
+        w1_t, b1, ln1 = self.w.q1
+        w2_t, b2 = self.w.q2
+        q = []
+        for col, k in enumerate((i, j)):
+            hk = _ln_mish(h[:, col * M:(col + 1) * M], (self.q_ln0[0][k], self.q_ln0[1][k]), fused=self.fused)
+            hk = _ln_mish(torch.mm(hk, w1_t[k]), (ln1[0][k], ln1[1][k]), bias=b1[k], fused=self.fused)
+            q.append(self.m.decode(torch.addmm(b2[k], hk, w2_t[k])))
+        return (q[0] + q[1]) / 2
+
+    def prior(self, P: int, H: int, task_mask: torch.Tensor | None) -> torch.Tensor:
+        """Policy-prior trajectories (H, E, P, A) fp32, RNG draws as the reference order."""
+        E, A = self.E, self.A
+        X = self.buffer(P, 1)[0]
+        X[:, A + E:] = self.z.to(self.cd).repeat_interleave(P, 0)
+        mask = None if task_mask is None else task_mask.repeat_interleave(P, 0)
+        out = torch.empty(H, E, P, A)
+        for t in range(H):
+            eps = torch.randn(E, P, A).view(E * P, A)
+            a = self._pi(X, mask, eps)
+            out[t] = a.view(E, P, A)
+            if t < H - 1:
+                X[:, :A] = a
+                h = _ln_mish(torch.mm(X, self.dr_t[:, :self.M]), self.dyn_ln0, fused=self.fused)
+                self._next(h, X[:, A + E:])
+        return out
+
+    def value(self, X: torch.Tensor, actions: torch.Tensor, gamma: torch.Tensor,
+              task_mask: torch.Tensor | None) -> torch.Tensor:
+        """actions (H, E, S, A) with buffers X (H + 1, E*S, .) -> return estimate (E, S, 1):
+        sum_t gamma^t r_t + gamma^H Q_avg(z_H, pi(z_H)); RNG: the policy's eps, then the Q members."""
+        H, E, S, A = actions.shape
+        N = E * S
+        X[:H, :, :A] = actions.view(H, N, A)
+        G, discount = torch.zeros(E, S, 1), torch.ones_like(gamma)
+        for t in range(H):
+            hd, hr = self._first_pair(X[t], t == 0)
+            reward = self._reward(hr).view(E, S, 1)
+            self._next(hd, X[t + 1][:, A + E:])
+            G = G + discount * reward
+            discount = discount * gamma
+        eps = torch.randn(E, S, A).view(N, A)
+        a = self._pi(X[H], task_mask, eps)
+        X[H][:, :A] = a
+        members = torch.randperm(self.m._Qs.num_q)[:2]
+        return G + discount * self._q_avg(X[H], members).view(E, S, 1)
+
+
 class BatchedPlanner:
     """Plans for E environments at once. Holds each environment's warm-start mean.
 
@@ -159,10 +364,18 @@ class BatchedPlanner:
     heads_factory = TaskBoundModel
 
     def __init__(self, model: WorldModel, cfg: PlannerConfig | None = None, eval_mode: bool = True,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", fast: bool = True):
+        """`fast`: on the CPU, plan with FastHeads (pre-cast weights, no autocast, fused
+        LayerNorm + Mish) where the model allows it (fast_path_supported); False keeps the
+        autocast + TaskBoundModel path (the benchmarks' "before")."""
         self.model, self.cfg, self.eval_mode, self.precision = model, cfg or PlannerConfig(), eval_mode, precision
+        self.fast = fast
         self._prev_mean: torch.Tensor | None = None
         autocast_context(next(model.parameters()).device, precision)  # validate early
+
+    def uses_fast_path(self, device: torch.device) -> bool:
+        return (self.fast and device.type == "cpu" and self.precision in ("fp32", "bf16")
+                and self.heads_factory is TaskBoundModel and fast_path_supported(self.model))
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, task: torch.Tensor, t0: torch.Tensor) -> torch.Tensor:
@@ -173,17 +386,23 @@ class BatchedPlanner:
             if not self.cfg.mpc:
                 action, info = self.model.pi(z, task)
                 return (info["mean"] if self.eval_mode else action).float()
-            z, E = z.float(), z.shape[0]
-            prev = self._prev_mean if self._prev_mean is not None and self._prev_mean.shape[1] == E else None
-            group = self.group_size(E, device)
-            actions, means = [], []
+        z, E = z.float(), z.shape[0]
+        prev = self._prev_mean if self._prev_mean is not None and self._prev_mean.shape[1] == E else None
+        group = self.group_size(E, device)
+        if self.uses_fast_path(device):
+            weights = _CastWeights(self.model, torch.bfloat16 if self.precision == "bf16" else torch.float32)
+            context, plan = contextlib.nullcontext(), lambda *args: self._plan_fast(weights, *args)
+        else:
+            context, plan = autocast_context(device, self.precision), self._plan
+        actions, means = [], []
+        with context:
             for start in range(0, E, group):
                 envs = slice(start, start + group)
-                action, mean = self._plan(z[envs], task[envs], t0[envs], None if prev is None else prev[:, envs])
+                action, mean = plan(z[envs], task[envs], t0[envs], None if prev is None else prev[:, envs])
                 actions.append(action)
                 means.append(mean)
-            self._prev_mean = torch.cat(means, 1)
-            return torch.cat(actions)
+        self._prev_mean = torch.cat(means, 1)
+        return torch.cat(actions)
 
     def group_size(self, E: int, device: torch.device) -> int:
         """How many of E environments one planning forward takes (see PlannerConfig)."""
@@ -224,8 +443,6 @@ class BatchedPlanner:
         task_s = task[:, None].expand(E, S)
         gamma = m.discount(task, z.device)[:, None]  # (E, 1, 1)
         mask = m.action_mask(task, z)  # (E, A) or None
-        mask_s = None if mask is None else mask[:, None, :]
-
         actions = torch.empty(H, E, S, A, device=z.device)
         if P > 0:  # policy-prior trajectories, fixed over iterations
             z_pi, task_p = z[:, None].expand(E, P, -1), task[:, None].expand(E, P)
@@ -235,15 +452,43 @@ class BatchedPlanner:
                     z_pi = heads.next(z_pi, actions[t, :, :P])
 
         mean = self._warm_start(E, t0, z.device, prev_mean)
-        std = torch.full((H, E, A), cfg.max_std, device=z.device)
-
         z_s = z[:, None].expand(E, S, -1)
+
+        def value_of(actions):
+            return self._value(heads, z_s, actions, task_s, gamma)
+
+        return self._mppi(actions, mean, mask, value_of)
+
+    def _plan_fast(self, weights: _CastWeights, z: torch.Tensor, task: torch.Tensor, t0: torch.Tensor,
+                   prev_mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """_plan with FastHeads: the same RNG draws in the same order, the same MPPI."""
+        cfg, m = self.cfg, self.model
+        E, A, H, S, P = z.shape[0], m.cfg.action_dim, cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
+        heads = FastHeads(weights, m, task, z)
+        gamma = m.discount(task, z.device)[:, None]  # (E, 1, 1)
+        mask = m.action_mask(task, z)  # (E, A) or None
+        mask_rows = None if mask is None else mask.repeat_interleave(S, 0)  # (E*S, A)
+        actions = torch.empty(H, E, S, A)
+        if P > 0:
+            actions[:, :, :P] = heads.prior(P, H, None if mask is None else mask)
+        mean = self._warm_start(E, t0, z.device, prev_mean)
+        X = heads.buffer(S, H + 1)
+        return self._mppi(actions, mean, mask, lambda actions: heads.value(X, actions, gamma, mask_rows))
+
+    def _mppi(self, actions: torch.Tensor, mean: torch.Tensor, mask: torch.Tensor | None, value_of):
+        """MPPI iterations on actions (H, E, S, A) whose first num_pi_trajs samples are filled;
+        value_of(actions) -> (E, S, 1). Returns (action (E, A), final mean (H, E, A))."""
+        cfg = self.cfg
+        H, E, S, A = actions.shape
+        P = cfg.num_pi_trajs
+        mask_s = None if mask is None else mask[:, None, :]
+        std = torch.full((H, E, A), cfg.max_std, device=actions.device)
         for _ in range(cfg.iterations):
-            noise = torch.randn(H, E, S - P, A, device=z.device)
+            noise = torch.randn(H, E, S - P, A, device=actions.device)
             actions[:, :, P:] = (mean[:, :, None] + std[:, :, None] * noise).clamp(-1, 1)
             if mask_s is not None:
                 actions.mul_(mask_s)
-            value = torch.nan_to_num(self._value(heads, z_s, actions, task_s, gamma).squeeze(-1), nan=0.0)  # (E, S)
+            value = torch.nan_to_num(value_of(actions).squeeze(-1), nan=0.0)  # (E, S)
             elite_value, elite_idx = torch.topk(value, cfg.num_elites, dim=1)
             elite_actions = torch.gather(actions, 2, elite_idx[None, :, :, None].expand(H, E, -1, A))
             score = torch.exp(cfg.temperature * (elite_value - elite_value.max(1, keepdim=True).values))
@@ -259,7 +504,7 @@ class BatchedPlanner:
         # Sample one elite per environment from the final scores (Gumbel-max on log score).
         gumbel = -torch.log(-torch.log(torch.rand_like(score).clamp_min(1e-20)))
         choice = torch.argmax(torch.log(score) + gumbel, dim=1)  # (E,)
-        action = elite_actions[0, torch.arange(E, device=z.device), choice]  # (E, A)
+        action = elite_actions[0, torch.arange(E, device=actions.device), choice]  # (E, A)
         if not self.eval_mode:
             action = action + std[0] * torch.randn_like(action)
         return action.clamp(-1, 1), mean
