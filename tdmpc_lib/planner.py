@@ -192,7 +192,9 @@ class _CastWeights:
 def fast_path_supported(model: WorldModel) -> bool:
     """Whether FastHeads computes exactly what the model's own planning heads do: plain
     NormedLinear/Linear heads (Mish hidden layers, SimNorm dynamics output), no Q dropout."""
-    def plain(seq, last_act):
+    def plain(seq, last_act):  # mlp(in, [M, M], out): two hidden NormedLinears, then the output layer
+        if len(seq) != 3 or any(isinstance(l, NormedLinear) and l.ln.eps != 1e-5 for l in seq):
+            return False
         hidden_ok = all(type(l) is NormedLinear and type(l.act) is nn.Mish and l.dropout is None for l in seq[:-1])
         last = seq[-1]
         last_ok = (type(last) is nn.Linear) if last_act is None else (
