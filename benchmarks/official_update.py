@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tdmpc_lib import math as tmath
 from tdmpc_lib.train.config import TrainConfig
 from tdmpc_lib.train.losses import RunningScale
+from tdmpc_lib.train.update import world_model_param_groups
 from tdmpc_lib.world_model import WorldModel
 
 
@@ -40,13 +41,7 @@ class OfficialStyleUpdate:
         self.model, self.cfg = model, cfg
         model.eval()  # between updates the official model is in eval mode (targets without Q dropout)
         self.device = next(model.parameters()).device
-        groups = [{"params": list(model._encoder.parameters()), "lr": cfg.lr * cfg.enc_lr_scale},
-                  {"params": list(model._dynamics.parameters())},
-                  {"params": list(model._reward.parameters())},
-                  {"params": list(model._Qs.parameters())}]
-        if model.cfg.multitask:
-            groups.append({"params": list(model._task_emb.parameters())})
-        self.optim = torch.optim.Adam(groups, lr=cfg.lr)
+        self.optim = torch.optim.Adam(world_model_param_groups(model, cfg), lr=cfg.lr)  # default (for-loop) Adam
         self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=cfg.pi_adam_eps)
         self.scale = RunningScale(cfg.tau, self.device)
         self.bf16 = cfg.precision == "bf16"

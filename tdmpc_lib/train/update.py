@@ -90,18 +90,26 @@ def compiled_norm_mish(model: WorldModel):
     return fn, time.perf_counter() - tic
 
 
+def world_model_param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict]:
+    """The world-model optimizer's parameter groups, as TD-MPC2 (tdmpc2.py, TDMPC2.__init__)
+    builds them: the encoder at lr * enc_lr_scale, then dynamics, reward, Q ensemble and the task
+    embedding (multi-task) at lr. The policy has its own optimizer."""
+    groups = [{"params": list(model._encoder.parameters()), "lr": cfg.lr * cfg.enc_lr_scale},
+              {"params": list(model._dynamics.parameters())},
+              {"params": list(model._reward.parameters())},
+              {"params": list(model._Qs.parameters())}]
+    if model.cfg.multitask:
+        groups.append({"params": list(model._task_emb.parameters())})
+    return groups
+
+
 class Learner:
     """Owns the optimizers, the RunningScale and the update step of one student."""
 
     def __init__(self, model: WorldModel, cfg: TrainConfig, distiller: Distiller | None = None):
         self.model, self.cfg, self.distiller = model, cfg, distiller
         self.device = next(model.parameters()).device
-        groups = [{"params": list(model._encoder.parameters()), "lr": cfg.lr * cfg.enc_lr_scale},
-                  {"params": list(model._dynamics.parameters())},
-                  {"params": list(model._reward.parameters())},
-                  {"params": list(model._Qs.parameters())}]
-        if model.cfg.multitask:
-            groups.append({"params": list(model._task_emb.parameters())})
+        groups = world_model_param_groups(model, cfg)
         extra = distiller.trainable_parameters() if distiller is not None else []
         if extra:
             groups.append({"params": extra, "lr": cfg.distill.projection_lr or cfg.lr})
