@@ -67,8 +67,10 @@ def mt30(device: torch.device, episodes: int, quick: bool, env_workers: int = 0)
             "env_workers": env_workers, "plan_s": round(result["timing"]["plan_s"], 1)}
 
 
-def update_ms(device: torch.device, teacher_size: int | None, steps: int) -> float:
-    """Median ms of a 1M-student update at batch 256 on synthetic MT30-shaped batches."""
+def update_ms(device: torch.device, teacher_size: int | None, steps: int, compile: bool = False) -> float:
+    """Median ms of a 1M-student update at batch 256 on synthetic MT30-shaped batches
+    (compile: TrainConfig.compile, the torch.compile'd fused LayerNorm + Mish; its build time is
+    spent in the warm-up updates)."""
     import tempfile
 
     from tdmpc_lib.data.benchmark_support import make_synthetic_store
@@ -78,7 +80,7 @@ def update_ms(device: torch.device, teacher_size: int | None, steps: int) -> flo
     with tempfile.TemporaryDirectory() as tmp:
         store = make_synthetic_store(Path(tmp) / "s", rows=20_000, episode_length=501, progress=False)
         dcfg = DistillConfig(teacher="random" if teacher_size else None, d_coef=0.45)
-        cfg = TrainConfig(data=str(Path(tmp) / "s"), batch_size=256, device=str(device), distill=dcfg)
+        cfg = TrainConfig(data=str(Path(tmp) / "s"), batch_size=256, device=str(device), distill=dcfg, compile=compile)
         distiller = None
         if teacher_size is not None:
             teacher = Teacher(make_world_model(teacher_size, "mt30", seed=1), device, sha256="random", path="random")
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = 3 if args.quick else 20
     out["update_ms"] = {"student_1M": update_ms(device, None, steps)}
     if not args.quick:
+        out["update_ms"]["student_1M_compiled"] = update_ms(device, None, steps, compile=True)
         out["update_ms"]["student_1M_with_317M_teacher"] = update_ms(device, 317, steps)
     print("update ms (batch 256, median): " + ", ".join(f"{k} {v}" for k, v in out["update_ms"].items()))
     print(json.dumps(out))

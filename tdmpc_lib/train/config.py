@@ -130,7 +130,7 @@ class TrainConfig:
     seed: int = 1  # seeds the student's init, the sampler and the evaluations
     device: str = "cpu"  # cpu, cuda or cuda:N
     precision: TrainPrecision = "fp32"  # 'bf16': autocast of the forward passes
-    compile: bool = False  # torch.compile the loss functions
+    compile: bool = False  # fused LayerNorm + Mish kernels by torch.compile (eager with a warning if it cannot build)
     threads: int = 0  # torch intra-op threads (0: torch's default)
     eval_freq: int = 0  # evaluate every N updates (0: never)
     eval_final: bool = False  # evaluate at the end of the run
