@@ -47,8 +47,7 @@ from tdmpc_lib.data.store import open_store  # noqa: E402
 from tdmpc_lib.train import DistillConfig, Distiller, Learner, Teacher, TeacherTargetCache, TrainConfig  # noqa: E402
 from tdmpc_lib.world_model import make_world_model  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/official_update.py beside this file
-from official_update import OfficialStyleUpdate  # noqa: E402
+from official_update import OfficialStyleUpdate  # noqa: E402  (beside this script: python puts its folder on the path)
 
 TARGET_MEDIAN_MS = 100.0  # issue 12: the 1M update at batch 256, fp32, on the 2-core CPU
 TEACHER_FORWARD_317_MS = 140.0  # reference section 17: 317M encode + reward, batch 256, this CPU
