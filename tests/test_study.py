@@ -310,3 +310,22 @@ def test_killing_the_runner_leaves_no_process_behind(tmp_path):
         psutil.Process(pid).kill()
     assert not left, f"{len(left)} process(es) outlived the runner"
     assert not (tmp_path / "s" / "01_teacher" / "train-tiny" / "result.json").exists()
+
+
+def test_record_copies_what_the_numbers_rest_on(smoke, tmp_path):
+    """--record: the files behind a study's numbers (results/mini is made this way)."""
+    from tdmpc_lib.study.results import load_study, record_study
+
+    study_dir, _ = smoke
+    written = {p.name for p in record_study(study_dir, tmp_path / "rec")}
+    assert {"profile.json", "aggregate.json", "student_runs.json", "teacher_eval.json", "random_floor.json",
+            "quantization.csv", "study_log.jsonl"} <= written
+    runs = json.loads((tmp_path / "rec" / "student_runs.json").read_text())
+    st = load_study(study_dir)
+    assert len(runs) == st.runs[st.runs["default_teacher"].astype(bool)]["run_dir"].nunique()
+    some = next(iter(runs.values()))
+    assert set(some) >= {"d_coef", "seed", "normalized_score", "returns", "heldout_reward_mse_true"}
+    assert json.loads((tmp_path / "rec" / "aggregate.json").read_text()) == \
+        json.loads((study_dir / "05_results" / "aggregate.json").read_text())
+    with pytest.raises(ValueError, match="not a finished study"):
+        record_study(tmp_path / "empty", tmp_path / "rec2")

@@ -44,6 +44,8 @@ class StudyCommand:
     # cluster that ends with this command
     address: str | None = None
     list: bool = False  # print the executions and the profile, run nothing
+    # after a finished study: copy what its numbers rest on into this folder (e.g. results/mini)
+    record: str | None = None
     sync_notebooks: bool = False  # rewrite notebooks/*.ipynb from their py:percent scripts (no outputs) and exit
 
 
@@ -77,22 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"settable fields: {', '.join(field_names())} (old short keys: {', '.join(ALIASES)})")
         return 0
     try:
-        report = run_study(profile, args.study_dir, args.only, args.workers, args.force,
-                           backend=args.backend, address=args.address)
+        outcome = run_study(profile, args.study_dir, args.only, args.workers, args.force,
+                            backend=args.backend, address=args.address)
     except (ParameterError, ValueError, ImportError) as e:
         return report(e)
-    if report["failed"]:
-        for f in report["failed"]:
+    if outcome["failed"]:
+        for f in outcome["failed"]:
             print(f"failed: {f['name']}: {f['error']}\n        see {f['notebook']}", file=sys.stderr)
         return 1
-    fig_dir = figures_path(profile, Path(report["study_dir"]))
-    print(f"\nexecuted notebooks: {report['study_dir']}/<notebook>/.../*.ipynb")
-    if report["figures"]:
-        print(f"figures ({len(report['figures'])}) in {fig_dir}:")
-        for f in report["figures"]:
+    fig_dir = figures_path(profile, Path(outcome["study_dir"]))
+    print(f"\nexecuted notebooks: {outcome['study_dir']}/<notebook>/.../*.ipynb")
+    if outcome["figures"]:
+        print(f"figures ({len(outcome['figures'])}) in {fig_dir}:")
+        for f in outcome["figures"]:
             print(f"  {f}")
     else:
         print(f"no figures yet in {fig_dir} (run 05_results)")
+    if args.record:
+        from .results import record_study
+        try:
+            written = record_study(outcome["study_dir"], args.record)
+        except ValueError as e:
+            return report(e)
+        print(f"recorded {len(written)} files in {args.record}")
     return 0
 
 

@@ -297,13 +297,14 @@ def field_names(cls=None, prefix: str = "") -> list[str]:
 
 
 # ---------------------------------------------------------------------------- the three profiles
-# Tasks on which the released TD-MPC-Opt 1M student plans to 900+ (MPPI) but its policy prior
-# alone does not (reacher-easy 0, pendulum-swingup ~50), plus the easy cartpole-balance (prior ~800):
+# Tasks on which the released TD-MPC-Opt 1M student plans far better (MPPI) than its policy prior
+# alone (reacher-easy 0, pendulum-swingup ~50), plus the easy cartpole-balance (prior ~800):
 # a student can only match the teacher there by planning with a good reward head and value.
 MINI_TASKS = "cartpole-balance,reacher-easy,pendulum-swingup,finger-turn-easy"
 # MPPI of the mini profile: TD-MPC2's planner with 128 samples (24 of them policy trajectories),
 # 32 elites and 2 iterations instead of 512 / 64 / 6: 12x fewer model rows per agent step, so
-# every student can be evaluated with planning on a CPU. The teacher still plans to 900+ with it.
+# every student can be evaluated with planning on a CPU. The teacher averages 344-929 per task with
+# it (results/mini/teacher_eval.json).
 MINI_PLANNER = PlannerConfig(num_samples=128, num_elites=32, iterations=2)
 
 SMOKE = Profile(
@@ -336,7 +337,7 @@ MINI = Profile(
             "teacher-collected episodes of 4 tasks, 3 seeds, MPPI with 128 samples / 2 iterations, 3 episodes per "
             "task and seed. Not comparable with the paper (317M teacher, all of MT30, 200K-1M updates of batch "
             "256, full MPPI, 30 tasks)"),
-    expected_cost=("about 30 minutes on a 2-core CPU with 2 workers, setup included (measured 28-30 min, see "
+    expected_cost=("about 25 minutes on a 2-core CPU with 2 workers, setup included (measured 23-30 min, see "
                    "README), under 2 GB of memory, about 100 MB on disk"),
     device="cpu",
     data=DataSpec(source="collect", tasks=MINI_TASKS, episodes=3, seed=100,

@@ -201,3 +201,46 @@ def checkpoints(study: Study) -> dict[str, str]:
             extra = "" if r["default_teacher"] else f", teacher {r['teacher']}"
             out[f"student: {r['label']}, seed {r['seed']}, {int(r['steps'])} updates{extra}"] = str(path)
     return out
+
+
+def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Copy what a finished study's numbers rest on into `dest` (e.g. results/mini, committed):
+    the resolved profile, 05's aggregate.json and reward_error.json, every student run of the
+    sweep's length (config, every episode's return, held-out reward errors) as student_runs.json,
+    01's teacher and random-floor evaluations, 04's quantization.csv and the runner's
+    study_log.jsonl. Returns the files written. The figures are redrawn by 05 from a study folder."""
+    from ..files import atomic_write_json, atomic_write_text
+
+    study_dir, dest = Path(study_dir), Path(dest)
+    st = load_study(study_dir)
+    if st.runs.empty or not (study_dir / "05_results" / "aggregate.json").is_file():
+        raise ValueError(f"{study_dir} is not a finished study (no student runs or no 05_results/aggregate.json); "
+                         f"run it first")
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def copy(src: Path, name: str) -> None:
+        if src.is_file():
+            atomic_write_text(dest / name, src.read_text())
+            written.append(dest / name)
+
+    copy(study_dir / "profile.json", "profile.json")
+    copy(study_dir / "05_results" / "aggregate.json", "aggregate.json")
+    copy(study_dir / "05_results" / "reward_error.json", "reward_error.json")
+    copy(study_dir / "04_quantization" / "quantization.csv", "quantization.csv")
+    copy(study_dir / "study_log.jsonl", "study_log.jsonl")
+    teachers = sorted((study_dir / "01_teacher").glob(f"*/{RESULT_FILE}"))
+    if teachers:  # the profile's own teacher is the first 01 member
+        copy(teachers[0].parent / "eval.json", "teacher_eval.json")
+        copy(teachers[0].parent / "floor.json", "random_floor.json")
+    runs = {}
+    for _, r in st.runs.drop_duplicates("run_dir").iterrows():
+        if not r["default_teacher"]:
+            continue
+        runs[Path(r["run_dir"]).name] = {
+            "d_coef": r["d_coef"], "latent": r["latent"], "seed": r["seed"], "steps": r["steps"],
+            "normalized_score": r["normalized_score"], "returns": r["returns"],
+            "heldout_reward_mse_true": r["reward_mse_true"], "heldout_reward_mse_teacher": r["reward_mse_teacher"]}
+    atomic_write_json(dest / "student_runs.json", dict(sorted(runs.items())))
+    written.append(dest / "student_runs.json")
+    return written
