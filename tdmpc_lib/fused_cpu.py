@@ -125,24 +125,29 @@ static void rows_ln_mish(const TI* in, int64_t in_stride, TO* out, int64_t out_s
     }
 }
 
-template <typename TI, typename TO>
-static void ln_mish(const void* in, int64_t in_stride, void* out, int64_t out_stride, int64_t rows, int64_t M,
-                    const float* bias, const float* gamma, const float* beta, float eps, int threads) {
-    const TI* x = (const TI*)in;
-    TO* o = (TO*)out;
-    if (threads < 2 || rows < 64) {
-        rows_ln_mish<TI, TO>(x, in_stride, o, out_stride, 0, rows, M, bias, gamma, beta, eps);
-        return;
-    }
+// run(r0, r1) over rows [0, rows), split into contiguous chunks on up to 16 threads
+template <typename F>
+static void split_rows(int64_t rows, int threads, F run) {
+    if (threads < 2 || rows < 64) { run((int64_t)0, rows); return; }
     if (threads > 16) threads = 16;
     std::thread pool[16];
     const int64_t chunk = (rows + threads - 1) / threads;
     for (int t = 1; t < threads; ++t) {
         int64_t a = t * chunk, b = a + chunk < rows ? a + chunk : rows;
-        if (a < b) pool[t] = std::thread(rows_ln_mish<TI, TO>, x, in_stride, o, out_stride, a, b, M, bias, gamma, beta, eps);
+        if (a < b) pool[t] = std::thread(run, a, b);
     }
-    rows_ln_mish<TI, TO>(x, in_stride, o, out_stride, 0, chunk < rows ? chunk : rows, M, bias, gamma, beta, eps);
+    run((int64_t)0, chunk < rows ? chunk : rows);
     for (int t = 1; t < threads; ++t) if (pool[t].joinable()) pool[t].join();
+}
+
+template <typename TI, typename TO>
+static void ln_mish(const void* in, int64_t in_stride, void* out, int64_t out_stride, int64_t rows, int64_t M,
+                    const float* bias, const float* gamma, const float* beta, float eps, int threads) {
+    const TI* x = (const TI*)in;
+    TO* o = (TO*)out;
+    split_rows(rows, threads, [=](int64_t r0, int64_t r1) {
+        rows_ln_mish<TI, TO>(x, in_stride, o, out_stride, r0, r1, M, bias, gamma, beta, eps);
+    });
 }
 
 // rows [r0, r1) of y = simnorm(layer_norm(x + bias) * gamma + beta): softmax within consecutive groups
@@ -182,19 +187,9 @@ static void ln_simnorm(const void* in, int64_t in_stride, void* out, int64_t out
                        const float* bias, const float* gamma, const float* beta, float eps, int64_t group, int threads) {
     const TI* x = (const TI*)in;
     TO* o = (TO*)out;
-    if (threads < 2 || rows < 64) {
-        rows_ln_simnorm<TI, TO>(x, in_stride, o, out_stride, 0, rows, M, bias, gamma, beta, eps, group);
-        return;
-    }
-    if (threads > 16) threads = 16;
-    std::thread pool[16];
-    const int64_t chunk = (rows + threads - 1) / threads;
-    for (int t = 1; t < threads; ++t) {
-        int64_t a = t * chunk, b = a + chunk < rows ? a + chunk : rows;
-        if (a < b) pool[t] = std::thread(rows_ln_simnorm<TI, TO>, x, in_stride, o, out_stride, a, b, M, bias, gamma, beta, eps, group);
-    }
-    rows_ln_simnorm<TI, TO>(x, in_stride, o, out_stride, 0, chunk < rows ? chunk : rows, M, bias, gamma, beta, eps, group);
-    for (int t = 1; t < threads; ++t) if (pool[t].joinable()) pool[t].join();
+    split_rows(rows, threads, [=](int64_t r0, int64_t r1) {
+        rows_ln_simnorm<TI, TO>(x, in_stride, o, out_stride, r0, r1, M, bias, gamma, beta, eps, group);
+    });
 }
 
 extern "C" int tdmpc_ln_simnorm(int in_bf16, int out_bf16, const void* in, int64_t in_stride, void* out,
