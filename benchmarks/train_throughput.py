@@ -50,7 +50,7 @@ from tdmpc_lib.world_model import make_world_model  # noqa: E402
 from official_update import OfficialStyleUpdate  # noqa: E402  (beside this script: python puts its folder on the path)
 
 TARGET_MEDIAN_MS = 100.0  # issue 12: the 1M update at batch 256, fp32, on the 2-core CPU
-TEACHER_FORWARD_317_MS = 140.0  # reference section 17: 317M encode + reward, batch 256, this CPU
+TEACHER_FORWARD_317_MS = 140.0  # official WorldModel: 317M encode + reward, batch 256, this CPU
 QUICK = {"rows": 200_000, "teachers": "", "bf16_teachers": "", "rounds": 5, "steps": 4, "warmup": 2, "rss_steps": 20}
 
 
@@ -310,7 +310,7 @@ def main() -> None:
     log(f"target RSS < 4 GB: {peak_gb:.2f} GB -> {'MET' if peak_gb < 4 else 'NOT MET'}")
     for key in ("317", "317_bf16"):
         if key in teacher_fwd:
-            log(f"317M teacher ({key}) forward {teacher_fwd[key]:.0f} ms per step of 256 rows (reference section 17: "
+            log(f"317M teacher ({key}) forward {teacher_fwd[key]:.0f} ms per step of 256 rows (official WorldModel: "
                 f"~{TEACHER_FORWARD_317_MS:.0f} ms); caching all {store.num_rows:,} rows with it: "
                 f"~{store.num_rows / 256 * teacher_fwd[key] / 1000 / 3600:.1f} h on this CPU (minutes on a GPU)")
     log(f"load average at end {os.getloadavg()[0]:.1f} (other processes share these cores)")

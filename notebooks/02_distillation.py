@@ -12,7 +12,10 @@
 # **What.** Train a student world model offline with TD-MPC2's losses plus the paper's *reward
 # distillation*: the MSE between the frozen teacher's and the student's predicted rewards, weighted
 # by `d_coef` (the paper: 0.4 for 200K updates, 0.45 for 1M). `d_coef = 0` trains the same student
-# from scratch, without a teacher: the baseline.
+# from scratch, without a teacher: the baseline. Beyond the paper, `arm` picks what else the
+# teacher passes on: its value (`value`: the student's Q regressed on the teacher's Q, weight
+# `q_coef`), its policy prior (`policy`: the student's prior on the teacher's, weight `pi_coef`),
+# or all three terms together (`all`).
 #
 # **Why.** The paper's claim is that a 1M student distilled from the 317M teacher beats the same
 # student trained from scratch. The study runner executes this notebook once per sweep member
@@ -33,6 +36,7 @@ member = None         # sweep member name (set by the study runner)
 teacher = None        # hub name (mt30-317M), checkpoint path, 'auto' or 'train:SIZE'
 student_size = None   # student preset: 1, 5, 19, 48, 317 or 'tiny'
 d_coef = None         # reward-distillation coefficient (0.0: from scratch, no teacher)
+arm = None            # reward (the paper's) | value | policy | all (the last three: beyond the paper)
 schedule = None       # constant | decrease | increase
 batch_size = None
 steps = None          # updates
@@ -60,7 +64,7 @@ from tdmpc_lib.study import pipeline, tables
 train_cfg, teacher_info = pipeline.student_config(
     run.profile, run.study_dir, teacher=run.p.teacher, d_coef=run.p.d_coef, schedule=run.p.schedule,
     student_size=run.p.student_size, batch_size=run.p.batch_size, steps=run.p.steps, seed=run.p.seed,
-    device=run.p.device, threads=run.p.threads or 0, eval_freq=run.p.eval_freq)
+    device=run.p.device, threads=run.p.threads or 0, eval_freq=run.p.eval_freq, arm=run.p.arm)
 print(f"teacher: {teacher_info.label if teacher_info else 'none (from scratch)'}")
 print(f"run folder: {train_cfg.out}")
 tables.config_table(train_cfg)
@@ -127,6 +131,22 @@ if err:
           f"MSE vs the true reward:    {err['mse_true']:.4f}\n"
           f"MSE vs the teacher's head: {err.get('mse_teacher', float('nan')):.4f}  (teacher: {err['teacher']})")
     display(pd.DataFrame(err["per_task"]).T)  # noqa: F821  (IPython)
+else:
+    print("this profile has no held-out episodes")
+
+# %% [markdown]
+# ## Diagnostics: does the student's value and prior make sense?
+# On the first 100 steps of every held-out episode (`tdmpc_lib.diagnostics`): the student's Q
+# against the discounted Monte-Carlo return of the episode (a Q far below it cannot rank plans;
+# the teacher's Q, which values its own policy, may lie above it), Q's spread over 128 random
+# actions (near 0: MPPI cannot tell actions apart), and how saturated its policy prior is (a mean
+# at +-1 on most states: the prior proposes bang-bang actions).
+
+# %%
+diag = record["diagnostics"]
+if diag:
+    display(pd.DataFrame(diag["per_task"]).T[["q_mean", "mc_return_mean", "q_over_return", "q_action_std",  # noqa: F821
+                                               "prior_saturated", "prior_log_std", "states"]])
 else:
     print("this profile has no held-out episodes")
 

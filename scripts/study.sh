@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The study, offline on the CPU: install what it needs (scripts/setup.sh), then execute the
-# notebooks with papermill into runs/<profile>/ and draw the figures (figures/ for mini).
+# notebooks with papermill into runs/<profile>/ and draw the figures (runs/<profile>/figures).
 # Default profile: mini (about 30 minutes on a 2-core CPU). Rerunning skips finished work.
 #   bash scripts/study.sh                       # the mini study
 #   bash scripts/study.sh --only 05             # redraw the figures

@@ -1,4 +1,4 @@
-"""Checkpoint I/O (reference sections 2.8, 2.10, 11, 16).
+"""Checkpoint I/O (official tdmpc2/tdmpc2.py, TDMPC2.load; common/layers.py, api_model_conversion).
 
 `load_checkpoint` reads, with `torch.load(weights_only=True)`:
 - official TD-MPC2 files in the OLD (flat `_Qs.params.{j}`), INTERMEDIATE and NEW
@@ -197,7 +197,7 @@ def normalize_keys(state: dict) -> tuple[dict, dict]:
 
 
 def infer_config(state: dict, extras: dict | None = None, path="checkpoint") -> ModelConfig:
-    """Architecture from tensor shapes (section 11, recipe step 5)."""
+    """Architecture from tensor shapes (as built by official tdmpc2/common/world_model.py)."""
     extras = extras or {}
     try:
         enc = sorted(int(m.group(1)) for k in state
@@ -245,7 +245,7 @@ def load_state_strict(model: WorldModel, state: dict, path="checkpoint", what: s
     if "_action_masks" in expected and "_action_masks" not in state:
         state["_action_masks"] = expected["_action_masks"]  # OLD files do not store the masks
     if "_target_Qs.params.0.weight" not in state and "_Qs.params.0.weight" in state:
-        for k in list(state):  # a file without target Qs: start them as a copy (section 2.9)
+        for k in list(state):  # a file without target Qs: start them as a copy (as the official WorldModel)
             if k.startswith("_Qs."):
                 state["_target_Qs." + k[len("_Qs."):]] = state[k]
     for k, v in expected.items():

@@ -28,6 +28,9 @@ Protocol = Literal["clean", "paper"]
 Schedule = Literal["constant", "decrease", "increase"]
 # Next-latent distillation ablation.
 LatentMode = Literal["none", "linear", "linear-frozen", "pca"]
+# A student run's knowledge transfer: the paper's reward distillation (d_coef; 0 = from scratch)
+# or, beyond the paper, value or policy distillation alone, or all three terms together.
+TransferArm = Literal["reward", "value", "policy", "all"]
 # TD-MPC2 size presets (millions of parameters) and our 87K-parameter 'tiny' one.
 ModelSize = Literal["tiny", 1, 5, 19, 48, 317]
 # Task sets of the public datasets.

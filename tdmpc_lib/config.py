@@ -1,4 +1,4 @@
-"""Typed model configuration and the TD-MPC2 size presets (reference section 1).
+"""Typed model configuration and the TD-MPC2 size presets (official tdmpc2/common/__init__.py, config.yaml).
 
 `model_config(size, task_set)` resolves a preset for a task set with the same rules as the
 official parser: the task_dim rule (96 for MT80 or sizes 1/317, else 64; 0 single-task)

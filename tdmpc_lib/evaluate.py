@@ -1,4 +1,4 @@
-"""Lockstep evaluation of a world model on MT30 tasks (reference sections 9, 10, 18).
+"""Lockstep evaluation of a world model on MT30 tasks (official tdmpc2/evaluate.py; TD-MPC2 paper, Sec. 4).
 
 Every (task, episode) pair gets its own environment, built so that its initial state is the
 one the official sequential evaluation would see (`make_env(task, seed, episode=k)`); all

@@ -1,11 +1,11 @@
-"""Writing world models in foreign checkpoint layouts (reference sections 2.8, 2.10, 11).
+"""Writing world models in foreign checkpoint layouts (official tdmpc2/common/world_model.py; TD-MPC-Opt files).
 
 - `export_official(model, path)`: the NEW official TD-MPC2 layout ({'model': state_dict} with
   `_action_masks`, int64 log-std buffers, `_Qs.params.{l}.{name}`, `_detach_Qs_params.*`,
   `_target_Qs_params.*` and the tensordict `__batch_size` / `__device` entries), so a model
   trained here loads in the official code with `load_state_dict`.
 - `paper_state_dict` / `write_paper_checkpoint`: the TD-MPC-Opt release files (OLD layout,
-  section 11.2): "fp16" (all float16), "int8" (every tensor quantize_per_tensor with scale
+  its repo's tdmpc2/models/): "fp16" (all float16), "int8" (every tensor quantize_per_tensor with scale
   1.0 and zero point 0, which rounds each weight to an integer and destroys the model) and
   "mixed" (float16 for keys containing "weight"/"bias", that int8 for the Q ensembles).
   Reproduced only so that benchmarks can show what the published int8 files do.
@@ -94,7 +94,7 @@ def _paper_int8(t: torch.Tensor) -> torch.Tensor:
 
 
 def paper_state_dict(model: WorldModel, kind: str = "int8") -> dict:
-    """The TD-MPC-Opt release state dict of `model` (section 11.2): kind 'fp16', 'int8', 'mixed'."""
+    """The TD-MPC-Opt release state dict of `model` (TD-MPC-Opt tdmpc2/models/): kind 'fp16', 'int8', 'mixed'."""
     if kind not in PAPER_KINDS:
         raise ValueError(f"unknown TD-MPC-Opt file kind {kind!r}; valid kinds are {', '.join(PAPER_KINDS)}")
     old = _old_layout(model)

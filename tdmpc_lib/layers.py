@@ -1,5 +1,5 @@
-"""TD-MPC2 building blocks (reference section 2): NormedLinear, SimNorm, the mlp builder,
-the vectorized Q ensemble, and the weight initialisation of section 2.9."""
+"""TD-MPC2 building blocks (official tdmpc2/common/layers.py): NormedLinear, SimNorm, the mlp builder,
+the vectorized Q ensemble, and the weight initialisation of official common/world_model.py."""
 from __future__ import annotations
 
 import torch
@@ -77,7 +77,7 @@ class QEnsemble(nn.Module):
     """N_q Q-functions mlp(in, [M, M], K, dropout=p) evaluated together.
 
     Parameters are stacked with a leading member axis, so the state-dict keys are the NEW
-    official names `params.{layer}.weight|bias|ln.weight|ln.bias` (section 2.8). Each member
+    official names `params.{layer}.weight|bias|ln.weight|ln.bias` (WorldModel._Qs). Each member
     gets its own dropout mask (dropout after the first Linear, before its LayerNorm).
     """
 
@@ -126,7 +126,7 @@ class QEnsemble(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Section 2.9: Linear weights ~ N(0, 0.02) truncated at +-2 (absolute), biases 0;
+    """Official TD-MPC2 init: Linear weights ~ N(0, 0.02) truncated at +-2 (absolute), biases 0;
     Embedding ~ U(-0.02, 0.02); LayerNorm weight 1, bias 0; ensemble members alike."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)

@@ -1,4 +1,4 @@
-"""TD-MPC2 math utilities (reference section 3): symlog/symexp, the discrete two-hot
+"""TD-MPC2 math utilities (official tdmpc2/common/math.py): symlog/symexp, the discrete two-hot
 regression in symlog space, soft cross-entropy and the Gaussian/tanh policy helpers."""
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def bin_centers(num_bins: int, vmin: float, vmax: float, device=None, dtype=torc
 def two_hot(x: torch.Tensor, num_bins: int, vmin: float, vmax: float) -> torch.Tensor:
     """Scalars (..., 1) -> two-hot targets (..., K) in symlog space.
 
-    K = 0 is the identity and K = 1 is plain symlog (the reference's degenerate cases)."""
+    K = 0 is the identity and K = 1 is plain symlog (official two_hot's degenerate cases)."""
     if num_bins == 0:
         return x
     if num_bins == 1:
@@ -56,7 +56,7 @@ def two_hot(x: torch.Tensor, num_bins: int, vmin: float, vmax: float) -> torch.T
     idx = idx.long().unsqueeze(-1)
     target = torch.zeros(*y.shape, num_bins, device=x.device, dtype=x.dtype)
     target.scatter_(-1, idx, 1 - offset)
-    # At y == vmax exactly, offset == 0 and idx + 1 wraps to bin 0 with weight 0 (reference behaviour).
+    # At y == vmax exactly, offset == 0 and idx + 1 wraps to bin 0 with weight 0 (as official two_hot).
     target.scatter_add_(-1, (idx + 1) % num_bins, offset)
     return target
 

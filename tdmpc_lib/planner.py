@@ -1,4 +1,4 @@
-"""MPPI planning with the learned world model (reference section 5), batched over
+"""MPPI planning with the learned world model (TD-MPC2 paper, Sec. 3.2; official TDMPC2.act), batched over
 environments: E environments x S samples go through the model in one forward per latent
 step, so the planner runs once per agent step for every environment of a run.
 

@@ -2,7 +2,7 @@
 that reward distillation acts on, measured without any planning.
 
 For every transition of a store (row r of an episode holds obs_r; row r+1 holds the action taken
-at obs_r and the reward received for it, reference section 4.1) the model predicts
+at obs_r and the reward received for it, official tdmpc2/common/buffer.py) the model predicts
 
     r_hat(obs_r, a_r) = two_hot_inv(reward(encode(obs_r), a_r))        (real reward units)
 

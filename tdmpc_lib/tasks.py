@@ -1,5 +1,5 @@
 """Multi-task task sets: MT30 and MT80 task order, per-task observation/action dims,
-episode lengths and discounts (reference sections 4.2, 6).
+episode lengths and discounts (official tdmpc2/common/__init__.py, tdmpc2/tdmpc2.py).
 
 The task id of a task is its index in the task set's list; the public datasets and every
 released multi-task checkpoint depend on this order, so it must never change.
@@ -44,7 +44,7 @@ DMC_EPISODE_LENGTH = 500  # agent steps (1000 control steps at action repeat 2)
 MW_EPISODE_LENGTH = 100
 ACTION_REPEAT = 2
 
-# Discount heuristic (reference 4.2): f = L_ep / denom; gamma = clip((f - 1) / f, min, max).
+# Discount heuristic (official tdmpc2/tdmpc2.py): f = L_ep / denom; gamma = clip((f - 1) / f, min, max).
 DISCOUNT_DENOM, DISCOUNT_MIN, DISCOUNT_MAX = 5, 0.95, 0.995
 
 

@@ -1,4 +1,4 @@
-"""The TD-MPC2 world model (reference section 2): task embedding, encoder, latent dynamics,
+"""The TD-MPC2 world model (official tdmpc2/common/world_model.py): task embedding, encoder, latent dynamics,
 reward head, policy prior and the Q ensemble with its target copy.
 
 Method names follow the official code so its users feel at home:
@@ -35,7 +35,7 @@ class WorldModel(nn.Module):
         self._pi = mlp(L + T, [M, M], 2 * A)
         self._Qs = QEnsemble(cfg.num_q, L + T + A, M, K, cfg.dropout)
         self.apply(init_weights)
-        # Reward and Q logits start uniform (section 2.9): zero the last weights.
+        # Reward and Q logits start uniform (as the official WorldModel): zero the last weights.
         nn.init.zeros_(self._reward[-1].weight)
         nn.init.zeros_(self._Qs.params[-1].weight)
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
@@ -49,8 +49,8 @@ class WorldModel(nn.Module):
         return self
 
     def set_q_dropout_at_inference(self, enabled: bool) -> None:
-        """Emulate the OLD Q-ensemble code (section 2.8): Q dropout active even in eval mode,
-        for online and target Qs. Used by the evaluator's `paper` protocol."""
+        """Emulate the OLD Q-ensemble code (official before Nov 2024, TD-MPC-Opt fork): Q dropout
+        active even in eval mode, for online and target Qs. Used by the evaluator's `paper` protocol."""
         self._Qs.dropout_at_inference = enabled
         self._target_Qs.dropout_at_inference = enabled
 
@@ -106,7 +106,7 @@ class WorldModel(nn.Module):
         return self._reward(torch.cat([self.task_emb(z, task), a], dim=-1))
 
     def pi(self, z: torch.Tensor, task, features: torch.Tensor | None = None):
-        """Policy prior (section 2.7): returns (action (..., A), info dict) where info holds
+        """Policy prior (official WorldModel.pi): returns (action (..., A), info dict) where info holds
         mean (tanh mu), log_std, entropy and scaled_entropy (official new formulas).
         `features` = the _pi network's output (..., 2A) when the caller computed it already."""
         cfg = self.cfg

@@ -52,7 +52,7 @@ def _paper_dryrun_profile(teacher: Path, chunk_files: list[Path], figures: Path)
         "data.chunk_files": tuple(str(p) for p in chunk_files), "data.tasks": EVAL_TASK,
         "data.max_steps": 10, "data.heldout_episodes": 1,
         "tasks": EVAL_TASK, "episodes": 1, "teacher_episodes": 1,
-        "steps": 2, "batch_size": 256, "d_coefs": (0.0, 0.4), "seeds": (1,),
+        "steps": 2, "batch_size": 256, "d_coefs": (0.0, 0.4), "seeds": (1,), "arms": ("all",),
         "curve_steps": 4, "curve_eval_points": 2,
         "latent_modes": ("linear-frozen", "linear", "pca"), "pca_samples": 256,
         "planner.num_samples": NUM_SAMPLES, "planner.num_elites": 2, "planner.num_pi_trajs": 2,

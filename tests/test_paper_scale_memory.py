@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-MT30_ROWS, MT30_EPISODES = 345_690_000, 690_000  # reference section 8
+MT30_ROWS, MT30_EPISODES = 345_690_000, 690_000  # MT30 dataset, Hugging Face nicklashansen/tdmpc2
 LIMIT_MB = 4096  # the claim
 # A regression guard well below the claim: one int64 per row would be 2.8 GB on its own (a
 # valid-rows index, say), so anything O(rows) beyond a byte per row shows up here. Measured:

@@ -60,14 +60,20 @@ def test_figures_and_results_come_from_files(smoke):
     assert set(st.runs["latent"]) == {"none", *profiles.SMOKE.latent_modes}
     assert set(st.runs["d_coef"]) == set(profiles.SMOKE.d_coefs)
     # the reward-only latent member and the d_coef 0.4 member share one training run
-    shared = st.runs[(st.runs["latent"] == "none") & (st.runs["d_coef"] == 0.4)]["run_dir"]
+    shared = st.runs[(st.runs["latent"] == "none") & (st.runs["d_coef"] == 0.4) & (st.runs["arm"] == "reward")]["run_dir"]
     assert shared.nunique() == 1 and len(shared) == 2
-    assert {"consistency_loss", "reward_loss", "value_loss", "distill_reward_loss"} <= set(st.losses["term"])
+    assert {"consistency_loss", "reward_loss", "value_loss", "distill_reward_loss", "distill_value_loss",
+            "distill_policy_loss"} <= set(st.losses["term"])
+    # the transfer arm beyond the paper: all three terms, with held-out diagnostics
+    every = st.runs[st.runs["arm"] == "all"]
+    assert len(every) == 1 and every["d_coef"].iloc[0] == 0.4
+    diag = every["diagnostics"].iloc[0]
+    assert set(diag["per_task"]) == set(profiles.SMOKE.tasks.split(",")) and "q_action_std" in diag["mean"]
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
     assert list(st.quant["format"]) == ["fp32", *profiles.SMOKE.quant.formats]
     # every arm of the study has every episode's return, and an rliable aggregate with a CI
     arms = st.arms(profiles.SMOKE)
-    assert set(arms) == {"teacher", "random", "scratch", "d_coef 0.4", *profiles.SMOKE.quant.formats,
+    assert set(arms) == {"teacher", "random", "scratch", "d_coef 0.4", "reward+value+policy", *profiles.SMOKE.quant.formats,
                          *(f"d_coef 0.4 + latent {m}" for m in profiles.SMOKE.latent_modes)}
     tasks = profiles.SMOKE.tasks.split(",")
     assert all(sorted(a) == sorted(tasks) and all(len(v) == 1 for v in a.values()) for a in arms.values())

@@ -92,7 +92,7 @@ def test_running_scale_matches_numpy_percentiles():
 
 
 def test_model_losses_match_the_reference_loop(store):
-    """Vectorised losses == the official per-step loops of section 4.3."""
+    """Vectorised losses == the official per-step loops of TDMPC2._update."""
     torch.manual_seed(0)
     model = randomized(make_world_model("tiny", seed=1), 2)
     b = batch_of(store)
@@ -146,11 +146,16 @@ def test_distill_coefficient_schedules():
     assert distill_coefficient("increase", 0.4, 500, 100) == 0.4
 
 
-def test_distillation_from_identical_teacher_is_zero_and_leaves_gradients_unchanged(store):
-    student = randomized(make_world_model("tiny", seed=3), 4)
+# Value distillation compares the student's train-mode Q (with dropout) with the eval-mode teacher's:
+# identical only without dropout.
+@pytest.mark.parametrize("terms,dropout", [({}, 0.01), ({"q_coef": 1.0}, 0.0),
+                                           ({"q_coef": 1.0, "detach_encoder": True}, 0.0)],
+                         ids=["reward", "reward+value", "reward+value-detached"])
+def test_distillation_from_identical_teacher_is_zero_and_leaves_gradients_unchanged(store, terms, dropout):
+    student = randomized(make_world_model("tiny", seed=3, dropout=dropout), 4)
     plain, distilled = copy.deepcopy(student), copy.deepcopy(student)
-    teacher = Teacher(copy.deepcopy(student))
-    dcfg = DistillConfig(teacher="same-weights", d_coef=0.45)
+    dcfg = DistillConfig(teacher="same-weights", d_coef=0.45, **terms)
+    teacher = Teacher(copy.deepcopy(student), keep=Teacher.keep_for(dcfg))
     learners = [Learner(plain, TrainConfig(data="x")),
                 Learner(distilled, TrainConfig(data="x", distill=dcfg),
                         Distiller(dcfg, teacher, student.cfg.latent_dim))]
@@ -163,7 +168,9 @@ def test_distillation_from_identical_teacher_is_zero_and_leaves_gradients_unchan
         for learner in learners:
             torch.manual_seed(100 + step)  # same pi/Q-member/dropout draws for both
             outs.append(learner.update(b, step))
-        assert outs[1]["distill_reward_loss"].item() == 0.0
+        distill_terms = [k for k in outs[1] if k.startswith("distill_")]
+        assert len(distill_terms) == 1 + ("q_coef" in terms)
+        assert all(outs[1][k].item() == 0.0 for k in distill_terms), distill_terms
         assert outs[0]["total_loss"].item() == outs[1]["total_loss"].item()
         for (name, p), q in zip(plain.named_parameters(), distilled.parameters()):
             assert (p.grad is None) == (q.grad is None), name

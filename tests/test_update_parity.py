@@ -186,7 +186,7 @@ if __name__ == "__main__":
 
 # ------------------------------------------------------------------------------ same function
 def _reference_model_losses(model, obs, action, reward, task, next_z, td_target, rho):
-    """Section 4.3 through the WorldModel's own calls (concatenated inputs, one step at a time);
+    """TDMPC2._update's model losses through the WorldModel's own calls (concatenated inputs, one step at a time);
     the losses in fp32 from there on, as the update computes them."""
     from tdmpc_lib import math as tmath
     cfg, H = model.cfg, action.shape[0]

@@ -5,7 +5,7 @@ from tdmpc_lib.config import model_config
 from tdmpc_lib.tasks import MT30, MT30_ACTION_DIMS, discount_for_episode_length
 from tdmpc_lib.world_model import WorldModel
 
-# Reference table (section 1), trainable params with the target Qs excluded.
+# Official code's total_params (tdmpc2/common/world_model.py): trainable, target Qs excluded.
 MT30_COUNTS = {1: 1_426_427, 5: 5_241_066, 19: 16_031_210, 48: 48_242_410, 317: 317_316_889}
 MT80_COUNTS = {1: 1_435_067, 5: 5_389_930, 19: 18_970_218, 48: 48_791_146, 317: 317_383_129}
 MT30_1M_PARTS = {"task_emb": 2_880, "encoder": 64_640, "dynamics": 287_616, "reward": 276_965,

@@ -1,5 +1,5 @@
 """The training batch: B sub-trajectories of H+1 consecutive rows of one episode each,
-time-major (reference section 4.1)."""
+time-major (official tdmpc2/common/buffer.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

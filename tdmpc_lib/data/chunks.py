@@ -1,5 +1,5 @@
 """Reading the public TD-MPC2 MT30/MT80 chunk files and converting them into a store
-(reference section 8).
+(Hugging Face dataset nicklashansen/tdmpc2).
 
 A chunk file is a torch.save'd tensordict TensorDict with batch_size [N, L] (L = 501 rows
 per MT30 episode, 101 per MT80 piece) and keys

@@ -1,4 +1,4 @@
-"""Downloading the public MT30/MT80 chunk files from the Hugging Face hub (reference 8, 16).
+"""Downloading the public MT30/MT80 chunk files from the Hugging Face hub (dataset repo nicklashansen/tdmpc2).
 
 API:
     download_chunks(task_set='mt30', chunks=None, cache_dir=None, revision=None) -> [local paths]

@@ -1,5 +1,5 @@
 """Sampling training batches of (H+1)-step sub-trajectories from an EpisodeStore
-(reference 4.1; torchrl SliceSampler with strict_length=True).
+(official tdmpc2/common/buffer.py; torchrl SliceSampler with strict_length=True).
 
 API (stable; the trainer uses it):
     sampler = SliceSampler(store, batch_size=256, horizon=3, device="cpu", seed=0)

@@ -10,7 +10,7 @@ A store is a folder:
                  episode_start.npy  (E_seg + 1,) int64  episode e = rows [s[e], s[e+1]) of the segment
                  episode_task.npy   (E_seg,) int32
 
-Storage convention (reference 4.1): row t of an episode holds obs_t, the action that led to
+Storage convention (official tdmpc2/common/buffer.py): row t of an episode holds obs_t, the action that led to
 obs_t and the reward received on arriving in obs_t; row 0's action/reward are dummies.
 
 API (stable; the trainer uses it):

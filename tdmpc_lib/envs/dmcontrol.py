@@ -1,4 +1,4 @@
-"""One MT30 DMControl task behind a small numpy interface (reference section 7.1).
+"""One MT30 DMControl task behind a small numpy interface (official tdmpc2/envs/dmcontrol.py).
 
 `make_env(task, seed, episode)` builds the dm_control environment (stock suite task or one of
 the 11 custom tasks) and wraps it in `DMControlEnv`: flat float32 observations, the same action

@@ -46,6 +46,10 @@ class StudyCommand:
     list: bool = False  # print the executions and the profile, run nothing
     # after a finished study: copy what its numbers rest on into this folder (e.g. results/mini)
     record: str | None = None
+    # with --record: further finished study folders of the same profile on other datasets
+    # (--set data.seed=N --study-dir ...): every arm pooled over the datasets, with each dataset's
+    # own aggregate, is recorded as aggregate_datasets.json
+    pool: tuple[str, ...] = ()
     sync_notebooks: bool = False  # rewrite notebooks/*.ipynb from their py:percent scripts (no outputs) and exit
 
 
@@ -102,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             return report(e)
         print(f"recorded {len(written)} files in {args.record}")
+        if args.pool:
+            from ..files import atomic_write_json
+            from .results import pooled_aggregate
+            pooled = pooled_aggregate([outcome["study_dir"], *args.pool], profile)
+            atomic_write_json(Path(args.record) / "aggregate_datasets.json", pooled)
+            print(f"pooled over {len(pooled['studies'])} datasets: {args.record}/aggregate_datasets.json")
     return 0
 
 

@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..choices import ProfileName, StudyQuantFormat, options
+from ..choices import ProfileName, StudyQuantFormat, TransferArm, options
 from ..evaluate import EvalConfig
 from ..files import atomic_write_json
 from ..train.config import DistillConfig, TrainConfig
@@ -51,6 +51,7 @@ class StudyConfig:
     study_dir: str | None = None
     out: str | None = None
     member: str | None = None
+    arm: TransferArm = "reward"  # 02: reward (the paper's, d_coef), value, policy or all (pipeline.arm_distill)
 
 
 # name -> (config class whose field gives the type, profile key for the default or None)
@@ -65,7 +66,7 @@ NOTEBOOKS: dict[str, dict[str, tuple[type, str | None]]] = {
                    "episodes": (EvalConfig, "teacher_episodes"), "seed": (EvalConfig, "eval.seed"),
                    "protocol": (EvalConfig, "eval.protocol"), "policy": (EvalConfig, "eval.policy"),
                    "precision": (EvalConfig, "teacher_precision")},
-    "02_distillation": {**_COMMON, **_TRAIN},
+    "02_distillation": {**_COMMON, **_TRAIN, "arm": (StudyConfig, None)},
     "03_latent_ablation": {**_COMMON, **_TRAIN, "latent": (DistillConfig, None),
                            "latent_coef": (DistillConfig, "train.distill.latent_coef"),
                            "pca_samples": (DistillConfig, "train.distill.pca_samples")},
@@ -81,7 +82,7 @@ NOTEBOOKS: dict[str, dict[str, tuple[type, str | None]]] = {
                                          "height", "camera_id", "fps")}},
 }
 # Defaults that are not a profile field.
-_SPECIAL_DEFAULTS = {"latent": "none"}
+_SPECIAL_DEFAULTS = {"latent": "none", "arm": "reward"}
 _IGNORED = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _PLAIN = (str, int, float, bool, type(None), list, tuple)
 _DONE_MARK = "_study_setup_done"

@@ -239,48 +239,83 @@ def _train_once(cfg: TrainConfig, run_dir: Path) -> dict:
 
 
 def _ensure_teacher_cache(cfg: TrainConfig) -> None:
-    """Build the teacher-target cache once, under a lock (parallel runs share it)."""
+    """Build the teacher-target caches the run reads once, under a lock (parallel runs share them)."""
     d = cfg.distill
-    if d.cache is None or not d.reward_enabled:
+    if not d.cached_kinds:
         return
     from ..train import build_teacher_cache
     with locked(Path(cfg.data) / ".teacher_cache.lock"):
-        build_teacher_cache(cfg.data, d.teacher, d.cache, d.teacher_device or cfg.device, d.teacher_dtype,
-                            d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False)
+        for kind in d.cached_kinds:
+            build_teacher_cache(cfg.data, d.teacher, d.cache, d.teacher_device or cfg.device, d.teacher_dtype,
+                                d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False, kind=kind)
+
+
+def arm_distill(distill: DistillConfig, arm: str, d_coef: float, latent: str = "none") -> DistillConfig:
+    """The DistillConfig of a transfer arm, from the profile's `train.distill`:
+
+        reward  the paper's reward distillation at `d_coef` (with the latent ablation's term when
+                `latent` is set) and nothing else: q_coef = pi_coef = 0, encoder not detached;
+        value   value distillation alone (q_coef), d_coef = pi_coef = 0;
+        policy  policy distillation alone (pi_coef), d_coef = q_coef = 0;
+        all     reward (d_coef), value (q_coef) and policy (pi_coef) together.
+
+    The value, policy and all arms keep the profile's detach_encoder."""
+    if arm == "reward":
+        return dataclasses.replace(distill, d_coef=d_coef, latent=latent, q_coef=0.0, pi_coef=0.0,
+                                   detach_encoder=False)
+    if latent != "none":
+        raise ValueError(f"the latent ablation runs with the reward arm, not {arm!r}")
+    coefs = {"value": dict(d_coef=0.0, pi_coef=0.0), "policy": dict(d_coef=0.0, q_coef=0.0),
+             "all": dict(d_coef=d_coef)}
+    if arm not in coefs:
+        raise ValueError(f"unknown transfer arm {arm!r}; choose reward, value, policy or all")
+    return dataclasses.replace(distill, latent="none", **coefs[arm])
 
 
 def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | None = None, d_coef: float | None = None,
                    schedule: str | None = None, latent: str = "none", latent_coef: float | None = None,
                    pca_samples: int | None = None, student_size=None, batch_size: int | None = None,
                    steps: int | None = None, seed: int | None = None, device: str | None = None, threads: int = 0,
-                   eval_freq: int | None = None, progress: bool = False) -> tuple[TrainConfig, TeacherInfo | None]:
-    """The TrainConfig of one student run (values left at None come from the profile). d_coef 0
-    without a latent term is the from-scratch baseline: no teacher at all. The final model is
-    evaluated by `run_student` (every episode's return kept); the trainer evaluates only for
-    learning curves (eval_points > 1), with the policy the profile names."""
+                   eval_freq: int | None = None, progress: bool = False, arm: str = "reward"
+                   ) -> tuple[TrainConfig, TeacherInfo | None]:
+    """The TrainConfig of one student run: the profile's `train` config with the run's own fields
+    replaced (values left at None come from the profile; every other field of profile.train, e.g.
+    tau, horizon or precision, reaches the run unchanged). `arm` picks the transfer terms
+    (arm_distill); the reward arm at d_coef 0 without a latent term is the from-scratch
+    baseline: no teacher at all. The final model is evaluated by `run_student` (every episode's
+    return kept); the trainer evaluates only for learning curves (eval_points > 1)."""
     p = profile
     study_dir = Path(study_dir)
     d_coef = p.d_coef if d_coef is None else float(d_coef)
     steps = steps or p.steps
     device = device or p.device
+    base = dataclasses.replace(p.train.distill, schedule=schedule or p.schedule,
+                               latent_coef=p.latent_coef if latent_coef is None else latent_coef,
+                               pca_samples=pca_samples or p.pca_samples)
+    distill = arm_distill(base, arm, d_coef, latent)
     info = None
-    if d_coef > 0 or latent != "none":
+    if distill.d_coef > 0 or distill.q_coef > 0 or distill.pi_coef > 0 or latent != "none":
         info = resolve_teacher(p, study_dir, teacher, device, threads, progress)
-    distill = DistillConfig(teacher=info.path if info else None, d_coef=d_coef if info else 0.0,
-                            schedule=schedule or p.schedule, latent=latent,
-                            latent_coef=p.latent_coef if latent_coef is None else latent_coef,
-                            pca_samples=pca_samples or p.pca_samples,
-                            cache="auto" if (info and p.teacher_cache and d_coef > 0) else None)
+        distill = dataclasses.replace(distill, teacher=info.path, cache="auto" if p.teacher_cache else None)
+    else:
+        distill = dataclasses.replace(distill, teacher=None, d_coef=0.0, q_coef=0.0, pi_coef=0.0, cache=None,
+                                      detach_encoder=False)
     if eval_freq is None:
         eval_freq = steps // p.eval_points if p.eval_points > 1 else 0
-    cfg = TrainConfig(data=str(ensure_dataset(p, study_dir)), out="", student_size=student_size or p.student_size,
-                      lr=p.lr, batch_size=batch_size or p.batch_size, steps=steps,
-                      seed=p.seeds[0] if seed is None else seed, device=device, threads=threads, eval_freq=eval_freq,
-                      eval_final=False, eval_tasks=p.tasks, eval_episodes=p.episodes, eval_protocol=p.protocol,
-                      eval_policy=p.policy, eval_planner=p.planner, checkpoint_freq=max(1, steps // 4), keep_checkpoints=1,
-                      log_freq=max(1, steps // 50), progress=progress, distill=distill)
+    cfg = dataclasses.replace(
+        p.train, data=str(ensure_dataset(p, study_dir)), out="", student_size=student_size or p.student_size,
+        batch_size=batch_size or p.batch_size, steps=steps, seed=p.seeds[0] if seed is None else seed,
+        device=device, threads=threads, eval_freq=eval_freq, eval_final=False, eval_tasks=p.tasks,
+        eval_episodes=p.episodes, eval_protocol=p.protocol, eval_policy=p.policy, eval_planner=p.planner,
+        checkpoint_freq=max(1, steps // 4), keep_checkpoints=1, log_freq=max(1, steps // 50), progress=progress,
+        resume=False, distill=distill)
     name = (f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size))
-    name += f"_{'scratch' if not info else 'd' + format(distill.d_coef, 'g')}"
+    if arm != "reward":
+        name += f"_{arm}"
+    elif not info:
+        name += "_scratch"
+    else:
+        name += f"_d{format(distill.d_coef, 'g')}"
     if latent != "none":
         name += f"_{latent}"
     name += f"_s{cfg.seed}_{steps}st_{fingerprint(_run_fields(cfg))}"
@@ -297,6 +332,7 @@ def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile,
     evaluate_checkpoint(profile, summary["model"], run_dir / "final_eval.json", device=cfg.device)
     heldout_reward_error(profile, study_dir, summary["model"], run_dir / "heldout_reward_error.json",
                          device=cfg.device)
+    heldout_diagnostics(profile, study_dir, summary["model"], run_dir / "diagnostics.json", device=cfg.device)
     return run_record(run_dir, teacher, summary)
 
 
@@ -401,6 +437,35 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
     return result
 
 
+def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
+                        device: str = "cpu") -> dict | None:
+    """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes (Q against the Monte-Carlo
+    return, Q's sensitivity to the action and its ranking of random actions against the
+    profile's teacher, prior saturation), cached in `out`; None without a held-out set."""
+    from ..checkpoint import cached_file_sha256, load_checkpoint
+    from ..data import open_store
+    from ..diagnostics import student_diagnostics
+
+    heldout = ensure_heldout(profile, study_dir)
+    if heldout is None:
+        return None
+    teacher = resolve_teacher(profile, study_dir, device=device)
+    stamp = json.loads((heldout / DATA_STAMP).read_text())
+    key = fingerprint({"heldout": stamp, "model": cached_file_sha256(checkpoint), "kind": "diagnostics",
+                       "teacher": cached_file_sha256(teacher.path)})
+    out = Path(out)
+    cached = _cached(out, key)
+    if cached is not None:
+        return cached
+    store = open_store(heldout)
+    result = {**student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
+                                    teacher=load_checkpoint(teacher.path, device=device)),
+              "teacher": teacher.label, "key": key}
+    store.close()
+    atomic_write_json(out, result)
+    return result
+
+
 def read_csv(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
@@ -432,8 +497,10 @@ def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary:
             "task_scores": {t: v["score"] for t, v in final.get("tasks", {}).items()},
             "returns": {t: v["returns"] for t, v in final.get("tasks", {}).items()},
             "reward_error": _read_json(run_dir / "heldout_reward_error.json"),
+            "diagnostics": _read_json(run_dir / "diagnostics.json"),
             "curve": [{"step": int(r["step"]), "normalized_score": r["normalized_score"]} for r in evals],
             "d_coef": tc["distill"]["d_coef"] if tc["distill"]["teacher"] else 0.0,
+            "arm": run_arm(tc["distill"]),
             "latent": tc["distill"]["latent"], "schedule": tc["distill"]["schedule"], "seed": tc["seed"],
             "batch_size": tc["batch_size"], "student_size": tc["student_size"],
             "teacher": dataclasses.asdict(teacher) if teacher else None,
@@ -441,6 +508,16 @@ def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary:
             "eval": {k: final.get(k) for k in ("protocol", "policy", "seed", "episodes", "precision")}
             | {"planner": (final.get("eval_config") or {}).get("planner")},
             "metrics_csv": str(run_dir / "metrics.csv"), "eval_csv": str(run_dir / "eval.csv")}
+
+
+def run_arm(distill: dict) -> str:
+    """The transfer arm of a saved run's distill config (see arm_distill)."""
+    if not distill.get("teacher"):
+        return "reward"  # from scratch: the reward arm at d_coef 0
+    on = [distill.get("d_coef", 0) > 0, distill.get("q_coef", 0) > 0, distill.get("pi_coef", 0) > 0]
+    if on[1] and on[2]:
+        return "all"
+    return "value" if on[1] else "policy" if on[2] else "reward"
 
 
 def default_student(profile: Profile, study_dir: str | Path, device: str | None = None, threads: int = 0,

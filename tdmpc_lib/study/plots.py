@@ -17,11 +17,11 @@ import seaborn as sns
 
 from . import paper
 from .profiles import Profile
-from .results import LATENT_ORDER, Study, arm_label, loss_columns, read_metrics
+from .results import ARM_LABELS, ARM_ORDER, LATENT_ORDER, Study, arm_label, loss_columns, read_metrics
 
 OURS, PAPER, SCRATCH = "#1f77b4", "#7f7f7f", "#d62728"
-FIGURES = ("score_vs_dcoef", "reward_error", "latent_ablation", "quantization", "task_heatmap", "score_vs_steps",
-           "teacher_size")
+FIGURES = ("score_vs_dcoef", "transfer", "diagnostics", "reward_error", "latent_ablation", "quantization",
+           "task_heatmap", "score_vs_steps", "teacher_size")
 
 
 def theme() -> None:
@@ -380,9 +380,65 @@ def training_curves(metrics_csv: str | Path, title: str = "", out: str | Path | 
     return fig
 
 
+def transfer(study: Study, profile: Profile, out_dir=None):
+    """Every transfer arm beside scratch and the paper's reward distillation: IQM and mean with
+    95% CIs, the teacher and the random floor as references (left); the diagnostics' Q/return
+    of each arm, mean over tasks and seeds (right)."""
+    fig, (ax, axd) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    agg = study.aggregate(profile)
+    arms = ["scratch", *[f"d_coef {d:g}" for d in sorted(profile.d_coefs) if d > 0],
+            *[ARM_LABELS[a] for a in profile.arms]]
+    if _ci_panel(ax, agg, arms, [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in arms]):
+        ax.set_title(_ours_title(profile, f"{profile.steps:,} updates, {len(profile.seeds)} seed(s); "
+                                          f"{_runs_note(agg, arms)}"), fontsize=8)
+    else:
+        _empty(ax, "transfer-arm runs")
+    rows = _diagnostic_rows(study, profile)
+    d = pd.DataFrame(rows)
+    if len(d) and d["q_over_return"].notna().any():
+        per_run = d.groupby(["arm", "run_dir"])["q_over_return"].mean().reset_index()
+        order = [a for a in arms if a in set(per_run["arm"])]
+        sns.pointplot(data=per_run, x="arm", y="q_over_return", order=order, errorbar=("ci", 95), color=OURS,
+                      linestyle="none", capsize=0.15, ax=axd)
+        axd.axhline(1.0, color="black", ls="--", lw=1)
+        axd.set_xticks(range(len(order)), [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in order],
+                       fontsize=7)
+        axd.set_xlabel("")
+        axd.set_ylabel("held-out Q / Monte-Carlo return")
+        axd.set_title("value calibration (mean over tasks; 95% CI over seeds)", fontsize=8)
+    else:
+        _empty(axd, "diagnostics")
+    _plain_axes(ax, axd)
+    _label(fig, profile, "Knowledge transfer: reward (the paper), value and policy distillation")
+    return fig, _finish(fig, out_dir, "transfer")
+
+
+def _diagnostic_rows(study: Study, profile: Profile) -> list[dict]:
+    """One row per (student run of the sweep's length with the default teacher, task) with the
+    held-out diagnostics, the arm's label and the run folder."""
+    rows = []
+    r = _default_runs(study)
+    if not len(r) or "diagnostics" not in r:
+        return rows
+    r = r[r["latent"] == "none"]
+    r = r.assign(_arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
+    for _, run in r.sort_values(["_arm", "d_coef", "seed"]).iterrows():
+        for task, v in ((run["diagnostics"] or {}).get("per_task") or {}).items():
+            rows.append({"arm": arm_label(run), "task": task, "run_dir": run["run_dir"],
+                         **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
+    return rows
+
+
+def diagnostics(study: Study, profile: Profile, out_dir=None):
+    """The held-out diagnostics of every arm (diagnostics_figure), per task."""
+    fig = diagnostics_figure(_diagnostic_rows(study, profile), f"Student diagnostics on held-out episodes\n"
+                             f"{profile.label()}")
+    return fig, _finish(fig, out_dir, "diagnostics")
+
+
 DRAW = {"score_vs_dcoef": score_vs_dcoef, "score_vs_steps": score_vs_steps, "teacher_size": teacher_size,
         "latent_ablation": latent_ablation, "quantization": quantization, "task_heatmap": task_heatmap,
-        "reward_error": reward_error}
+        "reward_error": reward_error, "transfer": transfer, "diagnostics": diagnostics}
 
 
 def figures_for(profile: Profile) -> tuple[str, ...]:
@@ -393,6 +449,8 @@ def figures_for(profile: Profile) -> tuple[str, ...]:
         skip.add("score_vs_steps")
     if not [t for t in profile.compare_teachers if t != profile.teacher]:
         skip.add("teacher_size")
+    if not profile.arms:
+        skip.add("transfer")
     return tuple(f for f in FIGURES if f not in skip)
 
 
@@ -407,3 +465,51 @@ def draw_all(study: Study, profile: Profile, out_dir: str | Path, show: bool = F
             plt.show()
         plt.close(fig)
     return paths
+
+
+DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = calibrated; no bar: the task's "
+                                      "held-out returns are 0)"),
+                     ("q_rank_vs_teacher", "Spearman correlation with the teacher's Q over 128 random actions "
+                                          "(1 = ranks MPPI's candidates as the teacher does)"),
+                     ("q_action_std", "std of Q across random actions (0 = ignores the action)"),
+                     ("prior_saturated", "fraction of prior mean dims with |tanh mu| > 0.95"))
+
+
+def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = None):
+    """The student diagnostics (tdmpc_lib.diagnostics) of several arms, one panel per measure:
+    bars per task, one colour per arm, error bars = the std over the arm's seeds (one row of
+    `rows` per (arm, task, seed): {'arm', 'task', 'q_over_return', 'q_action_std',
+    'prior_saturated'})."""
+    theme()
+    df = pd.DataFrame(rows)
+    tasks = list(dict.fromkeys(df["task"])) if len(df) else []
+    arms = list(dict.fromkeys(df["arm"])) if len(df) else []
+    # Scratch (the baseline) in grey, the other arms in the colour-blind palette.
+    rest = iter(sns.color_palette("colorblind", len(arms)))
+    palette = {a: "#9e9e9e" if a == "scratch" else next(rest) for a in arms}
+    fig, axes = plt.subplots(len(DIAGNOSTIC_PANELS), 1, sharex=True,
+                             figsize=(max(7.0, 0.5 * len(tasks) * max(1, len(arms)) + 2), 3.1 * len(DIAGNOSTIC_PANELS)))
+    for ax, (col, label) in zip(axes, DIAGNOSTIC_PANELS):
+        d = df.dropna(subset=[col]) if col in df else df.iloc[0:0]
+        if not len(d):
+            _empty(ax, col)
+            continue
+        sns.barplot(data=d, x="task", y=col, hue="arm", order=tasks, hue_order=arms, palette=palette,
+                    errorbar="sd", capsize=0.1, ax=ax)
+        if col in ("q_over_return", "q_rank_vs_teacher"):
+            ax.axhline(1.0, color="black", ls="--", lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel(col)
+        if ax is axes[0]:  # one legend: the arms are the same in every panel
+            ax.legend(fontsize=7, title=None, ncol=min(4, len(arms)), loc="best")
+        elif ax.get_legend() is not None:
+            ax.get_legend().remove()
+    axes[-1].tick_params(axis="x", rotation=45, labelsize=7)
+    for lab in axes[-1].get_xticklabels():
+        lab.set_ha("right")
+    fig.suptitle(f"{title}\nbars: mean over seeds; error bars: std over seeds", fontsize=11)
+    fig.tight_layout()
+    if out is not None:
+        fig.savefig(out, dpi=110)
+    return fig

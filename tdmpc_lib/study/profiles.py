@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..choices import DataSource, EvalPolicy, LatentMode, ModelSize, Precision, StudyQuantFormat
+from ..choices import DataSource, EvalPolicy, LatentMode, ModelSize, Precision, StudyQuantFormat, TransferArm
 from ..choices import check_choice, options
 from ..evaluate import EvalConfig
 from ..planner import PlannerConfig
@@ -180,6 +180,10 @@ class Profile:
     d_coefs: tuple[float, ...] = (0.0, 0.4)  # the sweep; 0.0 is the from-scratch baseline
     seeds: tuple[int, ...] = (1,)
     latent_modes: tuple[LatentMode, ...] = ("linear-frozen", "linear", "pca")
+    # Beyond the paper: transfer arms run beside the d_coef sweep, each with every seed
+    # ('value', 'policy', 'all'), their coefficients train.distill.q_coef / pi_coef / d_coef and
+    # train.distill.detach_encoder (pipeline.arm_distill says which arm uses what).
+    arms: tuple[TransferArm, ...] = ()
     curve_steps: int = 0  # distilled-vs-scratch runs of this length (0: the sweep's steps)
     curve_d_coef: float = 0.45
     eval_points: int = 1  # evaluations during a sweep run (the last one at its end)
@@ -242,6 +246,15 @@ class Profile:
             raise ValueError("profile fields 'd_coefs' and 'seeds' must not repeat a value")
         if not self.seeds:
             raise ValueError("profile field 'seeds' is empty")
+        for arm in self.arms:
+            check_choice("arms", arm, TransferArm)
+            if arm == "reward":
+                raise ValueError("arms lists the arms beyond the paper's; 'reward' is the d_coefs sweep")
+            d = self.train.distill
+            if (arm in ("value", "all") and d.q_coef <= 0) or (arm in ("policy", "all") and d.pi_coef <= 0):
+                raise ValueError(f"arm {arm!r} needs train.distill.q_coef and/or pi_coef > 0")
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError("profile field 'arms' must not repeat a value")
         for mode in self.latent_modes:
             check_choice("latent_modes", mode, LatentMode)
             if mode == "none":
@@ -318,8 +331,9 @@ SMOKE = Profile(
                   heldout=("random",), heldout_episodes=1, max_steps=20),
     teacher="train:tiny", teacher_size="tiny", teacher_steps=6, teacher_batch_size=16,
     compare_teachers=(), teacher_cache=True,
-    train=TrainConfig(student_size="tiny", batch_size=16, steps=6, distill=DistillConfig(d_coef=0.4, pca_samples=256)),
-    d_coefs=(0.0, 0.4), seeds=(1,), latent_modes=("linear-frozen", "linear", "pca"),
+    train=TrainConfig(student_size="tiny", batch_size=16, steps=6,
+                      distill=DistillConfig(d_coef=0.4, pca_samples=256, q_coef=1.0, pi_coef=1.0, detach_encoder=True)),
+    d_coefs=(0.0, 0.4), seeds=(1,), latent_modes=("linear-frozen", "linear", "pca"), arms=("all",),
     curve_steps=0, curve_d_coef=0.4, eval_points=2, curve_eval_points=2,
     eval=EvalConfig(tasks="cartpole-balance,reacher-easy", episodes=1, seed=1, protocol="clean", policy="prior"),
     teacher_episodes=1,
@@ -330,15 +344,16 @@ SMOKE = Profile(
 MINI = Profile(
     name="mini",
     summary=("offline on a 2-core CPU in about 30 minutes: the released TD-MPC-Opt 1M MT30 model as teacher, "
-             "mixed-quality data it collects on 4 MT30 tasks, 87K-parameter 'tiny' students (from scratch, "
-             "d_coef 0.45 and 0.9, the latent ablation; 3 seeds each), MPPI evaluation, quantization"),
+             "mixed-quality data it collects on 4 MT30 tasks, 87K-parameter 'tiny' students (from scratch, the "
+             "paper's reward distillation at d_coef 0.45, value, policy and all-three distillation beyond the "
+             "paper, the latent ablation; 2 seeds each), held-out diagnostics, MPPI evaluation, quantization"),
     caveat=("mini profile (2-core CPU): teacher = the released TD-MPC-Opt 1M student (bundled), students = the "
             "'tiny' preset (87,163 parameters, 16x smaller), 5,000 updates of batch 64 at lr 1e-3 on 96 "
-            "teacher-collected episodes of 4 tasks, 3 seeds, MPPI with 128 samples / 2 iterations, 3 episodes per "
+            "teacher-collected episodes of 4 tasks, 2 seeds, MPPI with 128 samples / 2 iterations, 3 episodes per "
             "task and seed. Not comparable with the paper (317M teacher, all of MT30, 200K-1M updates of batch "
             "256, full MPPI, 30 tasks)"),
-    expected_cost=("about 25 minutes on a 2-core CPU with 2 workers, setup included (measured 23-30 min, see "
-                   "README), under 2 GB of memory, about 100 MB on disk"),
+    expected_cost=("about 30 minutes on a 2-core CPU with 2 workers, setup included, under 2 GB of memory, "
+                   "about 100 MB on disk"),
     device="cpu",
     data=DataSpec(source="collect", tasks=MINI_TASKS, episodes=3, seed=100,
                   mixture=("random", "prior", "prior+0.2", "prior+0.4", "prior+0.6", "prior+0.8", "prior+1.0",
@@ -347,15 +362,18 @@ MINI = Profile(
     teacher="tdmpc-opt-mt30-1M", teacher_hub="mt30-48M", teacher_size=1, teacher_steps=0, teacher_batch_size=64,
     compare_teachers=(), teacher_cache=True,
     train=TrainConfig(student_size="tiny", lr=1e-3, batch_size=64, steps=5000,
-                      distill=DistillConfig(d_coef=0.45, pca_samples=4096)),
-    d_coefs=(0.0, 0.45, 0.9), seeds=(1, 2, 3), latent_modes=("linear-frozen", "linear", "pca"),
+                      distill=DistillConfig(d_coef=0.45, pca_samples=4096, q_coef=1.0, pi_coef=1.0,
+                                            q_random_actions=8, detach_encoder=True)),
+    d_coefs=(0.0, 0.45), seeds=(1, 2), latent_modes=("linear-frozen", "linear", "pca"),
+    arms=("value", "policy", "all"),
     curve_steps=0, curve_d_coef=0.45, eval_points=1, curve_eval_points=1,
     eval=EvalConfig(tasks=MINI_TASKS, episodes=3, seed=1, protocol="clean", policy="plan", precision="fp32",
                     planner=MINI_PLANNER),
-    teacher_episodes=8, teacher_precision="bf16",
+    # fp32 planning for the teacher (its evaluation and the 'plan' data): bf16 rounds differently on
+    # different CPU kinds, and the collected episodes, hence every student, would follow.
+    teacher_episodes=8, teacher_precision="fp32",
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=5),
     viewer=ViewerConfig(task="pendulum-swingup", policy="plan", steps=150, width=240, height=240, fps=25),
-    figures_dir="figures",
 )
 
 PAPER = Profile(
@@ -376,14 +394,14 @@ PAPER = Profile(
     teacher="mt30-317M", teacher_hub="mt30-317M", teacher_size=317, teacher_steps=0, teacher_batch_size=256,
     compare_teachers=("mt30-48M",), teacher_cache=True,
     train=TrainConfig(student_size=1, batch_size=256, steps=200_000,
-                      distill=DistillConfig(d_coef=0.4, pca_samples=25600)),
+                      distill=DistillConfig(d_coef=0.4, pca_samples=25600, q_coef=1.0, pi_coef=1.0,
+                                            detach_encoder=True)),
     d_coefs=(0.0, 0.05, 0.25, 0.4, 0.55, 0.6, 0.9), seeds=(1,),
-    latent_modes=("linear-frozen", "linear", "pca"),
+    latent_modes=("linear-frozen", "linear", "pca"), arms=("value", "policy", "all"),
     curve_steps=1_000_000, curve_d_coef=0.45, eval_points=1, curve_eval_points=5,
     eval=EvalConfig(tasks="mt30", episodes=10, seed=1, protocol="paper", policy="plan"),
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=10),
     viewer=ViewerConfig(task="walker-run", policy="plan", steps=500, width=384, height=384, fps=30),
-    figures_dir="figures/paper",
 )
 
 PROFILES = {p.name: p for p in (SMOKE, MINI, PAPER)}

@@ -22,6 +22,7 @@ from .params import RESULT_FILE
 
 
 LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")  # reward only, then the latent variants
+ARM_ORDER = ("reward", "value", "policy", "all")  # the paper's arm (scratch, d_coef), then the ones beyond it
 
 
 def _results(folder: Path) -> list[dict]:
@@ -85,8 +86,9 @@ class Study:
         if len(r):
             r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.steps)].drop_duplicates("run_dir")
             r = r.assign(_mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER)
-                                for m in r["latent"]])
-            for _, row in r.sort_values(["_mode", "d_coef", "seed"]).iterrows():
+                                for m in r["latent"]],
+                         _arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
+            for _, row in r.sort_values(["_mode", "_arm", "d_coef", "seed"]).iterrows():
                 add(arm_label(row), row["returns"])
         q = self.quant
         if len(q) and "returns" in q:
@@ -111,8 +113,15 @@ class Study:
                 f"{len(self.quant)} quantization row(s), viewer {'yes' if self.viewer else 'no'}")
 
 
+ARM_LABELS = {"value": "value distill", "policy": "policy distill", "all": "reward+value+policy"}
+
+
 def arm_label(r) -> str:
-    """The arm a student run belongs to: 'scratch', 'd_coef 0.45', 'd_coef 0.45 + latent pca'."""
+    """The arm a student run belongs to: 'scratch', 'd_coef 0.45', 'd_coef 0.45 + latent pca',
+    or a transfer arm beyond the paper ('value distill', 'policy distill', 'reward+value+policy')."""
+    arm = r.get("arm") or "reward"
+    if isinstance(arm, str) and arm != "reward":
+        return ARM_LABELS.get(arm, arm)
     base = "scratch" if not r.get("d_coef") else f"d_coef {r['d_coef']:g}"
     return base if r.get("latent", "none") == "none" else f"{base} + latent {r['latent']}"
 
@@ -120,7 +129,7 @@ def arm_label(r) -> str:
 def run_label(r: dict) -> str:
     if r.get("latent", "none") != "none":
         return f"d{r['d_coef']:g} + latent {r['latent']}"
-    return "scratch" if not r.get("d_coef") else f"d_coef {r['d_coef']:g}"
+    return arm_label(r)
 
 
 def load_study(study_dir: str | Path) -> Study:
@@ -145,6 +154,7 @@ def load_study(study_dir: str | Path) -> Study:
             rec = r.get("run") or {}
             teacher = rec.get("teacher") or {}
             row = {"notebook": nb, "member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
+                   "arm": rec.get("arm", "reward"), "diagnostics": rec.get("diagnostics"),
                    "seed": rec.get("seed"), "steps": rec.get("steps"), "latent": rec.get("latent", "none"),
                    "schedule": rec.get("schedule"), "batch_size": rec.get("batch_size"),
                    "teacher_spec": teacher.get("spec"), "teacher": teacher.get("label", "none"),
@@ -203,13 +213,36 @@ def checkpoints(study: Study) -> dict[str, str]:
     return out
 
 
+def pooled_aggregate(study_dirs: list[str | Path], profile) -> dict:
+    """IQM and mean with 95% stratified-bootstrap CIs of every arm pooled over several studies of
+    one profile that differ only in their dataset (e.g. `--set data.seed=200` into another
+    study folder): a run is then a (dataset, training seed, episode) triple. Also each study's
+    own aggregate, so a claim can be checked on every dataset. Only arms present in every study
+    are pooled."""
+    from . import stats
+
+    per = {str(d): load_study(d).arms(profile) for d in study_dirs}
+    common = set.intersection(*(set(a) for a in per.values())) if per else set()
+    pooled = {}
+    for name in sorted(common):
+        rets: dict[str, list[float]] = {}
+        for arms in per.values():
+            for task, r in arms[name].items():
+                rets.setdefault(task, []).extend(r)
+        if len({len(v) for v in rets.values()}) == 1:
+            pooled[name] = stats.score_matrix(rets, sorted(rets))
+    each = {d: stats.aggregate({n: stats.score_matrix(r, sorted(r)) for n, r in arms.items()
+                                if len({len(v) for v in r.values()}) == 1}) for d, arms in per.items()}
+    return {"studies": list(per), "pooled": stats.aggregate(pooled), "per_study": each}
+
+
 def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
     """Copy what a finished study's numbers rest on into `dest` (e.g. results/mini, committed):
     the resolved profile, 05's aggregate.json and reward_error.json, every student run of the
     sweep's length (config, every episode's return, held-out reward errors) as student_runs.json,
     01's teacher and random-floor evaluations, 04's quantization.csv and the runner's
-    study_log.jsonl. Returns the files written. The figures are redrawn by 05 from a study folder."""
-    from ..files import atomic_write_json, atomic_write_text
+    study_log.jsonl, and the figures 05 drew (dest/figures/*.png). Returns the files written."""
+    from ..files import atomic_write, atomic_write_json, atomic_write_text
 
     study_dir, dest = Path(study_dir), Path(dest)
     st = load_study(study_dir)
@@ -233,14 +266,23 @@ def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
     if teachers:  # the profile's own teacher is the first 01 member
         copy(teachers[0].parent / "eval.json", "teacher_eval.json")
         copy(teachers[0].parent / "floor.json", "random_floor.json")
+    figures = study_dir / "05_results" / RESULT_FILE
+    for path in (json.loads(figures.read_text()).get("figures") or {}).values() if figures.is_file() else ():
+        if Path(path).is_file():
+            (dest / "figures").mkdir(exist_ok=True)
+            data = Path(path).read_bytes()
+            atomic_write(dest / "figures" / Path(path).name, lambda f, data=data: f.write(data))
+            written.append(dest / "figures" / Path(path).name)
     runs = {}
     for _, r in st.runs.drop_duplicates("run_dir").iterrows():
         if not r["default_teacher"]:
             continue
+        diag = r.get("diagnostics") or {}
         runs[Path(r["run_dir"]).name] = {
-            "d_coef": r["d_coef"], "latent": r["latent"], "seed": r["seed"], "steps": r["steps"],
-            "normalized_score": r["normalized_score"], "returns": r["returns"],
-            "heldout_reward_mse_true": r["reward_mse_true"], "heldout_reward_mse_teacher": r["reward_mse_teacher"]}
+            "arm": r.get("arm", "reward"), "d_coef": r["d_coef"], "latent": r["latent"], "seed": r["seed"],
+            "steps": r["steps"], "normalized_score": r["normalized_score"], "returns": r["returns"],
+            "heldout_reward_mse_true": r["reward_mse_true"], "heldout_reward_mse_teacher": r["reward_mse_teacher"],
+            "diagnostics": {"per_task": diag.get("per_task"), "mean": diag.get("mean")} if diag else None}
     atomic_write_json(dest / "student_runs.json", dict(sorted(runs.items())))
     written.append(dest / "student_runs.json")
     return written

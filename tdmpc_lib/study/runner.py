@@ -2,8 +2,8 @@
 
 Executions (one per notebook, or one per sweep member), in this order:
     01_teacher            one member per teacher (the profile's, then the comparison ones)
-    02_distillation       d_coef x seed sweep (0.0 = from scratch), the curve runs, one run per
-                          comparison teacher
+    02_distillation       d_coef x seed sweep (0.0 = from scratch), the transfer arms beyond the
+                          paper x seed, the curve runs, one run per comparison teacher
     03_latent_ablation    one member per latent mode (plus reward-only)
     04_quantization, 06_rollout_viewer   (on the profile's default distilled student)
     05_results            the figures, from the files the others wrote
@@ -90,6 +90,9 @@ def plan(profile: Profile) -> dict[str, list[Execution]]:
         if t != p.teacher:
             add("02_distillation", f"d{_fmt(p.d_coef)}_s{p.seeds[0]}_teacher-{teacher_key(t)}",
                 {"d_coef": float(p.d_coef), "seed": p.seeds[0], "teacher": t})
+    for arm in p.arms:  # beyond the paper: value / policy / all-three distillation, every seed
+        for s in p.seeds:
+            add("02_distillation", f"{arm}_s{s}", {"arm": arm, "seed": s})
     for mode in ("none", *p.latent_modes):
         for s in p.seeds:
             add("03_latent_ablation", f"{mode}_s{s}", {"latent": mode, "seed": s})
@@ -103,7 +106,8 @@ def plan(profile: Profile) -> dict[str, list[Execution]]:
                   if ex.parameters["teacher"].startswith("train:") or ex.parameters["teacher"] == "auto"}
     for nb in ("02_distillation", "03_latent_ablation"):
         for ex in out[nb]:
-            uses_teacher = ex.parameters.get("d_coef", p.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
+            uses_teacher = (ex.parameters.get("d_coef", p.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
+                            or ex.parameters.get("arm", "reward") != "reward")
             spec = ex.parameters.get("teacher", p.teacher)
             ex.after = [teacher_of[spec]] if uses_teacher and spec in teacher_of else []
     default = {s: [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.d_coef)}_s{s}"]

@@ -1,11 +1,16 @@
-"""The teacher-target cache: the frozen teacher's reward for every dataset row, computed once.
+"""The teacher-target cache: the frozen teacher's targets for every dataset row, computed once.
 
-One float per row r: the teacher's decoded reward for (obs[r], action[r+1]) (row r+1 stores
-the action taken at obs r; the last row of every episode has no such action and holds NaN,
-which no training slice ever reads). Stored beside the data as PATH.npy (a float32 memmap,
-4 bytes per row) and PATH.json (teacher sha256 and dtype, dataset size, precision and the
-bf16 accuracy check, build progress). Sweeps over d_coef and seeds then never run the teacher:
-the distillation loss reads cache[batch.rows[t]]. Building runs in bf16 where that is accurate:
+One cache per kind of target (`KINDS`), each a row-aligned table: row r holds the teacher's
+output for (obs[r], action[r+1]) (row r+1 stores the action taken at obs r; the last row of
+every episode has no such action and holds NaN, which no training slice ever reads):
+
+    reward  (rows,)      the decoded reward r_T(obs_r, a_r)          (reward distillation)
+    value   (rows,)      the ensemble-mean decoded Q_T(obs_r, a_r)    (value distillation)
+    policy  (rows, 2A)   the prior's tanh-mean and log-std at obs_r  (policy distillation)
+
+Stored beside the data as PATH.npy (a float32 memmap) and PATH.json (kind, teacher sha256 and
+dtype, dataset size, precision and the bf16 accuracy check, build progress). Sweeps over
+coefficients and seeds then never run the teacher: a loss reads cache[batch.rows[t]]. Building runs in bf16 where that is accurate:
 bf16 is used when its max abs error against fp32 on a spread-out check batch is within
 `tolerance` (reward units).
 
@@ -37,6 +42,23 @@ if TYPE_CHECKING:
     from .distill import Teacher
 
 CACHE_FORMAT = "tdmpc-distill-teacher-rewards"
+KINDS = ("reward", "value", "policy")  # the teacher targets a cache can hold, one file each
+
+
+def kind_columns(teacher: Teacher, kind: str) -> int:
+    """Floats per row of a cache of `kind` (policy: tanh-mean and log-std of every action dim)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown teacher-target kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return 2 * teacher.model.cfg.action_dim if kind == "policy" else 1
+
+
+def kind_values(teacher: Teacher, obs, action, task, kind: str, bf16: bool) -> torch.Tensor:
+    """The teacher's targets of `kind` for rows (obs (n, O), action (n, A), task (n,)): (n, C)."""
+    out = teacher.predict(obs, action, task, reward=kind == "reward", value=kind == "value",
+                          policy=kind == "policy", bf16=bf16)
+    if kind == "policy":
+        return torch.cat([out["pi_mean"], out["pi_log_std"]], dim=-1)
+    return out[kind]
 
 
 def row_has_next(store, rows: np.ndarray) -> np.ndarray:
@@ -68,9 +90,10 @@ def _store_rows(store, lo: int, hi: int):
 
 
 class TeacherTargetCache:
-    """Per-row teacher rewards beside the data: PATH.npy (rows,) float32 memmap (NaN for the
-    last row of every episode, which no slice uses) and PATH.json naming teacher sha256,
-    dtype, the store's size and the accuracy check. Lookup: cache[rows] -> (n, B, 1)."""
+    """Per-row teacher targets of one kind beside the data: PATH.npy, (rows,) or (rows, C)
+    float32 memmap (NaN for the last row of every episode, which no slice uses), and PATH.json
+    naming the kind, teacher sha256, dtype, the store's size and the accuracy check.
+    Lookup: cache[rows (n, B)] -> (n, B, C) (C = 1 for reward and value)."""
 
     UPLOAD_CHUNK = 1 << 24  # rows per host->device copy (64 MB)
 
@@ -79,13 +102,15 @@ class TeacherTargetCache:
         self.meta = json.loads(self.meta_path(self.path).read_text())
         if not self.meta.get("complete"):
             raise ValueError(f"teacher cache {self.path} is incomplete; build it again (it resumes)")
+        self.kind = self.meta.get("kind", "reward")  # caches of older builds hold rewards
         self.values = np.load(self.path, mmap_mode="r")
+        self.columns = 1 if self.values.ndim == 1 else self.values.shape[1]
         self.device = torch.device(device)
         # On an accelerator the whole table (4 bytes per row) lives there: lookups need no host
         # sync. It is uploaded in chunks so the host never holds more than one chunk.
         self.table = None
         if self.device.type != "cpu":
-            self.table = torch.empty(len(self.values), dtype=torch.float32, device=self.device)
+            self.table = torch.empty(self.values.shape, dtype=torch.float32, device=self.device)
             for lo in range(0, len(self.values), self.UPLOAD_CHUNK):
                 chunk = np.array(self.values[lo:lo + self.UPLOAD_CHUNK])
                 self.table[lo:lo + len(chunk)].copy_(torch.from_numpy(chunk))
@@ -96,14 +121,24 @@ class TeacherTargetCache:
         return path.with_suffix(".json")
 
     @staticmethod
-    def default_path(data_dir: str | os.PathLike, teacher_sha256: str) -> Path:
-        return Path(data_dir) / "teacher_cache" / f"reward_{teacher_sha256[:16]}.npy"
+    def default_path(data_dir: str | os.PathLike, teacher_sha256: str, kind: str = "reward") -> Path:
+        return Path(data_dir) / "teacher_cache" / f"{kind}_{teacher_sha256[:16]}.npy"
+
+    @staticmethod
+    def path_of(spec: str, data_dir, teacher_sha256: str, kind: str) -> Path:
+        """The file of `kind` for a cache spec: 'auto' (beside the data) or the reward cache's
+        .npy path, the other kinds beside it (PATH_value.npy, PATH_policy.npy)."""
+        if spec == "auto":
+            return TeacherTargetCache.default_path(data_dir, teacher_sha256, kind)
+        path = Path(spec)
+        return path if kind == "reward" else path.with_name(f"{path.stem}_{kind}{path.suffix or '.npy'}")
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
         if self.table is not None:
-            return self.table[rows.to(self.device)].unsqueeze(-1)
+            out = self.table[rows.to(self.device)]
+            return out.unsqueeze(-1) if out.dim() == rows.dim() else out
         idx = rows.cpu().numpy()
-        out = torch.from_numpy(np.asarray(self.values[idx.reshape(-1)]).reshape(*idx.shape, 1)).to(rows.device)
+        out = torch.from_numpy(np.asarray(self.values[idx.reshape(-1)]).reshape(*idx.shape, self.columns)).to(rows.device)
         self._lookups += 1
         if self.release_every and self._lookups % self.release_every == 0:
             self.release_pages()
@@ -129,9 +164,9 @@ class TeacherTargetCache:
     @classmethod
     def build(cls, teacher: Teacher, store, path: str | os.PathLike, batch_size: int = 4096,
               precision: str = "auto", tolerance: float = 0.02, progress: bool = True,
-              flush_every: int = 64, flush_s: float = 60.0) -> "TeacherTargetCache":
-        """Compute (or finish) the cache; an interrupted build resumes from its last flush
-        (see the module docstring), in chunks of the batch_size it started with."""
+              flush_every: int = 64, flush_s: float = 60.0, kind: str = "reward") -> "TeacherTargetCache":
+        """Compute (or finish) the cache of `kind`; an interrupted build resumes from its last
+        flush (see the module docstring), in chunks of the batch_size it started with."""
         from tqdm.auto import tqdm
 
         path = Path(path)
@@ -142,9 +177,12 @@ class TeacherTargetCache:
                              f"pass a writable cache path instead of 'auto'") from None
         meta_path = cls.meta_path(path)
         n = store.num_rows
+        cols = kind_columns(teacher, kind)
+        shape = (n,) if cols == 1 else (n, cols)
         meta = _read_progress(meta_path) if path.is_file() else None
         same = meta is not None and meta.get("teacher_sha256") == teacher.sha256 and \
-            meta.get("num_rows") == n and meta.get("num_episodes") == store.num_episodes
+            meta.get("num_rows") == n and meta.get("num_episodes") == store.num_episodes and \
+            meta.get("kind", "reward") == kind
         if same and meta.get("complete"):
             return cls(path)
         values = None
@@ -153,19 +191,19 @@ class TeacherTargetCache:
                 values = np.lib.format.open_memmap(path, mode="r+")
             except (OSError, ValueError):  # a file cut short before its header was written
                 values = None
-            if values is not None and (values.shape != (n,) or values.dtype != np.float32):
+            if values is not None and (values.shape != shape or values.dtype != np.float32):
                 values = None
         if values is None:
-            meta = {"format": CACHE_FORMAT, "teacher_path": teacher.path, "teacher_sha256": teacher.sha256,
+            meta = {"format": CACHE_FORMAT, "kind": kind, "teacher_path": teacher.path, "teacher_sha256": teacher.sha256,
                     "teacher_size": teacher.model.cfg.size, "teacher_weight_dtype": str(teacher.dtype),
                     "data": str(store.root), "num_rows": n, "num_episodes": store.num_episodes,
-                    "convention": "value[r] = teacher reward for (obs[r], action[r+1]); NaN at episode ends",
+                    "convention": f"value[r] = teacher {kind} for (obs[r], action[r+1]); NaN at episode ends",
                     "chunk_rows": int(batch_size), "rows_done": 0, "complete": False}
-            meta.update(cls._choose_precision(teacher, store, precision, tolerance, batch_size))
+            meta.update(cls._choose_precision(teacher, store, precision, tolerance, batch_size, kind))
             # The progress record of this build goes first: a kill while the new .npy is being
             # made must not leave an older record (of another teacher, say) beside it.
             _write_json(meta_path, meta)
-            values = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,))
+            values = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
         # Chunks of the size the build started with: the same teacher calls on the same rows,
         # so a resumed build writes the bytes an uninterrupted one would.
         chunk = int(meta.get("chunk_rows", batch_size))  # records of older builds lack it
@@ -178,8 +216,10 @@ class TeacherTargetCache:
         for i, lo in enumerate(range(start, n, chunk)):
             hi = min(lo + chunk, n)
             obs, action, task = _store_rows(store, lo, hi)
-            r = teacher.predict(obs, action, task, bf16=bf16)["reward"].squeeze(-1).numpy()
-            values[lo:hi] = np.where(valid_rows(store, lo, hi), r, np.nan)
+            r = kind_values(teacher, obs, action, task, kind, bf16).numpy()
+            r = r.squeeze(-1) if cols == 1 else r
+            valid = valid_rows(store, lo, hi)
+            values[lo:hi] = np.where(valid if cols == 1 else valid[:, None], r, np.nan)
             bar.update(hi - lo)
             if (i + 1) % flush_every == 0 or hi == n or time.perf_counter() - last_flush >= flush_s:
                 values.flush()  # msync: the chunks are on disk before the record counts them
@@ -198,7 +238,8 @@ class TeacherTargetCache:
         return cls(path)
 
     @staticmethod
-    def _choose_precision(teacher: Teacher, store, precision: str, tolerance: float, batch_size: int) -> dict:
+    def _choose_precision(teacher: Teacher, store, precision: str, tolerance: float, batch_size: int,
+                          kind: str = "reward") -> dict:
         """bf16 where accurate: compare bf16 with fp32 on a spread-out check batch of rows."""
         if precision == "fp32" or teacher.dtype != torch.float32:
             return {"precision": "fp32" if teacher.dtype == torch.float32 else str(teacher.dtype)}
@@ -207,26 +248,27 @@ class TeacherTargetCache:
         obs, task = store.gather(rows, ("obs", "task"))
         (action,) = store.gather(rows + 1, ("action",))
         args = torch.from_numpy(obs), torch.from_numpy(action), torch.from_numpy(task.astype(np.int64))
-        ref = teacher.predict(*args, bf16=False)["reward"]
-        err = (teacher.predict(*args, bf16=True)["reward"] - ref).abs()
+        ref = kind_values(teacher, *args, kind, bf16=False)
+        err = (kind_values(teacher, *args, kind, bf16=True) - ref).abs()
         check = {"bf16_check_rows": int(rows.size), "bf16_max_abs_err": float(err.max()),
                  "bf16_mean_abs_err": float(err.mean()), "tolerance": tolerance}
         accurate = float(err.max()) <= tolerance
         return {"precision": "bf16" if precision == "bf16" or accurate else "fp32", **check}
 
 
-def find_complete_cache(store, data_dir, teacher_path: str, spec: str, device="cpu") -> TeacherTargetCache | None:
-    """The finished cache of this teacher file for this dataset (spec 'auto' or a path), or None.
-    Needs only the teacher file's sha256, not the teacher model."""
+def find_complete_cache(store, data_dir, teacher_path: str, spec: str, device="cpu",
+                        kind: str = "reward") -> TeacherTargetCache | None:
+    """The finished cache of `kind` of this teacher file for this dataset (spec 'auto' or a
+    path), or None. Needs only the teacher file's sha256, not the teacher model."""
     from ..checkpoint import file_sha256
 
     if spec is None or not Path(teacher_path).is_file():
         return None
     sha = file_sha256(teacher_path)
-    path = TeacherTargetCache.default_path(data_dir, sha) if spec == "auto" else Path(spec)
+    path = TeacherTargetCache.path_of(spec, data_dir, sha, kind)
     meta_path = TeacherTargetCache.meta_path(path)
     meta = _read_progress(meta_path)
-    if not (path.is_file() and meta is not None and meta.get("complete")):
+    if not (path.is_file() and meta is not None and meta.get("complete") and meta.get("kind", "reward") == kind):
         return None
     cache = TeacherTargetCache(path, device)
     cache.check(store, sha)

@@ -1,4 +1,4 @@
-"""Typed configuration of a training run (reference sections 4 and 12).
+"""Typed configuration of a training run (official tdmpc2/config.yaml; TD-MPC-Opt paper).
 
 `TrainConfig` holds the TD-MPC2 offline update's hyperparameters (defaults: the official
 config.yaml and the TD-MPC-Opt student config) and the run's bookkeeping (steps, device,
@@ -56,6 +56,15 @@ class DistillConfig:
         projection, 'linear-frozen' = random frozen projection as the paper's code, 'pca').
     projection_lr: learning rate of a trained linear projection (None: the model's lr).
     pca_samples: number of teacher next-latents the PCA is fitted on.
+    q_coef (beyond the paper): value distillation, the student's ensemble-mean Q at the data's
+        (obs_t, a_t) against the teacher's, MSE in symlog space.
+    pi_coef (beyond the paper): policy distillation, the student's policy prior (tanh-mean and
+        log-std) at obs_t against the teacher's prior, MSE; added to the policy loss.
+    q_random_actions: value distillation also at this many uniform random actions per state (the
+        actions MPPI samples, which the data's actions rarely cover): the teacher's Q at
+        (obs_t, a ~ U[-1, 1] on the task's action dims) is a target too. Needs the teacher online.
+    detach_encoder: the distillation terms read detached latents, so they train the heads they
+        compare (reward, Q, policy; dynamics for the latent term) and never the encoder.
     cache: None -> online teacher every step; 'auto' -> a teacher-target cache beside the data
         (built once, reused by every run with the same teacher); or a .npy path.
     cache_precision / cache_tolerance / cache_batch_size: how the cache is computed; 'auto' uses
@@ -72,6 +81,10 @@ class DistillConfig:
     latent_coef: float = 1.0  # coefficient of the next-latent distillation loss
     projection_lr: float | None = None  # a trained projection's learning rate (None: the model's)
     pca_samples: int = 25600  # teacher next-latents the PCA projection is fitted on
+    q_coef: float = 0.0  # value distillation: the teacher's Q as a target of the student's Q
+    pi_coef: float = 0.0  # policy distillation: the teacher's prior as a target of the student's
+    q_random_actions: int = 0  # value distillation also at this many random actions per state
+    detach_encoder: bool = False  # keep distillation gradients out of the encoder (heads only)
     # 'auto' (beside the data) or a .npy path: teacher reward targets computed once (None: online)
     cache: Annotated[str | None, tyro.conf.arg(name="teacher-cache")] = None
     cache_precision: CachePrecision = "auto"  # 'auto': bf16 when within cache_tolerance of fp32
@@ -90,10 +103,24 @@ class DistillConfig:
     def latent_enabled(self) -> bool:
         return self.enabled and self.latent != "none"
 
+    @property
+    def value_enabled(self) -> bool:
+        return self.enabled and self.q_coef > 0
+
+    @property
+    def policy_enabled(self) -> bool:
+        return self.enabled and self.pi_coef > 0
+
+    @property
+    def cached_kinds(self) -> tuple[str, ...]:
+        """The teacher-target caches this config reads ('reward', 'value', 'policy')."""
+        on = {"reward": self.reward_enabled, "value": self.value_enabled, "policy": self.policy_enabled}
+        return tuple(k for k, v in on.items() if v) if self.cache is not None else ()
+
     def validate(self) -> None:
         for name in ("schedule", "latent", "teacher_dtype", "cache_precision"):
             check_choice(name, getattr(self, name), _HINTS[DistillConfig][name])
-        for name in ("d_coef", "latent_coef", "cache_tolerance"):
+        for name in ("d_coef", "latent_coef", "q_coef", "pi_coef", "cache_tolerance"):
             value = getattr(self, name)
             if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -101,6 +128,8 @@ class DistillConfig:
             raise ValueError(f"projection_lr must be a finite number > 0, got {self.projection_lr}")
         if self.teacher is None and (self.latent != "none" or self.cache is not None):
             raise ValueError("latent distillation and a teacher-target cache need a teacher checkpoint")
+        if not _is_whole(self.q_random_actions) or self.q_random_actions < 0:
+            raise ValueError(f"q_random_actions must be a whole number >= 0, got {self.q_random_actions!r}")
         for name in ("pca_samples", "cache_batch_size"):
             value = getattr(self, name)
             if not _is_whole(value) or value < 1:
@@ -109,12 +138,12 @@ class DistillConfig:
 
 @dataclass
 class TrainConfig:
-    """One offline TD-MPC2 training run. Hyperparameter defaults are TD-MPC2's (section 4)."""
+    """One offline TD-MPC2 training run. Hyperparameter defaults are TD-MPC2's (official config.yaml)."""
     data: str = ""  # dataset folder (a store made by tdmpc_lib.data); required
     out: str = "runs/train"  # run folder (checkpoints, metrics, config)
     student_size: ModelSize = 1  # student preset
     init: str | None = None  # optional checkpoint the student starts from (else fresh init)
-    lr: float = 3e-4  # learning rate (the update: section 4)
+    lr: float = 3e-4  # learning rate (official TDMPC2._update)
     enc_lr_scale: float = 0.3  # the encoder's learning rate relative to lr
     pi_adam_eps: float = 1e-5  # Adam epsilon of the policy optimizer
     grad_clip_norm: float = 20.0  # gradient-norm clip of the world model

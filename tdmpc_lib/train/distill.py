@@ -1,4 +1,4 @@
-"""Distilling a frozen TD-MPC2 teacher into a student (TD-MPC-Opt, reference section 12).
+"""Distilling a frozen TD-MPC2 teacher into a student (TD-MPC-Opt paper; its code, tdmpc2/tdmpc2.py, TDMPC2.update).
 
 Reward distillation (the paper): for the first step of every sampled sub-trajectory, both
 models encode obs[0] with their own encoder and predict the reward of action[0]; the decoded
@@ -14,6 +14,25 @@ The teacher is frozen: eval mode, requires_grad False, used under no_grad, never
 optimizer. Its rewards can come from a teacher-target cache: one float per dataset row r,
 the teacher's reward for (obs[r], action[r+1]) (row r+1 stores the action taken at obs r),
 computed once, so sweeps over d_coef and seeds never run the teacher again.
+
+Beyond the paper, the teacher's value and policy, the two things MPPI reads besides the reward:
+
+    value:   L_value  = mean_{n,B} (symlog mean_q Q_S,q(z_t, a_t) - symlog mean_q Q_T,q(obs_t, a_t))^2
+             (both ensembles averaged over all members and decoded to real units; the student's
+             Q in train mode, i.e. with its dropout), total += q_coef * L_value;
+    policy:  L_policy = mean_{n,B,A} (tanh mu_S(z_t) - tanh mu_T(obs_t))^2 + (log_std_S - log_std_T)^2
+             (the priors' means and log-stds, inactive action dims zero on both sides), added as
+             pi_coef * L_policy to the policy loss (on the detached latents the policy step uses).
+
+With `q_random_actions` = K > 0 the value term also compares both Qs at K uniform random actions
+per state (drawn by `contrast_actions` from the row index: the same actions in every run), so the
+student learns how the teacher ranks the actions MPPI samples, not only the behaviour's actions:
+L_value += mean (A_S - A_T)^2 / mean A_T^2 with A = Q(z, a_k) - mean_k Q(z, a_k) over the K
+actions (advantage_distill_loss).
+
+With `detach_encoder` the distillation terms read detached latents (and task embeddings): they
+train the heads they compare (reward head, Q ensemble, policy; dynamics for the latent term)
+but never the encoder, whose latent is then shaped by TD-MPC2's own losses only.
 
 Latent (next-state) distillation ablations: the teacher's predicted next latent
 z'_T = next_T(encode_T(obs_t), a_t) (1376-d for the 317M teacher) against the student's
@@ -45,9 +64,38 @@ import torch.nn.functional as F
 from ..checkpoint import file_sha256, load_checkpoint
 from ..device import DTYPES
 from ..world_model import WorldModel
+from .. import math as tmath
 from .cache import TeacherTargetCache
 from .config import DistillConfig
-from .losses import encode, mlp_forward, task_rows
+from .losses import encode, layer_norm_mish, mlp_forward, q_logits, task_rows
+
+
+def contrast_actions(rows: torch.Tensor, k: int, action_dim: int, seed: int = 0) -> torch.Tensor:
+    """(k, *rows.shape, action_dim) actions uniform in [-1, 1), a function of (seed, row, i, dim)
+    only (splitmix64 of the counter): the same for a row in every batch, run and cache build."""
+    r = rows.detach().cpu().numpy().astype(np.uint64)
+    i = np.arange(k, dtype=np.uint64).reshape(k, *([1] * r.ndim), 1)
+    d = np.arange(action_dim, dtype=np.uint64)
+    x = ((r[None, ..., None] * np.uint64(k) + i) * np.uint64(action_dim) + d) ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(40)).astype(np.float64) / float(1 << 24)  # 24 random bits -> [0, 1)
+    return torch.from_numpy((2 * u - 1).astype(np.float32)).to(rows.device)
+
+
+def prior_moments(model: WorldModel, features: torch.Tensor, task) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy prior's (tanh mu, log_std), each (..., A), from the _pi network's output
+    features (..., 2A), as WorldModel.pi computes them (inactive action dims 0), without drawing."""
+    cfg = model.cfg
+    mu, log_std = features.chunk(2, dim=-1)
+    log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(log_std) + 1)
+    mask = model.action_mask(task, mu)
+    if mask is not None:
+        mu, log_std = mu * mask, log_std * mask
+    return torch.tanh(mu), log_std
 
 
 def distill_coefficient(schedule: str, base: float, step: int, total: int) -> float:
@@ -66,21 +114,26 @@ def distill_coefficient(schedule: str, base: float, step: int, total: int) -> fl
 class Teacher:
     """A frozen world model on its own device and dtype (it takes ownership of `model`).
 
-    Distillation needs only the encoder, dynamics and reward head, so the policy and both Q
-    ensembles are dropped (replaced by empty modules): the 317M teacher then holds 108M
+    Reward and latent distillation need only the encoder, dynamics and reward head, so the target
+    Q ensemble, and the policy and online Qs unless `keep` names them ('pi', 'Q': policy and value
+    distillation), are dropped (replaced by empty modules): the 317M teacher then holds 108M
     parameters (0.43 GB in fp32) instead of 503M. The task embedding's max_norm renormalisation
     (an in-place write on lookup) is applied once here, in fp32, and then switched off, so no
     teacher parameter ever changes afterwards (outputs are those the first lookup would give)."""
 
     UNUSED = ("_pi", "_Qs", "_target_Qs")
+    KEEP = {"pi": "_pi", "Q": "_Qs"}  # what `keep` may name
 
     def __init__(self, model: WorldModel, device=None, dtype: torch.dtype = torch.float32,
-                 autocast: bool = False, sha256: str | None = None, path: str | None = None):
+                 autocast: bool = False, sha256: str | None = None, path: str | None = None,
+                 keep: tuple[str, ...] = ()):
         device = torch.device(device) if device is not None else next(model.parameters()).device
         self.total_params = model.total_params  # the teacher's size as TD-MPC2 counts it
         model = model.float().eval()
+        self.kept = tuple(keep)
         for name in self.UNUSED:
-            setattr(model, name, nn.Identity())
+            if name not in {self.KEEP[k] for k in self.kept}:
+                setattr(model, name, nn.Identity())
         if model.cfg.multitask:
             with torch.no_grad():
                 model._task_emb(torch.arange(model.cfg.num_tasks, device=model._task_emb.weight.device))  # rows > 1
@@ -91,10 +144,16 @@ class Teacher:
         self.sha256, self.path = sha256, path
 
     @classmethod
-    def load(cls, path: str, device, dtype: str = "fp32", autocast: bool = False) -> "Teacher":
+    def load(cls, path: str, device, dtype: str = "fp32", autocast: bool = False,
+             keep: tuple[str, ...] = ()) -> "Teacher":
         model = load_checkpoint(path, device="cpu", dtype=torch.float32)
         sha = model.checkpoint_info.get("sha256") or file_sha256(path)
-        return cls(model, device, DTYPES[dtype], autocast, sha256=sha, path=str(path))
+        return cls(model, device, DTYPES[dtype], autocast, sha256=sha, path=str(path), keep=keep)
+
+    @staticmethod
+    def keep_for(cfg: DistillConfig) -> tuple[str, ...]:
+        """The networks beyond encoder, dynamics and reward head that `cfg`'s terms need."""
+        return (("pi",) if cfg.policy_enabled else ()) + (("Q",) if cfg.value_enabled else ())
 
     @property
     def latent_dim(self) -> int:
@@ -102,9 +161,16 @@ class Teacher:
 
     @torch.no_grad()
     def predict(self, obs: torch.Tensor, action: torch.Tensor, task: torch.Tensor, reward: bool = True,
-                next_latent: bool = False, bf16: bool | None = None) -> dict[str, torch.Tensor]:
+                next_latent: bool = False, value: bool = False, policy: bool = False,
+                value_actions: torch.Tensor | None = None, bf16: bool | None = None) -> dict[str, torch.Tensor]:
         """Teacher outputs for (obs (..., O), action (..., A), task), returned in fp32 on obs's
-        device: 'reward' (..., 1) decoded scalars, 'next_z' (..., L_T) predicted next latent."""
+        device: 'reward' (..., 1) decoded scalars, 'next_z' (..., L_T) predicted next latent,
+        'value' (..., 1) the decoded Q of every member averaged (eval mode: no dropout),
+        'pi_mean' / 'pi_log_std' (..., A) the policy prior's tanh-mean and log-std at obs;
+        with value_actions (k, ..., A): 'value_random' (k, ..., 1), the Q at each of them."""
+        for flag, net in ((value or value_actions is not None, "Q"), (policy, "pi")):
+            if flag and net not in self.kept:
+                raise ValueError(f"this teacher was loaded without its {net} network (Teacher keep={self.kept})")
         out_device = obs.device
         m = self.model
         use_bf16 = self.autocast if bf16 is None else bf16
@@ -122,12 +188,42 @@ class Teacher:
                 out["reward"] = m.decode(mlp_forward(m._reward, torch.cat([z, action], dim=-1), e, L))
             if next_latent:
                 out["next_z"] = mlp_forward(m._dynamics, torch.cat([z, action], dim=-1), e, L)
+            if value:
+                out["value"] = m.decode(q_logits(m, z, action, e)).mean(0)
+            if policy:
+                out["pi_mean"], out["pi_log_std"] = prior_moments(m, mlp_forward(m._pi, z, e, L), task)
+            if value_actions is not None:
+                a = value_actions.to(self.device, self.dtype)
+                out["value_random"] = m.decode(q_logits(m, z.expand(a.shape[0], *z.shape), a, e)).mean(0)
         return {k: v.float().to(out_device) for k, v in out.items()}
 
 
 def reward_distill_loss(student_reward: torch.Tensor, teacher_reward: torch.Tensor) -> torch.Tensor:
     """Plain MSE between decoded scalar rewards (n, B, 1): the paper's L_distill."""
     return F.mse_loss(student_reward.float(), teacher_reward.float())
+
+
+def value_distill_loss(student_value: torch.Tensor, teacher_value: torch.Tensor) -> torch.Tensor:
+    """MSE in symlog space between ensemble-mean decoded Qs (n, B, 1): the scale of a value (up
+    to ~1000 in DMControl) does not swamp the other terms, and an identical Q gives exactly 0."""
+    return F.mse_loss(tmath.symlog(student_value.float()), tmath.symlog(teacher_value.float()))
+
+
+def advantage_distill_loss(student_q: torch.Tensor, teacher_q: torch.Tensor) -> torch.Tensor:
+    """Normalised MSE of the advantages over K actions of each state, Q (K, n, B, 1) minus its
+    mean over the K actions: mean (A_S - A_T)^2 / mean A_T^2. MPPI weighs candidate actions by
+    their value differences (a few units on a Q of hundreds), which a loss on the Q level barely
+    sees; 1 for a student whose Q ignores the action, 0 for an identical one."""
+    adv_s = student_q.float() - student_q.float().mean(0, keepdim=True)
+    adv_t = teacher_q.float() - teacher_q.float().mean(0, keepdim=True)
+    return (adv_s - adv_t).pow(2).mean() / adv_t.pow(2).mean().clamp(min=1e-6)
+
+
+def policy_distill_loss(student_mean: torch.Tensor, student_log_std: torch.Tensor, teacher_mean: torch.Tensor,
+                        teacher_log_std: torch.Tensor) -> torch.Tensor:
+    """MSE of the priors' tanh-means plus MSE of their log-stds, each (n, B, A)."""
+    return (F.mse_loss(student_mean.float(), teacher_mean.float())
+            + F.mse_loss(student_log_std.float(), teacher_log_std.float()))
 
 
 # ---------------------------------------------------------------------------- projections
@@ -203,14 +299,33 @@ class Distiller:
     """Everything the update needs from the teacher: targets (no gradient) and loss terms."""
 
     def __init__(self, cfg: DistillConfig, teacher: Teacher | None, student_latent_dim: int,
-                 cache: TeacherTargetCache | None = None, seed: int = 0, device="cpu"):
+                 cache: TeacherTargetCache | dict[str, TeacherTargetCache] | None = None, seed: int = 0,
+                 device="cpu"):
         cfg.validate()
-        self.cfg, self.teacher, self.cache = cfg, teacher, cache
-        if teacher is None and (cfg.latent_enabled or (cfg.reward_enabled and cache is None)):
+        # caches by kind ('reward', 'value', 'policy'); a single cache is a reward cache
+        caches = {} if cache is None else dict(cache) if isinstance(cache, dict) else {"reward": cache}
+        for kind, c in caches.items():
+            if getattr(c, "kind", kind) != kind:  # any object with lookup(rows) serves as a cache
+                raise ValueError(f"teacher cache {c.path} holds {c.kind} targets, not {kind}")
+        self.cfg, self.teacher, self.caches = cfg, teacher, caches
+        online = set(self.kinds) - set(caches)
+        if teacher is None and (cfg.latent_enabled or online or (cfg.value_enabled and cfg.q_random_actions)):
             raise ValueError("online distillation needs the teacher model")
         self.projection = None
         if cfg.latent_enabled:
             self.projection = LatentProjection(cfg.latent, teacher.latent_dim, student_latent_dim, seed).to(device)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The teacher targets the enabled terms need besides the latent one."""
+        c = self.cfg
+        return tuple(k for k, on in (("reward", c.reward_enabled), ("value", c.value_enabled),
+                                     ("policy", c.policy_enabled)) if on)
+
+    @property
+    def cache(self) -> TeacherTargetCache | None:
+        """The reward cache (None: none)."""
+        return self.caches.get("reward")
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         if self.projection is None:
@@ -246,25 +361,71 @@ class Distiller:
         """Teacher targets for the first n = 1 (paper) or H horizon steps of the batch."""
         n = self.steps_used(horizon)
         out = {}
-        need_reward = self.cfg.reward_enabled
-        if need_reward and self.cache is not None:
-            out["reward"] = self.cache.lookup(batch.rows[:n])
-            need_reward = False
-        if need_reward or self.projection is not None:
-            out.update(self.teacher.predict(batch.obs[:n], batch.action[:n], batch.task, reward=need_reward,
-                                            next_latent=self.projection is not None))
+        need = []
+        for kind in self.kinds:
+            if kind not in self.caches:
+                need.append(kind)
+                continue
+            values = self.caches[kind].lookup(batch.rows[:n])  # (n, B, C)
+            if kind == "policy":
+                out["pi_mean"], out["pi_log_std"] = values.chunk(2, dim=-1)
+            else:
+                out[kind] = values
+        if self.cfg.value_enabled and self.cfg.q_random_actions:
+            # (K, n, B, A), the task's inactive action dims zeroed as the data's are
+            a = contrast_actions(batch.rows[:n], self.cfg.q_random_actions, batch.action.shape[-1])
+            mask = self.teacher.model.action_mask(batch.task, a)
+            out["random_actions"] = a if mask is None else a * mask
+        if need or self.projection is not None or "random_actions" in out:
+            out.update(self.teacher.predict(batch.obs[:n], batch.action[:n], batch.task, reward="reward" in need,
+                                            value="value" in need, policy="policy" in need,
+                                            next_latent=self.projection is not None,
+                                            value_actions=out.get("random_actions")))
         return out
 
-    def losses(self, targets: dict, reward_logits: torch.Tensor, zs: torch.Tensor, decode) -> dict[str, torch.Tensor]:
-        """'distill_reward': MSE of decoded rewards; 'distill_latent': projected next-latent MSE."""
+    def losses(self, targets: dict, model: WorldModel, zs: torch.Tensor, action: torch.Tensor,
+               e: torch.Tensor | None, reward_logits: torch.Tensor, q_all: torch.Tensor | None = None,
+               norm_mish=layer_norm_mish) -> dict[str, torch.Tensor]:
+        """The world-model distillation terms on the update's rollout: zs (H+1, B, L) latents,
+        action (H, B, A), e (B, T) task rows, reward_logits (H, B, K), q_all (N_q, H, B, K) the
+        Q logits of every member (train mode). 'distill_reward': MSE of decoded rewards;
+        'distill_value': symlog MSE of ensemble-mean Qs; 'distill_latent': projected next-latent
+        MSE. With detach_encoder the heads are evaluated again on the detached latents."""
         terms = {}
+        n = next((targets[k].shape[0] for k in ("reward", "value", "next_z", "pi_mean") if k in targets), 0)
+        L = model.cfg.latent_dim
+        if self.cfg.detach_encoder:
+            z, a = zs[:n].detach(), action[:n]
+            e = None if e is None else e.detach()
+            za = torch.cat([z, a], dim=-1)
+            if "reward" in targets:
+                reward_logits = mlp_forward(model._reward, za, e, L, norm_mish)
+            if "value" in targets:
+                q_all = q_logits(model, z, a, e, norm_mish=norm_mish)
+            next_z = mlp_forward(model._dynamics, za, e, L, norm_mish) if "next_z" in targets else None
+        else:
+            next_z = zs[1:n + 1]
         if "reward" in targets:
-            n = targets["reward"].shape[0]
-            terms["distill_reward"] = reward_distill_loss(decode(reward_logits[:n]), targets["reward"])
+            terms["distill_reward"] = reward_distill_loss(model.decode(reward_logits[:n]), targets["reward"])
+        if "value" in targets:
+            terms["distill_value"] = value_distill_loss(model.decode(q_all[:, :n]).mean(0), targets["value"])
+            if "value_random" in targets:  # the same term at the random actions, averaged with it
+                a = targets["random_actions"]  # (K, n, B, A); e is already detached with detach_encoder
+                z = zs[:n].detach() if self.cfg.detach_encoder else zs[:n]
+                q_r = model.decode(q_logits(model, z.expand(a.shape[0], *z.shape), a, e, norm_mish=norm_mish)).mean(0)
+                terms["distill_value"] = terms["distill_value"] + advantage_distill_loss(q_r, targets["value_random"])
         if "next_z" in targets:
-            n = targets["next_z"].shape[0]
-            terms["distill_latent"] = self.projection.loss(zs[1:n + 1], targets["next_z"])
+            terms["distill_latent"] = self.projection.loss(next_z, targets["next_z"])
         return terms
+
+    def policy_loss(self, targets: dict, pi_info: dict) -> torch.Tensor | None:
+        """'distill_policy' from the policy step's prior (pi_info of policy_values on zs (H+1, B, L)),
+        or None when the term is off."""
+        if "pi_mean" not in targets:
+            return None
+        n = targets["pi_mean"].shape[0]
+        return policy_distill_loss(pi_info["mean"][:n], pi_info["log_std"][:n], targets["pi_mean"],
+                                   targets["pi_log_std"])
 
     def metrics(self) -> dict[str, float]:
         if self.projection is not None and self.projection.mode == "pca" and bool(self.projection.fitted):

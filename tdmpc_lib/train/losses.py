@@ -1,15 +1,15 @@
-"""The terms of the TD-MPC2 update (reference section 4), written as the paper states them.
+"""The terms of the TD-MPC2 update (TD-MPC2 paper, Sec. 3.1), written as the paper states them.
 
 With a batch of B sub-trajectories (obs (H+1,B,O), action (H,B,A), reward (H,B,1), task (B,)):
 
-- TD targets (4.2, no gradient, model in eval mode):
+- TD targets (no gradient, model in eval mode):
       y_t = r_t + gamma_task * Q_min^target(z'_t, a'_t),  z'_t = encode(obs[t+1]), a'_t ~ pi(z'_t).
-- Model losses (4.3, model in train mode: Q dropout on), on the latent rollout
+- Model losses (model in train mode: Q dropout on), on the latent rollout
   z_0 = encode(obs[0]), z_{t+1} = next(z_t, a_t):
       L_c = 1/H sum_t rho^t mean_{B,L} (z_{t+1} - z'_t)^2
       L_r = 1/H sum_t rho^t mean_B CE(reward(z_t, a_t), two_hot(r_t))
       L_v = 1/(H N_q) sum_t sum_q rho^t mean_B CE(Q_q(z_t, a_t), two_hot(y_t))
-- Policy loss (4.4) on the detached latents z_0..z_H with the gradient-free online Qs:
+- Policy loss on the detached latents z_0..z_H with the gradient-free online Qs:
       L_pi = 1/(H+1) sum_t rho^t mean_B (alpha * E_t - Q_avg(z_t, pi(z_t)) / S)
   where S is the RunningScale of Q (5th-95th percentile range of the first time step).
 
@@ -33,7 +33,7 @@ COMPILED_GRAPHS_LIMIT = 32  # dynamo graphs allowed per compiled function (see c
 
 
 def rho_weights(rho: float, n: int, device) -> torch.Tensor:
-    """(n,) the temporal weights rho^t, t = 0..n-1 (python powers, as the reference computes)."""
+    """(n,) the temporal weights rho^t, t = 0..n-1 (python powers, as the official code computes)."""
     return torch.tensor([rho ** t for t in range(n)], dtype=torch.float32, device=device)
 
 
@@ -301,11 +301,14 @@ def td_targets(model: WorldModel, next_z: torch.Tensor, reward: torch.Tensor, ta
 
 
 def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
-                 task: torch.Tensor, next_z: torch.Tensor, td_target: torch.Tensor, rho: float, norm_mish=layer_norm_mish):
-    """Latent rollout and the three world-model losses (section 4.3).
+                 task: torch.Tensor, next_z: torch.Tensor, td_target: torch.Tensor, rho: float, norm_mish=layer_norm_mish,
+                 outputs: dict | None = None):
+    """Latent rollout and the three world-model losses (TD-MPC2 paper, Sec. 3.1).
 
     Returns (terms, zs, reward_logits): terms = {'consistency', 'reward', 'value'} scalar tensors
-    (with gradient), zs (H+1, B, L) the rolled-out latents z_0..z_H, reward_logits (H, B, K)."""
+    (with gradient), zs (H+1, B, L) the rolled-out latents z_0..z_H, reward_logits (H, B, K).
+    `outputs`, when given, also receives 'q_logits' (N_q, H, B, K) and 'task_rows' (B, T) or
+    None, for the distillation terms."""
     H = action.shape[0]
     cfg = model.cfg
     L = cfg.latent_dim
@@ -334,6 +337,8 @@ def model_losses(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rew
     ce_q = soft_ce(q.float(), td_target.unsqueeze(0), cfg.num_bins, cfg.vmin, cfg.vmax)
     value_loss = (ce_q.mean(dim=(2, 3)) * w).sum() / (H * ce_q.shape[0])  # (N_q, H) -> scalar
     terms = {"consistency": consistency, "reward": reward_loss, "value": value_loss}
+    if outputs is not None:
+        outputs.update(q_logits=q, task_rows=e)
     return terms, zs, reward_logits
 
 
@@ -347,7 +352,7 @@ def policy_values(model: WorldModel, zs: torch.Tensor, task: torch.Tensor, norm_
 
 
 def policy_loss(q: torch.Tensor, info: dict, scale: RunningScale, rho: float, entropy_coef: float):
-    """Policy-prior objective (section 4.4) from policy_values on DETACHED latents: the
+    """Policy-prior objective (TD-MPC2 paper, Sec. 3.1) from policy_values on DETACHED latents: the
     RunningScale is updated with the first time step, then the scaled Q enters the loss."""
     scale.update(q[0])
     q = scale(q)

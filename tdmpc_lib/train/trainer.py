@@ -135,39 +135,51 @@ class Trainer:
         if not d.enabled:
             return None
         teacher_device = torch.device(d.teacher_device or cfg.device)
-        cached = self._complete_cache()
+        cached = self._complete_caches()
         if cached is not None:  # every target is cached: the teacher is not even loaded
             return Distiller(d, None, self.model.cfg.latent_dim, cached, seed=cfg.seed, device=self.device)
-        teacher = Teacher.load(d.teacher, teacher_device, d.teacher_dtype, d.teacher_autocast)
+        teacher = Teacher.load(d.teacher, teacher_device, d.teacher_dtype, d.teacher_autocast, keep=Teacher.keep_for(d))
         if teacher.model.cfg.task_set != self.store.task_set:
             raise ValueError(f"the teacher is a {teacher.model.cfg.task_set} model, the data is {self.store.task_set}")
         self.teacher_info = {"path": teacher.path, "sha256": teacher.sha256, "size": teacher.model.cfg.size,
                              "params": teacher.total_params}
-        cache = None
-        if d.cache is not None and d.reward_enabled:
-            path = TeacherTargetCache.default_path(cfg.data, teacher.sha256) if d.cache == "auto" else Path(d.cache)
+        caches = {}
+        for kind in d.cached_kinds:
+            path = TeacherTargetCache.path_of(d.cache, cfg.data, teacher.sha256, kind)
             TeacherTargetCache.build(teacher, self.store, path, d.cache_batch_size, d.cache_precision,
-                                     d.cache_tolerance, progress=cfg.progress)  # returns at once if complete
-            cache = TeacherTargetCache(path, self.device)
-            cache.check(self.store, teacher.sha256)
-            self.teacher_info["cache"] = {"path": str(path), **{k: cache.meta.get(k) for k in
-                                          ("precision", "bf16_max_abs_err", "build_s")}}
-            if not d.latent_enabled:
-                teacher = None  # every target comes from the cache: free the teacher's memory
-        return Distiller(d, teacher, self.model.cfg.latent_dim, cache, seed=cfg.seed, device=self.device)
+                                     d.cache_tolerance, progress=cfg.progress, kind=kind)  # at once if complete
+            caches[kind] = TeacherTargetCache(path, self.device)
+            caches[kind].check(self.store, teacher.sha256)
+        if caches:
+            self.teacher_info["cache"] = self._cache_info(caches)
+            if not d.latent_enabled and not (d.value_enabled and d.q_random_actions):
+                teacher = None  # every target comes from the caches: free the teacher's memory
+        return Distiller(d, teacher, self.model.cfg.latent_dim, caches, seed=cfg.seed, device=self.device)
 
-    def _complete_cache(self) -> TeacherTargetCache | None:
-        """The finished cache of this teacher and dataset, when only reward targets are needed."""
+    @staticmethod
+    def _cache_info(caches: dict) -> dict:
+        """What config.json records of the caches (the reward cache's fields at the top level)."""
+        keys = ("precision", "bf16_max_abs_err", "build_s")
+        info = {kind: {"path": str(c.path), **{k: c.meta.get(k) for k in keys}} for kind, c in caches.items()}
+        return {**info.get("reward", {}), "kinds": info}
+
+    def _complete_caches(self) -> dict[str, TeacherTargetCache] | None:
+        """The finished caches of this teacher and dataset, when every target the terms need is
+        cached (no latent term); else None."""
         d = self.cfg.distill
-        if not d.reward_enabled or d.latent_enabled:
+        kinds = d.cached_kinds
+        if not kinds or d.latent_enabled or (d.value_enabled and d.q_random_actions):
             return None
-        cache = find_complete_cache(self.store, self.cfg.data, d.teacher, d.cache, self.device)
-        if cache is not None:
-            self.teacher_info = {"path": d.teacher, "sha256": cache.meta["teacher_sha256"],
-                                 "size": cache.meta.get("teacher_size"),
-                                 "cache": {"path": str(cache.path), **{k: cache.meta.get(k) for k in
-                                                                       ("precision", "bf16_max_abs_err", "build_s")}}}
-        return cache
+        caches = {}
+        for kind in kinds:
+            cache = find_complete_cache(self.store, self.cfg.data, d.teacher, d.cache, self.device, kind)
+            if cache is None:
+                return None
+            caches[kind] = cache
+        meta = next(iter(caches.values())).meta
+        self.teacher_info = {"path": d.teacher, "sha256": meta["teacher_sha256"], "size": meta.get("teacher_size"),
+                             "cache": self._cache_info(caches)}
+        return caches
 
     def _write_config_json(self, path: Path, **extra) -> None:
         info = {"train_config": self.cfg.to_dict(), "model_config": self.model.cfg.to_dict(),
@@ -368,17 +380,18 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> dict:
 
 def build_teacher_cache(data: str, teacher: str, path: str | None = "auto", device: str = "cpu",
                         teacher_dtype: str = "fp32", precision: str = "auto", tolerance: float = 0.02,
-                        batch_size: int = 4096, progress: bool = True) -> TeacherTargetCache:
-    """Compute (or finish, or just open) the teacher-target cache of a dataset: run this once,
-    then every training run with `cache='auto'` (or this path) and the same teacher reuses it."""
+                        batch_size: int = 4096, progress: bool = True, kind: str = "reward") -> TeacherTargetCache:
+    """Compute (or finish, or just open) the teacher-target cache of `kind` ('reward', 'value',
+    'policy') of a dataset: run this once, then every training run with `cache='auto'` (or this
+    path) and the same teacher reuses it."""
     from ..data.store import open_store
 
     store = open_store(data)
-    done = find_complete_cache(store, data, teacher, path or "auto")
+    done = find_complete_cache(store, data, teacher, path or "auto", kind=kind)
     if done is not None:  # nothing to compute: the teacher is not loaded
         return done
-    t = Teacher.load(teacher, torch.device(device), teacher_dtype)
-    path = TeacherTargetCache.default_path(data, t.sha256) if path in (None, "auto") else Path(path)
-    cache = TeacherTargetCache.build(t, store, path, batch_size, precision, tolerance, progress)
+    t = Teacher.load(teacher, torch.device(device), teacher_dtype, keep=("pi", "Q") if kind != "reward" else ())
+    path = TeacherTargetCache.path_of(path or "auto", data, t.sha256, kind)
+    cache = TeacherTargetCache.build(t, store, path, batch_size, precision, tolerance, progress, kind=kind)
     cache.check(store, t.sha256)
     return cache

@@ -1,4 +1,4 @@
-"""One TD-MPC2 gradient update (reference sections 4.2-4.5), with optional distillation terms.
+"""One TD-MPC2 gradient update (official tdmpc2/tdmpc2.py, TDMPC2._update), with optional distillation terms.
 
     targets (eval mode, no grad) -> model losses (train mode) + distillation -> world-model step
     -> policy step on the detached latents -> Polyak update of the target Qs -> eval mode.
@@ -138,7 +138,7 @@ class Learner:
         distillation coefficient's schedule. Returns named detached scalar tensors."""
         cfg, model = self.cfg, self.model
         obs, action, reward, task = batch.obs, batch.action, batch.reward, batch.task
-        # 4.2 targets: no gradient, eval mode (no Q dropout), before any parameter changes.
+        # TD targets: no gradient, eval mode (no Q dropout), before any parameter changes.
         model.eval()
         with torch.no_grad(), self._autocast():
             e = task_rows(model, task)
@@ -146,32 +146,36 @@ class Learner:
             td_target = td_targets(model, next_z, reward, task, e, self.norm_mish).float()
             teacher_targets = self.distiller.targets(batch, cfg.horizon) if self.distiller else {}
 
-        # 4.3 model losses in train mode (Q dropout active).
+        # Model losses in train mode (Q dropout active).
         model.train()
         with self._autocast():
+            rollout = {}
             terms, zs, reward_logits = model_losses(model, obs, action, reward, task, next_z.float(), td_target,
-                                                    cfg.rho, self.norm_mish)
+                                                    cfg.rho, self.norm_mish, outputs=rollout)
             total = (cfg.consistency_coef * terms["consistency"] + cfg.reward_coef * terms["reward"]
                      + cfg.value_coef * terms["value"])
             out = {}
             if teacher_targets:
-                dterms = self.distiller.losses(teacher_targets, reward_logits, zs, model.decode)
+                dterms = self.distiller.losses(teacher_targets, model, zs, action, rollout["task_rows"], reward_logits,
+                                               rollout["q_logits"], self.norm_mish)
                 if "distill_reward" in dterms:
                     d_coef = self.distiller.coefficient(step, cfg.steps)
                     total = total + d_coef * dterms["distill_reward"]
                     out["d_coef"] = torch.tensor(d_coef, dtype=torch.float64)
+                if "distill_value" in dterms:
+                    total = total + cfg.distill.q_coef * dterms["distill_value"]
                 if "distill_latent" in dterms:
                     total = total + cfg.distill.latent_coef * dterms["distill_latent"]
                 terms.update(dterms)
         # Zero before backward (the fork's order): the official code zeroes after its step, so the
         # policy loss's gradient on the task embedding leaks into the next world-model step
-        # (section 4.4); clearing here trains the embedding only through the world-model losses.
+        # (official tdmpc2/tdmpc2.py); clearing here trains the embedding only through the world-model losses.
         self.optim.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model_params, cfg.grad_clip_norm)
         self.optim.step()
 
-        # 4.4 policy update on detached latents, online Qs without parameter gradients. The task
+        # Policy update on detached latents, online Qs without parameter gradients. The task
         # embedding is frozen meanwhile (as in the fork): its pi-loss gradient would be discarded
         # by the zero_grad above anyway, so it is not computed at all.
         self.pi_optim.zero_grad(set_to_none=True)
@@ -182,6 +186,10 @@ class Learner:
             with self._autocast():
                 q, pi_info = policy_values(model, zs.detach(), task, self.norm_mish)
                 pi_loss, pi_stats = policy_loss(q, pi_info, self.scale, cfg.rho, cfg.entropy_coef)
+                distill_policy = self.distiller.policy_loss(teacher_targets, pi_info) if teacher_targets else None
+                if distill_policy is not None:  # policy distillation: the teacher's prior as a target
+                    pi_loss = pi_loss + cfg.distill.pi_coef * distill_policy
+                    terms["distill_policy"] = distill_policy
             pi_loss.backward()
         finally:
             if emb is not None:
@@ -189,7 +197,7 @@ class Learner:
         pi_grad_norm = torch.nn.utils.clip_grad_norm_(self.pi_params, cfg.grad_clip_norm)
         self.pi_optim.step()
 
-        # 4.5 target Qs, then back to eval mode.
+        # Polyak update of the target Qs, then back to eval mode.
         model.soft_update_target_Q(cfg.tau)
         model.eval()
         out.update({f"{k}_loss": v.detach() for k, v in terms.items()})

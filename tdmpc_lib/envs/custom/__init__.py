@@ -1,4 +1,4 @@
-"""The 11 custom MT30 tasks (reference section 7): models derived from dm_control's XMLs,
+"""The 11 custom MT30 tasks (official tdmpc2/envs/tasks/): models derived from dm_control's XMLs,
 task classes, and `load(task, seed)` returning a dm_control environment."""
 from .suite import CUSTOM_TASKS, load
 

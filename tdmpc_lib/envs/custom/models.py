@@ -1,7 +1,7 @@
 """MJCF models of the custom MT30 tasks, derived at run time from the XMLs dm_control ships.
 
 Each public function returns `(xml_string, assets)` for `Physics.from_xml_string`. The edits
-made here are the only differences from the stock models (reference section 7.3). Hopper,
+made here are the only differences from the stock models (official tdmpc2/envs/tasks/*.xml). Hopper,
 pendulum and ball_in_cup use their stock XMLs unchanged, so they have no function here.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The 11 custom MT30 tasks as dm_control `base.Task`s (reference section 7.5).
+"""The 11 custom MT30 tasks as dm_control `base.Task`s (official tdmpc2/envs/tasks/*.py).
 
 Every task reuses the stock domain's Physics class and episode initialisation; only the reward
 (and, for cup-spin, the initial ball placement) is new. Rewards are per control step in [0, 1];

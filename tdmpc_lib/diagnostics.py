@@ -1,0 +1,210 @@
+"""What an RL researcher checks first on a learned (student) world model, on held-out episodes,
+without planning: is its value head calibrated, does it look at the action, is its policy prior
+saturated, and how well does its reward head predict.
+
+For every held-out episode of an EpisodeStore and each of its first `max_step` agent steps t
+(row s+t holds obs_t; row s+t+1 holds the action a_t taken at obs_t and the reward r_t received
+for it, as in TD-MPC2's replay buffer):
+
+    Q(z_t, a_t)      z_t = encode(obs_t), mean over ALL ensemble members of the decoded Q
+    G_t              sum_{k>=0} gamma^k r_{t+k}: the discounted Monte-Carlo return of the rest
+                     of the stored episode, gamma = the task's discount
+    Q(z_t, a~U)      Q at `num_actions` uniform random actions in [-1, 1] (active dims only)
+    tanh mu, log_std the policy prior's mean and log std, without drawing an action
+
+and reduces them per task (`student_diagnostics`):
+
+    q_mean, mc_return_mean        mean Q and mean G over the task's states
+    q_over_return, q_rel_error    mean Q / mean G and |mean Q - mean G| / |mean G|
+    q_action_std, q_action_range  mean over states of the std and of (max - min) of Q across
+                                  the random actions (0: Q ignores the action)
+    q_rank_vs_teacher             with a teacher: mean over states of the Spearman correlation of
+                                  the student's and the teacher's Q across the same random actions
+                                  (1: the student ranks MPPI's candidate actions as the teacher does)
+    prior_saturated               fraction of active action dims with |tanh mu| > 0.95
+    prior_log_std                 mean log_std over active action dims
+    states                        number of (episode, step) states
+
+    diag = student_diagnostics(model, open_store("data/heldout"))
+    diag["per_task"]["walker-run"]["q_over_return"], diag["mean"]["prior_saturated"]
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .reward_error import reward_error
+from .tasks import get_task_set
+from .train.distill import prior_moments
+from .world_model import WorldModel
+
+SATURATED = 0.95  # |tanh mu| above this: the prior's mean sits at the action bound
+KEYS = ("q_mean", "mc_return_mean", "q_over_return", "q_rel_error", "q_action_std", "q_action_range",
+        "q_rank_vs_teacher", "prior_saturated", "prior_log_std")
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks along dim 0 (ties broken by order; Q values are continuous)."""
+    return x.argsort(0).argsort(0).double()
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation along dim 0 of a, b (K, n) -> (n,); NaN where either is constant."""
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(0), rb - rb.mean(0)
+    denom = (ra.pow(2).sum(0) * rb.pow(2).sum(0)).sqrt()
+    same = (a.amax(0) == a.amin(0)) | (b.amax(0) == b.amin(0))
+    return torch.where(same, torch.nan, (ra * rb).sum(0) / denom.clamp(min=1e-12))
+
+
+@torch.no_grad()
+def heldout_states(model: WorldModel, store, max_step: int = 100) -> dict[str, np.ndarray]:
+    """The (episode, step) states the diagnostics look at and their Monte-Carlo returns.
+
+    Returns N-row arrays: 'row' (N,) int64 the global row of obs_t (a_t, r_t are in row + 1),
+    'task' (N,) int64, 'episode' (N,) int64, 'step' (N,) int64 (t < max_step), 'mc_return'
+    (N,) float64 G_t.
+
+    The stored episodes end where the data collection stopped (a time limit, not a terminal
+    state), so G_t is truncated: it omits gamma^(T-t) V(s_T) after the last stored step T-1,
+    and a Q that is right about the infinite-horizon value reads as an overestimate, the more
+    so the closer t is to T. With max_step well below T and gamma^(T-max_step) small (0.99 and
+    500-step episodes: at most 0.018) the bias is small; keep it in mind for short episodes.
+    """
+    starts = np.asarray(store.episode_starts, np.int64)
+    steps = np.diff(starts) - 1  # agent steps per episode (E,): its first row has no action
+    episodes = np.flatnonzero(steps > 0)
+    steps = steps[episodes]
+    first = starts[episodes]
+    (task,) = store.gather(first, ("task",))
+    task = np.asarray(task, np.int64)
+    # Per-episode discount: multitask models hold one per task, single-task models one in all.
+    gamma = model.discount(torch.as_tensor(task), "cpu").double().reshape(-1).numpy()
+    gamma = np.broadcast_to(gamma, task.shape)
+
+    # All rewards of these episodes in one (E, T_max) matrix, zero after each episode's end, so
+    # the backward recursion G_t = r_t + gamma G_{t+1} runs over all episodes at once (T_max
+    # vectorised steps, not E x T Python ones). Held-out stores are small: E x T_max float64.
+    T = int(steps.max()) if len(steps) else 0
+    col = np.arange(T)
+    valid = col[None, :] < steps[:, None]
+    rewards = np.zeros((len(steps), T))
+    rewards[valid] = store.gather((first[:, None] + 1 + col[None, :])[valid], ("reward",))[0]
+    returns = np.zeros_like(rewards)
+    g = np.zeros(len(steps))
+    for t in range(T - 1, -1, -1):
+        g = rewards[:, t] + gamma * g  # after an episode's end r = 0 and g stays 0
+        returns[:, t] = g
+
+    keep = valid & (col[None, :] < max_step)
+    e_idx, t_idx = np.nonzero(keep)
+    return {"row": first[e_idx] + t_idx, "task": task[e_idx], "episode": episodes[e_idx], "step": t_idx,
+            "mc_return": returns[e_idx, t_idx]}
+
+
+@torch.no_grad()
+def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: int, batch_size: int,
+               device, teacher: WorldModel | None = None) -> dict[str, np.ndarray]:
+    """Q, action sensitivity and prior moments at each state: arrays of shape (N,)."""
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on any device
+    A = model.cfg.action_dim
+    # Q at (num_actions x chunk) state-action pairs per forward pass: about batch_size rows.
+    chunk = max(1, batch_size // max(num_actions, 1))
+    out = {k: [] for k in ("q", "q_std", "q_range", "q_rank", "saturated", "active", "log_std")}
+
+    def q_mean(z, a, task, m=model):  # ensemble mean of the decoded Q: (..., L), (..., A) -> (...)
+        return m.decode(m.Q(z, a, task, return_type="all")).mean(0).squeeze(-1)
+
+    rows_all = states["row"]
+    for lo in range(0, len(rows_all), batch_size):
+        rows = rows_all[lo:lo + batch_size]
+        obs, task = store.gather(rows, ("obs", "task"))
+        (action,) = store.gather(rows + 1, ("action",))
+        task = torch.as_tensor(task, dtype=torch.long, device=device)
+        z = model.encode(torch.as_tensor(obs, device=device, dtype=dtype), task)  # (B, L)
+        z_t = None if teacher is None else teacher.encode(torch.as_tensor(obs, device=device, dtype=dtype), task)
+        mask = model.action_mask(task, z)  # (B, A), None single-task
+        if mask is None:
+            mask = torch.ones(len(rows), A, device=device, dtype=dtype)
+        # Stored actions are zero-padded in inactive dims already; masking makes that certain.
+        a = torch.as_tensor(action, device=device, dtype=dtype) * mask
+        out["q"].append(q_mean(z, a, task))
+
+        mean, log_std = prior_moments(model, model._pi(model.task_emb(z, task)), task)  # (B, A) each
+        active = mask > 0
+        out["saturated"].append(((mean.abs() > SATURATED) & active).sum(-1))
+        out["active"].append(active.sum(-1))
+        out["log_std"].append((log_std.float() * active).sum(-1))
+
+        for c in range(0, len(rows), chunk):
+            zc, tc, mc = z[c:c + chunk], task[c:c + chunk], mask[c:c + chunk]
+            n = len(zc)
+            rand = torch.rand((num_actions, n, A), generator=gen).to(device=device, dtype=dtype) * 2 - 1
+            q = q_mean(zc.expand(num_actions, n, -1), rand * mc, tc.expand(num_actions, n))  # (num_actions, n)
+            out["q_std"].append(q.std(0, correction=0))
+            out["q_range"].append(q.amax(0) - q.amin(0))
+            if teacher is not None:
+                q_t = q_mean(z_t[c:c + chunk].expand(num_actions, n, -1), rand * mc, tc.expand(num_actions, n), teacher)
+                out["q_rank"].append(spearman(q.double(), q_t.double()))
+    return {k: torch.cat(v).double().cpu().numpy() if v else np.zeros(0) for k, v in out.items()}
+
+
+def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
+    """Per-task numbers from the per-state arrays restricted to `sel` (N,) bool."""
+    q, g = float(np.mean(p["q"][sel])), float(np.mean(p["mc_return"][sel]))
+    active = float(np.sum(p["active"][sel]))
+    return {"q_mean": q, "mc_return_mean": g,
+            # Undefined (None) when the task's returns average to 0, e.g. sparse tasks never solved.
+            "q_over_return": q / g if g != 0 else None,
+            "q_rel_error": abs(q - g) / abs(g) if g != 0 else None,
+            "q_action_std": float(np.mean(p["q_std"][sel])), "q_action_range": float(np.mean(p["q_range"][sel])),
+            "q_rank_vs_teacher": (float(np.nanmean(p["q_rank"][sel])) if len(p["q_rank"])
+                                  and np.isfinite(p["q_rank"][sel]).any() else None),
+            "prior_saturated": float(np.sum(p["saturated"][sel])) / active,
+            "prior_log_std": float(np.sum(p["log_std"][sel])) / active,
+            "states": int(sel.sum())}
+
+
+def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_actions: int = 128, seed: int = 0,
+                        batch_size: int = 4096, device="cpu", teacher_predicted: np.ndarray | None = None,
+                        teacher: WorldModel | None = None) -> dict:
+    """Value calibration, action sensitivity and prior saturation of `model` on the episodes of
+    `store` (an EpisodeStore; use one no student trained on). See the module docstring.
+
+    The random actions come from a torch.Generator seeded with `seed` (the global RNG is
+    untouched): the result is a deterministic function of (model, store, max_step, num_actions,
+    seed, batch_size). `teacher_predicted` (transitions,) the teacher's reward predictions on the
+    same store (`reward_error.reward_predictions`): adds 'reward_error'.
+
+    Returns JSON-serialisable {'per_task': {task: {KEYS..., 'states'}}, 'mean': {KEYS...: the
+    unweighted mean over tasks (None entries skipped), 'states': the total}, 'max_step',
+    'num_actions'[, 'reward_error']}. `teacher` (a WorldModel of the same task set): adds
+    'q_rank_vs_teacher' (None without one).
+    """
+    names = get_task_set(store.task_set).tasks
+    was_training = model.training
+    model = model.to(device).eval()  # no dropout: Q at inference as the planner sees it
+    try:
+        states = heldout_states(model, store, max_step)
+        teacher_mode = None if teacher is None else teacher.training
+        if teacher is not None:
+            teacher = teacher.to(device).eval()
+        p = _per_state(model, store, states, num_actions, seed, batch_size, device, teacher)
+    finally:
+        model.train(was_training)
+        if teacher is not None:
+            teacher.train(teacher_mode)
+    p["mc_return"] = states["mc_return"]
+
+    per_task = {names[int(t)]: _reduce(p, states["task"] == t) for t in np.unique(states["task"])}
+    mean = {}
+    for k in KEYS:
+        vals = [v[k] for v in per_task.values() if v[k] is not None]
+        mean[k] = float(np.mean(vals)) if vals else None
+    mean["states"] = int(sum(v["states"] for v in per_task.values()))
+    result = {"per_task": per_task, "mean": mean, "max_step": int(max_step), "num_actions": int(num_actions)}
+    if teacher_predicted is not None:
+        result["reward_error"] = reward_error(model, store, teacher_predicted, list(names), batch_size, device)
+        model.train(was_training)  # reward_error leaves the model in eval mode
+    return result

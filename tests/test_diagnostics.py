@@ -1,0 +1,121 @@
+"""Student diagnostics on a small synthetic store: the Monte-Carlo return against a hand-written
+discounted sum, Q's action sensitivity (0 for a Q that ignores the action), prior saturation,
+determinism, and the figure."""
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+
+from tdmpc_lib.data.benchmark_support import make_synthetic_store
+from tdmpc_lib.diagnostics import KEYS, heldout_states, student_diagnostics
+from tdmpc_lib.tasks import get_task_set
+from tdmpc_lib.world_model import make_world_model
+
+EPISODE = 12  # rows per episode: 11 agent steps
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_synthetic_store(tmp_path_factory.mktemp("diag") / "s", rows=8 * EPISODE, episode_length=EPISODE,
+                                progress=False)
+
+
+def random_q_model(seed=1):
+    """A fresh model's Q output layer is zero (every Q equal): randomise it."""
+    model = make_world_model("tiny", seed=seed)
+    with torch.no_grad():
+        model._Qs.params[-1].weight.normal_(0, 0.3)
+    return model
+
+
+def test_monte_carlo_return_is_the_discounted_sum_of_the_rest_of_the_episode(store):
+    model = make_world_model("tiny", seed=1)
+    s = heldout_states(model, store, max_step=5)
+    assert len(s["row"]) == store.num_episodes * 5 and s["step"].max() == 4
+    e = 2
+    first = int(store.episode_starts[e])
+    task = int(store.task[first])
+    gamma = get_task_set(store.task_set).discounts[task]
+    rewards = np.asarray(store.reward[first + 1:first + EPISODE], np.float64)  # r_t is stored in row t+1
+    for t in range(5):
+        want = 0.0
+        for k, r in enumerate(rewards[t:]):
+            want += gamma ** k * r
+        got = s["mc_return"][(s["episode"] == e) & (s["step"] == t)]
+        assert s["row"][(s["episode"] == e) & (s["step"] == t)][0] == first + t
+        assert got[0] == pytest.approx(want, rel=1e-6)
+
+
+def test_q_that_ignores_the_action_has_zero_action_std(store):
+    model = random_q_model()
+    assert student_diagnostics(model, store, num_actions=16)["mean"]["q_action_std"] > 1e-3
+    cfg = model.cfg
+    with torch.no_grad():  # first-layer input is [z, task_emb, action]: cut the action columns
+        model._Qs.params[0].weight[:, :, cfg.latent_dim + cfg.task_dim:] = 0
+    d = student_diagnostics(model, store, num_actions=16)
+    assert d["mean"]["q_action_std"] == pytest.approx(0, abs=1e-5)
+    assert d["mean"]["q_action_range"] == pytest.approx(0, abs=1e-5)
+
+
+def test_saturated_prior(store):
+    model = make_world_model("tiny", seed=1)
+    assert student_diagnostics(model, store, num_actions=2)["mean"]["prior_saturated"] < 0.1
+    with torch.no_grad():  # the _pi output is [mu, log_std]: push every mu far past tanh's knee
+        model._pi[-1].bias[:model.cfg.action_dim] = 10.0
+    d = student_diagnostics(model, store, num_actions=2)
+    assert d["mean"]["prior_saturated"] > 0.99
+    assert all(v["prior_saturated"] > 0.99 for v in d["per_task"].values())
+
+
+def test_json_and_deterministic(store):
+    model = random_q_model()
+    model.train()
+    before = torch.random.get_rng_state()
+    a = student_diagnostics(model, store, num_actions=8, seed=3, batch_size=17)
+    assert torch.equal(before, torch.random.get_rng_state())  # the global RNG is untouched
+    assert model.training  # mode restored
+    b = student_diagnostics(model, store, num_actions=8, seed=3, batch_size=17)
+    assert json.dumps(a, allow_nan=False) == json.dumps(b, allow_nan=False)
+    assert student_diagnostics(model, store, num_actions=8, seed=4, batch_size=17) != a
+    assert set(a) == {"per_task", "mean", "max_step", "num_actions"}
+    assert set(a["mean"]) == set(KEYS) | {"states"}
+    names = get_task_set(store.task_set).tasks
+    assert set(a["per_task"]) == {names[int(t)] for t in store.episode_task}
+    assert a["mean"]["states"] == sum(v["states"] for v in a["per_task"].values()) == store.num_episodes * 11
+    v = next(iter(a["per_task"].values()))
+    assert v["q_over_return"] == pytest.approx(v["q_mean"] / v["mc_return_mean"])
+
+
+def test_figure():
+    import matplotlib.pyplot as plt
+
+    from tdmpc_lib.study.plots import diagnostics_figure
+
+    rows = [{"arm": arm, "task": task, "q_over_return": 1 + 0.1 * s, "q_action_std": 0.5 + s,
+             "prior_saturated": 0.2 * s} for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
+            for s in range(3)]
+    fig = diagnostics_figure(rows, "diagnostics")
+    assert len(fig.axes) == 3
+    plt.close(fig)
+
+
+def test_q_rank_against_a_teacher_is_one_for_the_model_itself(tmp_path):
+    import torch
+    from tdmpc_lib.data.benchmark_support import make_synthetic_store
+    from tdmpc_lib.data import open_store
+    from tdmpc_lib.diagnostics import spearman, student_diagnostics
+    from tdmpc_lib.world_model import make_world_model
+    make_synthetic_store(tmp_path / "s", rows=400, episode_length=40, progress=False)
+    model = make_world_model("tiny", seed=1)
+    with torch.no_grad():
+        model._Qs.params[-1].weight.normal_(0, 0.3)
+    d = student_diagnostics(model, open_store(tmp_path / "s"), max_step=5, num_actions=16, teacher=model)
+    assert all(v["q_rank_vs_teacher"] == pytest.approx(1.0) for v in d["per_task"].values())
+    a = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
+    r = spearman(a, -a)
+    assert r[0].item() == pytest.approx(-1.0) and torch.isnan(r[1])
