@@ -104,17 +104,18 @@ def heldout_states(model: WorldModel, store, max_step: int = 100) -> dict[str, n
 
 @torch.no_grad()
 def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: int, batch_size: int,
-               device, teacher: WorldModel | None = None) -> dict[str, np.ndarray]:
-    """Q, action sensitivity and prior moments at each state: arrays of shape (N,)."""
+               device) -> dict[str, np.ndarray]:
+    """Q, action sensitivity and prior moments at each state: arrays of shape (N,), and 'q_rand'
+    (num_actions, N), the Q at each state's random actions (the same draws for any model)."""
     dtype = next(model.parameters()).dtype
     gen = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on any device
     A = model.cfg.action_dim
     # Q at (num_actions x chunk) state-action pairs per forward pass: about batch_size rows.
     chunk = max(1, batch_size // max(num_actions, 1))
-    out = {k: [] for k in ("q", "q_std", "q_range", "q_rank", "saturated", "active", "log_std")}
+    out = {k: [] for k in ("q", "q_std", "q_range", "q_rand", "saturated", "active", "log_std")}
 
-    def q_mean(z, a, task, m=model):  # ensemble mean of the decoded Q: (..., L), (..., A) -> (...)
-        return m.decode(m.Q(z, a, task, return_type="all")).mean(0).squeeze(-1)
+    def q_mean(z, a, task):  # ensemble mean of the decoded Q: (..., L), (..., A) -> (...)
+        return model.decode(model.Q(z, a, task, return_type="all")).mean(0).squeeze(-1)
 
     rows_all = states["row"]
     for lo in range(0, len(rows_all), batch_size):
@@ -123,7 +124,6 @@ def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: i
         (action,) = store.gather(rows + 1, ("action",))
         task = torch.as_tensor(task, dtype=torch.long, device=device)
         z = model.encode(torch.as_tensor(obs, device=device, dtype=dtype), task)  # (B, L)
-        z_t = None if teacher is None else teacher.encode(torch.as_tensor(obs, device=device, dtype=dtype), task)
         mask = model.action_mask(task, z)  # (B, A), None single-task
         if mask is None:
             mask = torch.ones(len(rows), A, device=device, dtype=dtype)
@@ -144,10 +144,24 @@ def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: i
             q = q_mean(zc.expand(num_actions, n, -1), rand * mc, tc.expand(num_actions, n))  # (num_actions, n)
             out["q_std"].append(q.std(0, correction=0))
             out["q_range"].append(q.amax(0) - q.amin(0))
-            if teacher is not None:
-                q_t = q_mean(z_t[c:c + chunk].expand(num_actions, n, -1), rand * mc, tc.expand(num_actions, n), teacher)
-                out["q_rank"].append(spearman(q.double(), q_t.double()))
-    return {k: torch.cat(v).double().cpu().numpy() if v else np.zeros(0) for k, v in out.items()}
+            out["q_rand"].append(q.t())  # (n, num_actions): concatenated over chunks, then transposed
+    res = {k: torch.cat(v).double().cpu().numpy() if v else np.zeros(0) for k, v in out.items()}
+    res["q_rand"] = res["q_rand"].T if res["q_rand"].size else np.zeros((num_actions, 0))
+    return res
+
+
+def action_values(model: WorldModel, store, *, max_step: int = 100, num_actions: int = 128, seed: int = 0,
+                  batch_size: int = 4096, device="cpu") -> np.ndarray:
+    """(num_actions, N) the ensemble-mean decoded Q of `model` at the random actions of every
+    held-out state, the draws `student_diagnostics` makes with the same arguments: computed once
+    for a teacher, it serves every student's `q_rank_vs_teacher` (`teacher_action_values`)."""
+    was_training = model.training
+    model = model.to(device).eval()
+    try:
+        states = heldout_states(model, store, max_step)
+        return _per_state(model, store, states, num_actions, seed, batch_size, device)["q_rand"]
+    finally:
+        model.train(was_training)
 
 
 def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
@@ -159,7 +173,7 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
             "q_over_return": q / g if g != 0 else None,
             "q_rel_error": abs(q - g) / abs(g) if g != 0 else None,
             "q_action_std": float(np.mean(p["q_std"][sel])), "q_action_range": float(np.mean(p["q_range"][sel])),
-            "q_rank_vs_teacher": (float(np.nanmean(p["q_rank"][sel])) if len(p["q_rank"])
+            "q_rank_vs_teacher": (float(np.nanmean(p["q_rank"][sel])) if "q_rank" in p
                                   and np.isfinite(p["q_rank"][sel]).any() else None),
             "prior_saturated": float(np.sum(p["saturated"][sel])) / active,
             "prior_log_std": float(np.sum(p["log_std"][sel])) / active,
@@ -168,7 +182,7 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
 
 def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_actions: int = 128, seed: int = 0,
                         batch_size: int = 4096, device="cpu", teacher_predicted: np.ndarray | None = None,
-                        teacher: WorldModel | None = None) -> dict:
+                        teacher: WorldModel | None = None, teacher_action_values: np.ndarray | None = None) -> dict:
     """Value calibration, action sensitivity and prior saturation of `model` on the episodes of
     `store` (an EpisodeStore; use one no student trained on). See the module docstring.
 
@@ -179,23 +193,27 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
 
     Returns JSON-serialisable {'per_task': {task: {KEYS..., 'states'}}, 'mean': {KEYS...: the
     unweighted mean over tasks (None entries skipped), 'states': the total}, 'max_step',
-    'num_actions'[, 'reward_error']}. `teacher` (a WorldModel of the same task set): adds
-    'q_rank_vs_teacher' (None without one).
+    'num_actions'[, 'reward_error']}. `teacher` (a WorldModel of the same task set) or its
+    `teacher_action_values` (from `action_values` with the same arguments): adds
+    'q_rank_vs_teacher' (None without either).
     """
     names = get_task_set(store.task_set).tasks
     was_training = model.training
     model = model.to(device).eval()  # no dropout: Q at inference as the planner sees it
     try:
         states = heldout_states(model, store, max_step)
-        teacher_mode = None if teacher is None else teacher.training
-        if teacher is not None:
-            teacher = teacher.to(device).eval()
-        p = _per_state(model, store, states, num_actions, seed, batch_size, device, teacher)
+        p = _per_state(model, store, states, num_actions, seed, batch_size, device)
     finally:
         model.train(was_training)
-        if teacher is not None:
-            teacher.train(teacher_mode)
     p["mc_return"] = states["mc_return"]
+    if teacher is not None and teacher_action_values is None:
+        teacher_action_values = action_values(teacher, store, max_step=max_step, num_actions=num_actions, seed=seed,
+                                              batch_size=batch_size, device=device)
+    if teacher_action_values is not None:
+        if teacher_action_values.shape != p["q_rand"].shape:
+            raise ValueError(f"teacher_action_values has shape {teacher_action_values.shape}, the states' random "
+                             f"actions {p['q_rand'].shape}: compute them with the same store and arguments")
+        p["q_rank"] = spearman(torch.from_numpy(p["q_rand"]), torch.from_numpy(teacher_action_values)).numpy()
 
     per_task = {names[int(t)]: _reduce(p, states["task"] == t) for t in np.unique(states["task"])}
     mean = {}

@@ -97,10 +97,10 @@ def test_figure():
     from tdmpc_lib.study.plots import diagnostics_figure
 
     rows = [{"arm": arm, "task": task, "q_over_return": 1 + 0.1 * s, "q_action_std": 0.5 + s,
-             "prior_saturated": 0.2 * s} for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
+             "q_rank_vs_teacher": 0.1 * s, "prior_saturated": 0.2 * s} for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
             for s in range(3)]
     fig = diagnostics_figure(rows, "diagnostics")
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4  # Q / return, rank vs teacher, Q spread, prior saturation
     plt.close(fig)
 
 
@@ -119,3 +119,24 @@ def test_q_rank_against_a_teacher_is_one_for_the_model_itself(tmp_path):
     a = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
     r = spearman(a, -a)
     assert r[0].item() == pytest.approx(-1.0) and torch.isnan(r[1])
+
+
+def test_precomputed_teacher_action_values_give_the_same_ranking(tmp_path):
+    import torch
+    from tdmpc_lib.data.benchmark_support import make_synthetic_store
+    from tdmpc_lib.data import open_store
+    from tdmpc_lib.diagnostics import action_values, student_diagnostics
+    from tdmpc_lib.world_model import make_world_model
+    make_synthetic_store(tmp_path / "s", rows=400, episode_length=40, progress=False)
+    store = open_store(tmp_path / "s")
+    student, teacher = make_world_model("tiny", seed=1), make_world_model("tiny", seed=2)
+    with torch.no_grad():
+        for m in (student, teacher):
+            m._Qs.params[-1].weight.normal_(0, 0.3)
+    direct = student_diagnostics(student, store, max_step=5, num_actions=16, teacher=teacher)
+    values = action_values(teacher, store, max_step=5, num_actions=16)
+    assert values.shape == (16, direct["mean"]["states"])
+    cached = student_diagnostics(student, store, max_step=5, num_actions=16, teacher_action_values=values)
+    assert cached == direct
+    with pytest.raises(ValueError, match="same store and arguments"):
+        student_diagnostics(student, store, max_step=5, num_actions=8, teacher_action_values=values)

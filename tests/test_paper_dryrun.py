@@ -189,8 +189,9 @@ def test_teacher_cache_built_over_the_data(paper):
 
 def test_students_train_at_batch_256_and_plan(paper):
     runs = _student_runs(paper["study_dir"])
-    # d0 and d0.4 (the sweep), the two 4-update curve runs, three latent variants
-    assert len(runs) == 7, [r.name for r in runs]
+    # d0 and d0.4 (the sweep), the all-three transfer arm, the two 4-update curve runs, three
+    # latent variants
+    assert len(runs) == 8, [r.name for r in runs]
     for run in runs:
         cfg = _read(run / "config.json")
         tc = cfg["train_config"]

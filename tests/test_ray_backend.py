@@ -140,7 +140,8 @@ def test_notebook_error_is_not_retried_and_a_dead_worker_is(tmp_path):
                        log=lambda msg: None)
     failed = {f["name"]: f["error"] for f in report["failed"]}
     assert failed == {"01_teacher [train-tiny]": "RuntimeError: teacher broke",
-                      "02_distillation [d0.4_s1]": "not run: it needs 01_teacher [train-tiny]"}
+                      "02_distillation [d0.4_s1]": "not run: it needs 01_teacher [train-tiny]",
+                      "02_distillation [all_s1]": "not run: it needs 01_teacher [train-tiny]"}
     assert (study_dir / "attempts_01").read_text() == "x"  # a notebook error runs once
     assert [e["name"] for e in report["executed"]] == ["02_distillation [d0_s1]"]
     assert (study_dir / "crashed_d0_s1").is_file()  # the first attempt died; the retry passed

@@ -230,12 +230,15 @@ def test_profiles_plan_and_overrides():
     mini = plan(profiles.MINI)
     assert [e.member for e in mini["01_teacher"]] == ["tdmpc-opt-mt30-1M"]
     members = {e.member for e in mini["02_distillation"]}
-    assert members == {f"d{d}_s{s}" for d in ("0", "0.45", "0.9") for s in (1, 2, 3)}
+    assert members == ({f"d{d}_s{s}" for d in ("0", "0.45") for s in (1, 2)}
+                       | {f"{a}_s{s}" for a in ("value", "policy", "all") for s in (1, 2)})
+    arms = {e.member: e.parameters.get("arm") for e in mini["02_distillation"]}
+    assert arms["policy_s2"] == "policy" and arms["d0_s1"] is None  # None: the reward arm (the paper's)
     latent = {e.member: e.after for e in mini["03_latent_ablation"]}
-    assert set(latent) == {f"{m}_s{s}" for m in ("none", "linear-frozen", "linear", "pca") for s in (1, 2, 3)}
+    assert set(latent) == {f"{m}_s{s}" for m in ("none", "linear-frozen", "linear", "pca") for s in (1, 2)}
     assert latent["none_s2"] == ["02_distillation [d0.45_s2]"]  # reward-only = 02's run of that seed
     assert latent["pca_s1"] == []  # a bundled teacher: students wait only on the dataset's lock
-    assert mini["04_quantization"][0].after == [f"02_distillation [d0.45_s{s}]" for s in (1, 2, 3)]
+    assert mini["04_quantization"][0].after == [f"02_distillation [d0.45_s{s}]" for s in (1, 2)]
     paper = plan(profiles.PAPER)
     assert "d0.45_s1_1000000st" in {e.member for e in paper["02_distillation"]}
     key, value = profiles.parse_override(profiles.MINI, "d_coefs=0,0.45")

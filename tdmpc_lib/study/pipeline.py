@@ -442,9 +442,11 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes (Q against the Monte-Carlo
     return, Q's sensitivity to the action and its ranking of random actions against the
     profile's teacher, prior saturation), cached in `out`; None without a held-out set."""
+    import numpy as np
+
     from ..checkpoint import cached_file_sha256, load_checkpoint
     from ..data import open_store
-    from ..diagnostics import student_diagnostics
+    from ..diagnostics import action_values, student_diagnostics
 
     heldout = ensure_heldout(profile, study_dir)
     if heldout is None:
@@ -458,8 +460,15 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
     if cached is not None:
         return cached
     store = open_store(heldout)
+    # The teacher's Q at the held-out states' random actions: computed once per teacher, read by
+    # every student (a 317M teacher need not be loaded again for each run).
+    teacher_file = heldout / f"teacher_action_values_{cached_file_sha256(teacher.path)[:12]}.npy"
+    with locked(heldout.parent / ".heldout.lock"):
+        if not teacher_file.is_file():
+            values = action_values(load_checkpoint(teacher.path, device=device), store, device=device)
+            atomic_write(teacher_file, lambda f: np.save(f, values))
     result = {**student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
-                                    teacher=load_checkpoint(teacher.path, device=device)),
+                                    teacher_action_values=np.load(teacher_file)),
               "teacher": teacher.label, "key": key}
     store.close()
     atomic_write_json(out, result)
