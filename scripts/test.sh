@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --browser
 export MUJOCO_GL=${MUJOCO_GL:-osmesa}
-exec .venv/bin/python -m pytest -q tests "$@"
+# The 15 slowest tests are listed before the summary line, to keep the suite's time in view.
+exec .venv/bin/python -m pytest -q --durations=15 tests "$@"
