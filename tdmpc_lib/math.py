@@ -79,6 +79,11 @@ def soft_ce(logits: torch.Tensor, target: torch.Tensor, num_bins: int, vmin: flo
     return -(two_hot(target, num_bins, vmin, vmax) * log_pred).sum(-1, keepdim=True)
 
 
+def log_std(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """The policy's raw log-std output x (...) mapped into [low, high] by a shifted tanh."""
+    return low + 0.5 * (high - low) * (torch.tanh(x) + 1)
+
+
 def gaussian_logprob(eps: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Official (new) per-sample Gaussian log-prob summed over ALL dims (masked ones included):
     sum_i(-0.5 eps_i^2 - log_std_i - 0.5 ln 2pi) -> (..., 1)."""

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import fused_cpu
 from .layers import NormedLinear, SimNorm
+from . import math as tmath
 from .math import mish_inference
 from .world_model import WorldModel
 
@@ -295,7 +296,7 @@ class FastHeads:
         h = _ln_mish(torch.mm(X[:, self.A:], self.pi_t), self.pi_ln0, fused=self.fused)
         y, b2, _ = self._mlp_rest(h, self.w.pi)
         mu, log_std = (y.float() + b2).chunk(2, dim=-1)
-        log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(log_std) + 1)
+        log_std = tmath.log_std(log_std, cfg.log_std_min, cfg.log_std_max)
         if task_mask is not None:
             mu, log_std, eps = mu * task_mask, log_std * task_mask, eps * task_mask
         return torch.tanh(mu + eps * log_std.exp())

@@ -113,7 +113,7 @@ class WorldModel(nn.Module):
         if features is None:
             features = self._pi(self.task_emb(z, task))
         mu, log_std = features.chunk(2, dim=-1)
-        log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(log_std) + 1)
+        log_std = tmath.log_std(log_std, cfg.log_std_min, cfg.log_std_max)
         eps = torch.randn_like(mu)
         mask = self.action_mask(task, mu)
         if mask is not None:

@@ -400,13 +400,27 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
     return result
 
 
+def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute):
+    """An array the teacher gives on the held-out store, computed once per teacher file by
+    compute(teacher model) and kept beside the store (<heldout>/teacher_<name>_<sha>.npy), so
+    every student reads it without loading the teacher again."""
+    import numpy as np
+
+    from ..checkpoint import cached_file_sha256, load_checkpoint
+
+    path = heldout / f"teacher_{name}_{cached_file_sha256(teacher.path)[:12]}.npy"
+    with locked(heldout.parent / ".heldout.lock"):
+        if not path.is_file():
+            values = compute(load_checkpoint(teacher.path))
+            atomic_write(path, lambda f: np.save(f, values))
+    return np.load(path)
+
+
 def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
                          device: str = "cpu") -> dict | None:
     """The reward head of `checkpoint` on the held-out episodes: error against the true rewards
     and against the profile's teacher (tdmpc_lib.reward_error), cached in `out`. None when the
     profile has no held-out set."""
-    import numpy as np
-
     from ..checkpoint import cached_file_sha256, load_checkpoint
     from ..data import open_store
     from ..reward_error import reward_error, reward_predictions
@@ -424,13 +438,10 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
     if cached is not None:
         return cached
     store = open_store(heldout)
-    teacher_file = heldout / f"teacher_reward_{cached_file_sha256(teacher.path)[:12]}.npy"
-    with locked(heldout.parent / ".heldout.lock"):
-        if not teacher_file.is_file():
-            predicted = reward_predictions(load_checkpoint(teacher.path), store, device=device)["predicted"]
-            atomic_write(teacher_file, lambda f: np.save(f, predicted))
+    predicted = _teacher_on_heldout(heldout, teacher, "reward", lambda model: reward_predictions(
+        model, store, device=device)["predicted"])
     names = list(get_task_set(store.task_set).tasks)
-    result = {**reward_error(load_checkpoint(checkpoint), store, np.load(teacher_file), names, device=device),
+    result = {**reward_error(load_checkpoint(checkpoint), store, predicted, names, device=device),
               "teacher": teacher.label, "heldout": str(heldout), "key": key}
     store.close()
     atomic_write_json(out, result)
@@ -442,8 +453,6 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes (Q against the Monte-Carlo
     return, Q's sensitivity to the action and its ranking of random actions against the
     profile's teacher, prior saturation), cached in `out`; None without a held-out set."""
-    import numpy as np
-
     from ..checkpoint import cached_file_sha256, load_checkpoint
     from ..data import open_store
     from ..diagnostics import action_values, student_diagnostics
@@ -460,15 +469,10 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
     if cached is not None:
         return cached
     store = open_store(heldout)
-    # The teacher's Q at the held-out states' random actions: computed once per teacher, read by
-    # every student (a 317M teacher need not be loaded again for each run).
-    teacher_file = heldout / f"teacher_action_values_{cached_file_sha256(teacher.path)[:12]}.npy"
-    with locked(heldout.parent / ".heldout.lock"):
-        if not teacher_file.is_file():
-            values = action_values(load_checkpoint(teacher.path, device=device), store, device=device)
-            atomic_write(teacher_file, lambda f: np.save(f, values))
+    values = _teacher_on_heldout(heldout, teacher, "action_values",
+                                 lambda model: action_values(model, store, device=device))
     result = {**student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
-                                    teacher_action_values=np.load(teacher_file)),
+                                    teacher_action_values=values),
               "teacher": teacher.label, "key": key}
     store.close()
     atomic_write_json(out, result)

@@ -112,10 +112,25 @@ class DistillConfig:
         return self.enabled and self.pi_coef > 0
 
     @property
-    def cached_kinds(self) -> tuple[str, ...]:
-        """The teacher-target caches this config reads ('reward', 'value', 'policy')."""
+    def value_at_random_actions(self) -> bool:
+        """Value distillation also at q_random_actions random actions (online teacher only)."""
+        return self.value_enabled and self.q_random_actions > 0
+
+    @property
+    def needs_teacher_model(self) -> bool:
+        """A term whose targets no cache holds: the latent one, or the value at random actions."""
+        return self.latent_enabled or self.value_at_random_actions
+
+    @property
+    def target_kinds(self) -> tuple[str, ...]:
+        """The per-row teacher targets the enabled terms read ('reward', 'value', 'policy')."""
         on = {"reward": self.reward_enabled, "value": self.value_enabled, "policy": self.policy_enabled}
-        return tuple(k for k, v in on.items() if v) if self.cache is not None else ()
+        return tuple(k for k, v in on.items() if v)
+
+    @property
+    def cached_kinds(self) -> tuple[str, ...]:
+        """The teacher-target caches this config reads: target_kinds, when it has a cache."""
+        return self.target_kinds if self.cache is not None else ()
 
     def validate(self) -> None:
         for name in ("schedule", "latent", "teacher_dtype", "cache_precision"):

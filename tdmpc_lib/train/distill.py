@@ -91,7 +91,7 @@ def prior_moments(model: WorldModel, features: torch.Tensor, task) -> tuple[torc
     features (..., 2A), as WorldModel.pi computes them (inactive action dims 0), without drawing."""
     cfg = model.cfg
     mu, log_std = features.chunk(2, dim=-1)
-    log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(log_std) + 1)
+    log_std = tmath.log_std(log_std, cfg.log_std_min, cfg.log_std_max)
     mask = model.action_mask(task, mu)
     if mask is not None:
         mu, log_std = mu * mask, log_std * mask
@@ -308,19 +308,12 @@ class Distiller:
             if getattr(c, "kind", kind) != kind:  # any object with lookup(rows) serves as a cache
                 raise ValueError(f"teacher cache {c.path} holds {c.kind} targets, not {kind}")
         self.cfg, self.teacher, self.caches = cfg, teacher, caches
-        online = set(self.kinds) - set(caches)
-        if teacher is None and (cfg.latent_enabled or online or (cfg.value_enabled and cfg.q_random_actions)):
+        online = set(cfg.target_kinds) - set(caches)
+        if teacher is None and (cfg.needs_teacher_model or online):
             raise ValueError("online distillation needs the teacher model")
         self.projection = None
         if cfg.latent_enabled:
             self.projection = LatentProjection(cfg.latent, teacher.latent_dim, student_latent_dim, seed).to(device)
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """The teacher targets the enabled terms need besides the latent one."""
-        c = self.cfg
-        return tuple(k for k, on in (("reward", c.reward_enabled), ("value", c.value_enabled),
-                                     ("policy", c.policy_enabled)) if on)
 
     @property
     def cache(self) -> TeacherTargetCache | None:
@@ -362,7 +355,7 @@ class Distiller:
         n = self.steps_used(horizon)
         out = {}
         need = []
-        for kind in self.kinds:
+        for kind in self.cfg.target_kinds:
             if kind not in self.caches:
                 need.append(kind)
                 continue
@@ -371,7 +364,7 @@ class Distiller:
                 out["pi_mean"], out["pi_log_std"] = values.chunk(2, dim=-1)
             else:
                 out[kind] = values
-        if self.cfg.value_enabled and self.cfg.q_random_actions:
+        if self.cfg.value_at_random_actions:
             # (K, n, B, A), the task's inactive action dims zeroed as the data's are
             a = contrast_actions(batch.rows[:n], self.cfg.q_random_actions, batch.action.shape[-1])
             mask = self.teacher.model.action_mask(batch.task, a)

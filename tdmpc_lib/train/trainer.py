@@ -152,7 +152,7 @@ class Trainer:
             caches[kind].check(self.store, teacher.sha256)
         if caches:
             self.teacher_info["cache"] = self._cache_info(caches)
-            if not d.latent_enabled and not (d.value_enabled and d.q_random_actions):
+            if not d.needs_teacher_model:
                 teacher = None  # every target comes from the caches: free the teacher's memory
         return Distiller(d, teacher, self.model.cfg.latent_dim, caches, seed=cfg.seed, device=self.device)
 
@@ -168,7 +168,7 @@ class Trainer:
         cached (no latent term); else None."""
         d = self.cfg.distill
         kinds = d.cached_kinds
-        if not kinds or d.latent_enabled or (d.value_enabled and d.q_random_actions):
+        if not kinds or d.needs_teacher_model:
             return None
         caches = {}
         for kind in kinds:
