@@ -284,6 +284,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 
     `path` may also be a short name (when no file of that name exists): a bundled checkpoint
     ('tdmpc-opt-mt30-1M', sha256-verified, no network) or a hub name such as 'mt30-317M'."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise CheckpointError(f"the checkpoint must be a file path or a checkpoint name, got {path!r}")
     try:
         device, dtype = resolve_device(device), resolve_dtype(dtype)
     except ValueError as e:

@@ -7,14 +7,20 @@
   fields' Literal types;
 - bad input ends the program with exit code 2 and ONE line on stderr, `error: ...`, naming the
   input and the fix, instead of tyro's multi-line box (the same form as the errors the
-  commands raise themselves, see `fail`).
+  commands raise themselves, see `fail`);
+- Ctrl-C (SIGINT) and SIGTERM end a long command with ONE line, `interrupted: ...`, saying where
+  it stopped and how to continue, and the shell's exit codes 130 / 143 (`interruptible`); the
+  files it leaves are complete (every writer writes atomically).
 
 tyro's help is unchanged (boxes, defaults, the fields' comments and docstrings).
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from typing import NoReturn, TypeVar
+import threading
+from typing import Callable, NoReturn, TypeVar
 
 import tyro
 import tyro._errors as tyro_errors  # tyro is pinned exactly (requirements.txt): its parse-error hook
@@ -36,6 +42,45 @@ def report(message) -> int:
 def fail(message) -> NoReturn:
     """`report` and exit with code 2."""
     raise SystemExit(report(message))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, as Ctrl-C raises KeyboardInterrupt: `finally`
+    blocks run and half-written temporary files are removed on the way out."""
+
+
+def _on_signal(signum, frame) -> None:
+    from .files import deliver_interrupt  # held while a file is being written, then raised
+    deliver_interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+
+
+def _close_progress_bars() -> None:
+    try:
+        from tqdm import tqdm
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except Exception:  # noqa: BLE001 - a progress bar must never hide the message
+        pass
+
+
+@contextlib.contextmanager
+def interruptible(hint: str | Callable[[], str]):
+    """Run a command's work so that SIGINT / SIGTERM end it with one line on stderr,
+    `interrupted: <where it stopped>; <how to continue>`, and exit code 130 / 143 (128 + the
+    signal), never a traceback. The message is the interrupt's own text when the code that was
+    interrupted raised one with a message (the trainer names its step), else `hint`."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        message = str(e.args[0]) if e.args else (hint() if callable(hint) else hint)
+        _close_progress_bars()  # so the line starts on a line of its own
+        print(f"interrupted: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _flag(argument) -> str:

@@ -7,6 +7,7 @@ and the MT30 exception that the 19M model uses a 512-d latent.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 from .tasks import TaskSet, get_task_set
@@ -86,11 +87,14 @@ def task_dim_rule(size: str | int, task_set: str | None) -> int:
 
 
 def _parse_size(size) -> str | int:
-    if isinstance(size, bool):  # True == 1 would silently build the 1M model
-        raise ValueError(f"unknown model size {size!r}; choose one of {list(PRESETS)}")
-    if isinstance(size, str) and size.isdigit():
+    """The one rule for a model size: a preset's name, 'tiny' or a whole number of millions
+    given as an int or its digits ('48'); bools and floats are refused (True == 1 and 1.0 == 1
+    would otherwise pass as the 1M preset)."""
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
         size = int(size)
-    if size not in PRESETS:
+    elif isinstance(size, str) and size.strip().isdigit():
+        size = int(size.strip())
+    if not isinstance(size, (int, str)) or isinstance(size, bool) or size not in PRESETS:
         raise ValueError(f"unknown model size {size!r}; choose one of {list(PRESETS)}")
     return size
 

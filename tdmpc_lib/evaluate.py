@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .choices import EvalPolicy, Precision, Protocol, check_choice, options
 from .device import resolve_device
-from .files import atomic_write_json, atomic_write_text, check_output_path
+from .files import OutputLock, atomic_write_json, atomic_write_text, check_output_path
 from .planner import BatchedPlanner, PlannerConfig
 from .rollout import Step, lockstep, open_envs, reset_all
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
@@ -256,22 +256,39 @@ class EvaluateCommand:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .cli import fail, parse
+    from .cli import interruptible, parse
 
     args = parse(EvaluateCommand, argv, "python -m tdmpc_lib.evaluate")
     cfg = args.config
+    lock = OutputLock(args.output, "evaluation output") if args.output else None
+    hint = (f"the finished planning batches are journaled beside {args.output}: rerun the same command with "
+            f"--resume to continue" if args.output else "nothing was written (no --output)")
     try:
+        with interruptible(hint):
+            return _main(args, cfg, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _main(args: EvaluateCommand, cfg: EvalConfig, lock) -> dict:
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .cli import fail
+
+    try:
+        if lock is not None:  # one evaluation per output (and journal) at a time
+            check_output_path(args.output)
+            lock.acquire()
         journal = args.validate()
         model = load_checkpoint(args.checkpoint, device=cfg.device)
         result = evaluate(model, cfg, journal=journal)
+        print(format_table(result))
+        if args.output:
+            atomic_write_json(args.output, result, indent=2)
+            journal.unlink(missing_ok=True)
+            print(f"results written to {args.output}")
     except (CheckpointError, ValueError) as e:
         fail(str(e))
-    print(format_table(result))
-    if args.output:
-        atomic_write_json(args.output, result, indent=2)
-        journal.unlink(missing_ok=True)
-        print(f"results written to {args.output}")
     return result
 
 

@@ -4,12 +4,17 @@ project goes through `atomic_write`.
 The bytes go to a temporary file in the destination's folder, are flushed and fsync'ed, and
 the temporary file is renamed over the destination (`os.replace`, atomic on POSIX). A kill at
 any moment leaves either the old file or the new one, never half of one; a failed write leaves
-the old file untouched and no temporary file behind. New files get the permissions `open()`
+the old file untouched and no temporary file behind.
+
+`OutputLock` keeps two processes from writing the same output (a run folder, a store, a
+teacher cache, an evaluation result, a study folder) at once. New files get the permissions `open()`
 would give them (0o666 minus the umask, e.g. 0644 under umask 022), not the 0600 of a bare
 `tempfile.mkstemp`, so colleagues on a shared cluster can read checkpoints and results.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -23,10 +28,41 @@ def _umask() -> int:
     return mask
 
 
+_held = {"depth": 0, "pending": None}
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold Ctrl-C / SIGTERM (the handlers of tdmpc_lib.cli.interruptible) until the block ends,
+    then raise them: an exception raised inside a writer that calls back into Python from C++
+    (torch.save's zip writer) comes out as an unrelated RuntimeError, not as the interrupt."""
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+        if _held["depth"] == 0 and _held["pending"] is not None:
+            pending, _held["pending"] = _held["pending"], None
+            raise pending
+
+
+def deliver_interrupt(exc: BaseException) -> None:
+    """Raise `exc` now, or when the enclosing `interrupts_held` block ends."""
+    if _held["depth"]:
+        _held["pending"] = _held["pending"] or exc
+        return
+    raise exc
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call `write(f)` on a binary temporary file, then rename it over `path` (parents made)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with interrupts_held():
+        return _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -54,6 +90,8 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> P
 def check_output_path(path: str | os.PathLike) -> Path:
     """Fail now, with one sentence, if `path` cannot be written later: it is a folder, a parent
     is a file, or the nearest existing folder is not writable."""
+    if not str(path).strip():
+        raise ValueError("the output file is empty (''); give a file path such as results.json")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"output {path} is a folder; give a file path such as {path / 'results.json'}")
@@ -70,6 +108,8 @@ def check_output_path(path: str | os.PathLike) -> Path:
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Fail now, with one sentence, if folder `path` cannot be created or written later: it is
     a file, a parent is a file, or the nearest existing folder is not writable."""
+    if not str(path).strip():
+        raise ValueError("the output folder is empty (''); give a folder such as runs/my_run")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"output folder {path} is a file; choose a folder path")
@@ -82,3 +122,107 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"output folder {path} cannot be written: {parent} is not writable; choose another path")
     return path
+
+
+class OutputBusyError(ValueError):
+    """Another live process is writing the same output."""
+
+
+class OutputLock:
+    """An exclusive advisory lock on an output (a folder or a file) for one writing process:
+
+        with OutputLock(run_dir, "run folder"):
+            ...  # write run_dir
+
+    The lock is `fcntl.flock` on a lock file beside the output (`.NAME.lock` in its parent
+    folder, so a refused writer leaves nothing inside the output). The kernel drops the lock
+    when its process ends in any way, kill -9 included: a lock file left by a dead process never
+    blocks anyone; it only records the holder's PID for the message.
+
+    A second writing process gets OutputBusyError at once: one sentence naming the output and
+    the holder's PID. With `wait=True` it waits for the holder instead (the study's workers,
+    which share a teacher, a dataset or a run and reuse what the first one made). Within one
+    process the lock is re-entrant: the study holds a run folder while the trainer it calls
+    takes the same lock. The lock file is removed on release; a writer that locked a file which
+    was removed meanwhile (its holder released) locks the new one instead, so two processes
+    never hold the same output."""
+
+    _held: dict[Path, list] = {}  # lock file -> [fd, depth] for the locks this process holds
+
+    def __init__(self, path: str | os.PathLike, what: str = "output", wait: bool = False):
+        if not str(path).strip():
+            raise ValueError(f"the {what} path is empty (''); give a path")
+        self.path = Path(os.path.abspath(path))
+        self.what = what
+        self.wait = wait
+        self.lock_path = self.path.parent / f".{self.path.name}.lock"
+        self.held = False
+
+    def _holder(self) -> str:
+        try:
+            pid = self.lock_path.read_text().strip()
+        except OSError:
+            pid = ""
+        return f"process {pid}" if pid.isdigit() else "another process"
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_umask())
+        except OSError as e:
+            where = e.filename or self.lock_path
+            raise ValueError(f"{self.what} {self.path} cannot be written ({e.strerror} at {where}); "
+                             f"choose another output") from None
+
+    def acquire(self) -> "OutputLock":
+        if self.held:
+            return self
+        mine = self._held.get(self.lock_path)
+        if mine is not None:  # this process holds it already (re-entrant)
+            mine[1] += 1
+            self.held = True
+            return self
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputBusyError(f"{self.what} {self.path} is being written by {self._holder()}; wait for it to "
+                                      f"finish (or stop it) or choose another output") from None
+            try:  # the file we locked may have been unlinked by a holder that just released it
+                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._held[self.lock_path] = [fd, 1]
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        mine = self._held[self.lock_path]
+        mine[1] -= 1
+        if mine[1]:
+            return
+        del self._held[self.lock_path]
+        try:
+            self.lock_path.unlink(missing_ok=True)  # while still held: nobody else can hold this file
+        finally:
+            os.close(mine[0])  # closing drops the flock
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self):
+        if getattr(self, "held", False):
+            self.release()

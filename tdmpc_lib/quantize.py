@@ -37,7 +37,7 @@ from .checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_to
                          save_checkpoint)
 from .choices import QuantFormat, options
 from .device import DTYPES
-from .files import check_output_path
+from .files import OutputLock, check_output_path
 from .layers import NormedLinear
 from .tasks import get_task_set
 from .world_model import WorldModel
@@ -314,8 +314,10 @@ def main(argv: list[str] | None = None) -> dict:
     from .cli import fail, parse
 
     args = parse(QuantizeCommand, argv, "python -m tdmpc_lib.quantize")
+    lock = OutputLock(args.output, "quantized checkpoint")
     try:
         args.validate()
+        lock.acquire()  # one writer per output file
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ref = load_checkpoint(args.checkpoint)
@@ -325,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         loaded = load_checkpoint(args.output)
     except (CheckpointError, ValueError) as e:
         fail(str(e))
+    finally:
+        lock.release()
     ref_bytes = fp32_reference_bytes(ref)
     batch = fixed_batch(ref, args.batch, args.seed)
     errors = {"stored": output_errors(ref, loaded, batch)}

@@ -32,6 +32,8 @@ def inputs(tmp_path_factory):
     manifest = json.loads((edited / "manifest.json").read_text())
     manifest["num_rows"] += 3
     (edited / "manifest.json").write_text(json.dumps(manifest))
+    (root / "list_manifest_store").mkdir()
+    (root / "list_manifest_store" / "manifest.json").write_text("[]")
     no_obs_dim = root / "no_obs_dim_store"
     shutil.copytree(root / "store", no_obs_dim)
     manifest = json.loads((no_obs_dim / "manifest.json").read_text())
@@ -87,9 +89,19 @@ CASES = [
     ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--batch-size", "0"], "batch_size must be >= 1"),
     ("train", ["--data", f"{I}/edited_store", "--out", f"{W}/run"], "disagrees with its segments"),
     ("train", ["--data", f"{I}/missing_store", "--out", f"{W}/run"], "holds no dataset"),
+    ("train", ["--data", f"{I}/store", "--out", ""], "the output folder is empty"),
+    ("train", ["--data", f"{I}/store", "--out", f"{W}/run", "--student-size", "1", "--init", f"{I}/tiny.pt"],
+     "holds a 'tiny' model but --student-size is 1; pass --student-size tiny"),
     # data
     ("data", ["info", f"{I}/edited_store"], "disagrees with its segments"),
     ("data", ["info", f"{I}/no_obs_dim_store"], "lacks obs_dim"),
+    ("data", ["info", f"{I}/list_manifest_store"], "is not a tdmpc-distill"),
+    ("data", ["convert", "--chunks", f"{I}/a_folder", "--out", f"{W}/s", "--trust-pickle"],
+     "is a folder; give the chunk files in it"),
+    ("data", ["convert", "--chunks", f"{I}/r.json", "--out", f"{W}/s", "--trust-pickle", "--episode-length", "0"],
+     "episode_length 0 is not a row count"),
+    ("data", ["convert", "--chunks", f"{I}/r.json", "--out", f"{W}/s", "--trust-pickle", "--episode-length", "-5"],
+     "episode_length -5 is not a row count"),
     ("data", ["collect", "--policy", "random", "--tasks", "walker-fly", "--episodes", "1", "--out", f"{W}/c"],
      "walker-fly"),
     ("data", ["collect", "--policy", "random", "--tasks", "cartpole-balance", "--episodes", "0", "--out",
@@ -141,6 +153,10 @@ def test_cli_bad_input(tool, args, message, inputs, tmp_path):
     (lambda i: load_checkpoint(i / "tiny.pt", dtype="fp8"), CheckpointError, "dtype 'fp8' is not supported"),
     (lambda i: load_checkpoint(i / "a_folder"), CheckpointError, "is a folder, not a file"),
     (lambda i: make_world_model(True), ValueError, "unknown model size True"),
+    (lambda i: make_world_model(1.0), ValueError, "unknown model size 1.0"),
+    (lambda i: load_checkpoint(None), CheckpointError, "must be a file path or a checkpoint name, got None"),
+    (lambda i: __import__("tdmpc_lib.train", fromlist=["train"]).train([str(i / "store")]), TypeError,
+     "train() takes a TrainConfig or a dict of its fields, got list"),
     (lambda i: __import__("tdmpc_lib.train", fromlist=["train"]).train(data=str(i / "store"), steps="10"),
      ValueError, "TrainConfig.steps must be int, got str '10'"),
     (lambda i: __import__("tdmpc_lib.train", fromlist=["train"]).train(data=str(i / "store"), batch_size=2.5),

@@ -105,14 +105,25 @@ def _run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import parse, report
+    from ..cli import interruptible, parse, report
 
     args = parse(Command, argv, "python -m tdmpc_lib.data", description=__doc__.split("\n")[0])
     try:
-        _run(args)
+        with interruptible(_resume_hint(args)):
+            _run(args)
     except (DataError, ValueError) as e:  # CheckpointError is a ValueError too
         return report(e)
     return 0
+
+
+def _resume_hint(args) -> str:
+    """What an interrupted command left and how to go on (a segment enters a store only whole)."""
+    if isinstance(args, Convert):
+        return (f"the store {args.out} keeps the chunk files converted before the interrupt; rerun the same "
+                f"command to convert the rest")
+    if isinstance(args, Collect):
+        return f"nothing of this collection was added to {args.out}; rerun the same command"
+    return "nothing was written; rerun the same command"
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import file_sha256
+from ..files import OutputLock
 from ..tasks import TASK_SETS, get_task_set
 from .store import ROW_KEYS, DataError, SegmentWriter, new_manifest, read_manifest
 
@@ -155,14 +156,31 @@ def convert_chunks(paths, out: str | os.PathLike, trust_pickle: bool = False, ta
                    episode_length: int | None = None, progress: bool = True) -> dict:
     """Convert chunk files into (or append them to) the store at `out`; returns its manifest."""
     paths, out = [Path(p) for p in paths], Path(out)
+    if episode_length is not None and (isinstance(episode_length, bool) or not isinstance(episode_length, int)
+                                       or episode_length < 2):
+        raise DataError(f"episode_length {episode_length!r} is not a row count; give the rows per stored episode "
+                        f"(at least 2: the first observation and one step), or leave it out for the task set's")
     if not trust_pickle:
         raise DataError(TRUST_ERROR.format(path=", ".join(map(str, paths)) or "the chunk files"))
     if not paths:
         raise DataError("no chunk files given")
     for p in paths:
+        if p.is_dir():
+            raise DataError(f"chunk file {p} is a folder; give the chunk files in it (e.g. {p}/*.pt)")
         if not p.is_file():
             raise DataError(f"chunk file {p} does not exist")
-    out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out, "store"):  # one writer at a time: a segment is added to the manifest it read
+        made = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            return _convert_locked(paths, out, task_set, episode_length, progress)
+        except BaseException:
+            if made and not any(out.iterdir()):  # a failed first conversion leaves no empty store behind
+                out.rmdir()
+            raise
+
+
+def _convert_locked(paths: list[Path], out: Path, task_set, episode_length, progress: bool) -> dict:
     manifest = read_manifest(out)
     for path in paths:
         sha = file_sha256(path)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_torch_save, file_sha256
 from ..choices import CollectPolicy, check_choice, options
 from ..device import resolve_device
-from ..files import check_output_dir, check_output_path
+from ..files import OutputLock, check_output_dir, check_output_path
 from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
 from ..rollout import Step, action_dims, lockstep, open_envs, reset_all
@@ -149,6 +149,13 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
     out = check_output_dir(out)  # before the rollout, not after it
     if chunk_file is not None:
         check_output_path(chunk_file)
+    with OutputLock(out, "store"):  # held from before the rollout: a second writer fails at once
+        return _collect_locked(out, names, episodes, policy, model, seed, device, precision, max_steps, chunk_file,
+                               explore, progress, action_noise, planner, env_workers, task_set)
+
+
+def _collect_locked(out: Path, names, episodes, policy, model, seed, device, precision, max_steps, chunk_file,
+                    explore, progress, action_noise, planner, env_workers, task_set) -> dict:
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
                      task_set, progress, action_noise, planner, env_workers)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)

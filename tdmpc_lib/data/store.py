@@ -63,7 +63,7 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read {path}: {e}; delete the folder and convert again") from None
-    if manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise DataError(f"{path} is not a {FORMAT_NAME} manifest")
     return manifest
 

@@ -55,7 +55,7 @@ class StudyCommand:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "osmesa")
-    from ..cli import parse, report
+    from ..cli import interruptible, parse, report
     from .params import ParameterError
     from .profiles import ALIASES, field_names, get_profile, parse_override
     from .runner import figures_path, plan, run_study, select
@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"settable fields: {', '.join(field_names())} (old short keys: {', '.join(ALIASES)})")
         return 0
     try:
-        outcome = run_study(profile, args.study_dir, args.only, args.workers, args.force,
-                            backend=args.backend, address=args.address)
+        with interruptible("the study stopped; the finished executions are kept: rerun the same command to run "
+                           "the rest"):
+            outcome = run_study(profile, args.study_dir, args.only, args.workers, args.force,
+                                backend=args.backend, address=args.address)
     except (ParameterError, ValueError, ImportError) as e:
         return report(e)
     if outcome["failed"]:

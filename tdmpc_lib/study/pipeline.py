@@ -22,36 +22,21 @@ each of them, so parallel sweep members wait for a shared dataset or teacher ins
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_write, atomic_write_json
+from ..files import OutputLock, atomic_write, atomic_write_json
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
 from .profiles import Profile
 
 DATA_STAMP = "study_data.json"
-
-
-@contextlib.contextmanager
-def locked(path: str | Path):
-    """An exclusive advisory lock on `path` (created) for the duration of the block."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------- data
@@ -73,11 +58,11 @@ def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed:
                 action_noise=noise, planner=profile.planner, progress=progress)
 
 
-def _made_once(path: Path, lock: Path, spec: dict, make) -> Path:
-    """Run make() into `path` unless a finished store of the same spec is there (file lock;
-    a half-made or different earlier store is removed first)."""
+def _made_once(path: Path, spec: dict, make) -> Path:
+    """Run make() into `path` unless a finished store of the same spec is there (the store's
+    lock, waited for; a half-made or different earlier store is removed first)."""
     spec = json.loads(json.dumps(spec))  # as the stamp stores it (tuples become lists)
-    with locked(lock):
+    with OutputLock(path, "store", wait=True):
         stamp = path / DATA_STAMP
         if stamp.is_file() and json.loads(stamp.read_text()).get("spec") == spec:
             return path
@@ -112,7 +97,7 @@ def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = Fal
         else:
             raise ValueError(f"unknown data source {d.source!r}; choose synthetic, collect or hub")
 
-    return _made_once(path, study_dir / ".data.lock", spec, make)
+    return _made_once(path, spec, make)
 
 
 HELDOUT_SEED_OFFSET = 1000  # held-out episodes use environment seeds data.seed + 1000 + i
@@ -133,7 +118,7 @@ def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = Fal
             shutil.rmtree(path)
         _collect_entries(profile, path, d.heldout, d.heldout_episodes, d.seed + HELDOUT_SEED_OFFSET, progress)
 
-    return _made_once(path, study_dir / ".heldout.lock", spec, make)
+    return _made_once(path, spec, make)
 
 
 def dataset_info(study_dir: str | Path) -> dict:
@@ -225,7 +210,7 @@ def _train_once(cfg: TrainConfig, run_dir: Path) -> dict:
     interrupted one. Returns its summary (summary.json)."""
     from ..train import train
 
-    with locked(run_dir.parent / f".{run_dir.name}.lock"):
+    with OutputLock(run_dir, "run folder", wait=True):  # a worker that needs the same run waits, then reuses it
         summary_path = run_dir / "summary.json"
         config_path = run_dir / "config.json"
         if summary_path.is_file() and config_path.is_file():
@@ -244,7 +229,7 @@ def _ensure_teacher_cache(cfg: TrainConfig) -> None:
     if not d.cached_kinds:
         return
     from ..train import build_teacher_cache
-    with locked(Path(cfg.data) / ".teacher_cache.lock"):
+    with OutputLock(Path(cfg.data) / "teacher_cache", "teacher cache folder", wait=True):
         for kind in d.cached_kinds:
             build_teacher_cache(cfg.data, d.teacher, d.cache, d.teacher_device or cfg.device, d.teacher_dtype,
                                 d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False, kind=kind)
@@ -409,7 +394,7 @@ def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute)
     from ..checkpoint import cached_file_sha256, load_checkpoint
 
     path = heldout / f"teacher_{name}_{cached_file_sha256(teacher.path)[:12]}.npy"
-    with locked(heldout.parent / ".heldout.lock"):
+    with OutputLock(heldout, "held-out store", wait=True):
         if not path.is_file():
             values = compute(load_checkpoint(teacher.path))
             atomic_write(path, lambda f: np.save(f, values))

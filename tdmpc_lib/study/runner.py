@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import atomic_write_json
+from ..files import OutputLock, atomic_write_json
 from .params import check_profile, check_values, default_study_dir, profile_fingerprint, read_result, validate
 from .pipeline import teacher_key
 from .profiles import PROFILE_FILE, Profile
@@ -154,10 +154,12 @@ def use_this_interpreter_kernel() -> None:
 def _die_with_the_runner() -> None:
     """Worker initializer: the kernel (Linux) sends this worker SIGTERM when the runner that
     started it dies, even by SIGKILL, so no worker outlives the study; a worker's own kernel
-    exits when its parent goes (ipykernel polls JPY_PARENT_PID)."""
+    exits when its parent goes (ipykernel polls JPY_PARENT_PID). Ctrl-C in the terminal reaches
+    every process of the group: the worker ignores it and the runner stops it (`_run_local`)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the runner died before the call: go now
@@ -259,6 +261,13 @@ def run_study(profile: Profile, study_dir: str | Path | None = None, only: str |
     threads = profile.threads or max(1, (os.cpu_count() or 1) // workers)
     chosen = select(only)
     check_profile(profile)
+    with OutputLock(study_dir, "study folder"):  # one study runner per folder at a time
+        return _run_study_locked(profile, study_dir, chosen, workers, threads, force, notebook_dir, log, backend,
+                                 address)
+
+
+def _run_study_locked(profile: Profile, study_dir: Path, chosen, workers: int, threads: int, force: bool,
+                      notebook_dir: Path, log, backend: str, address: str | None) -> dict:
     prepare(profile, study_dir)
     report = {"executed": [], "skipped": [], "failed": [], "figures": [], "study_dir": str(study_dir)}
     if backend == "ray":
@@ -291,35 +300,50 @@ def _run_local(todo: list[tuple[Execution, dict]], study_dir: Path, notebook_dir
     failed: set[str] = set()
     running: dict = {}
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_the_runner) as pool:
-        while todo or running:
-            # start what is ready, in order, while a worker is free
-            for ex, injected in list(todo):
-                if len(running) >= workers:
-                    break
-                needs = [n for n in ex.after if n in pending_names]
-                if any(n in failed for n in needs):
-                    todo.remove((ex, injected))
-                    failed.add(ex.name)
-                    not_run(report, ex, [n for n in needs if n in failed], log)
-                    continue
-                if all(n in done for n in needs):
-                    todo.remove((ex, injected))
-                    out = ex.out_dir(study_dir)
-                    out.mkdir(parents=True, exist_ok=True)
-                    output = out / f"{ex.notebook}.ipynb"
-                    log(f"run  {ex.name}")
-                    fut = pool.submit(_execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), injected,
-                                      str(REPO_ROOT))
-                    running[fut] = (ex, output)
-            if not running:
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_the_runner)
+    try:
+        _schedule(pool, workers, todo, pending_names, done, failed, running, study_dir, notebook_dir, report, log)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: stop the workers now, keep what finished
+        for child in multiprocessing.active_children():
+            child.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        names = ", ".join(ex.name for ex, _ in running.values()) or "none"
+        raise type(e)(f"the study stopped while running {names}; the finished executions are kept: rerun the same "
+                      f"command to run the rest") from None
+    pool.shutdown()
+
+
+def _schedule(pool, workers: int, todo, pending_names, done, failed, running, study_dir, notebook_dir, report,
+              log) -> None:
+    """Start each execution on `pool` when what it needs has finished; record each as it ends."""
+    while todo or running:
+        # start what is ready, in order, while a worker is free
+        for ex, injected in list(todo):
+            if len(running) >= workers:
+                break
+            needs = [n for n in ex.after if n in pending_names]
+            if any(n in failed for n in needs):
+                todo.remove((ex, injected))
+                failed.add(ex.name)
+                not_run(report, ex, [n for n in needs if n in failed], log)
                 continue
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for fut in finished:
-                ex, output = running.pop(fut)
-                res = fut.result()
-                (done if res["ok"] else failed).add(ex.name)
-                record(study_dir, report, ex, output, res, log)
+            if all(n in done for n in needs):
+                todo.remove((ex, injected))
+                out = ex.out_dir(study_dir)
+                out.mkdir(parents=True, exist_ok=True)
+                output = out / f"{ex.notebook}.ipynb"
+                log(f"run  {ex.name}")
+                fut = pool.submit(_execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), injected,
+                                  str(REPO_ROOT))
+                running[fut] = (ex, output)
+        if not running:
+            continue
+        finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        for fut in finished:
+            ex, output = running.pop(fut)
+            res = fut.result()
+            (done if res["ok"] else failed).add(ex.name)
+            record(study_dir, report, ex, output, res, log)
 
 
 def sync_notebooks(notebook_dir: str | Path | None = None, check: bool = False) -> list[str]:

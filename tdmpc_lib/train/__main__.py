@@ -28,7 +28,7 @@ from typing import Annotated
 
 import tyro
 
-from ..cli import fail, parse
+from ..cli import fail, interruptible, parse
 from ..typed import apply_assignments
 from .config import TrainConfig
 
@@ -60,11 +60,16 @@ def command(argv: list[str] | None = None) -> TrainCommand:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    cmd = command(argv)
+    with interruptible("stopped before training began; rerun the same command"):
+        return _main(cmd)
+
+
+def _main(cmd: TrainCommand) -> dict:
     from ..checkpoint import CheckpointError
     from ..data.store import DataError
     from .trainer import build_teacher_cache, train
 
-    cmd = command(argv)
     try:
         cfg = apply_assignments(cmd.config, cmd.set)
         if cmd.cache_only:

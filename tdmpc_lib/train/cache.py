@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..files import atomic_write_json
+from ..files import OutputLock, atomic_write_json
 
 if TYPE_CHECKING:
     from .distill import Teacher
@@ -167,14 +167,25 @@ class TeacherTargetCache:
               flush_every: int = 64, flush_s: float = 60.0, kind: str = "reward") -> "TeacherTargetCache":
         """Compute (or finish) the cache of `kind`; an interrupted build resumes from its last
         flush (see the module docstring), in chunks of the batch_size it started with."""
-        from tqdm.auto import tqdm
-
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ValueError(f"cannot create the teacher cache folder {path.parent} ({e.strerror}); "
                              f"pass a writable cache path instead of 'auto'") from None
+        with OutputLock(path, "teacher cache"):  # one builder per cache file; a second one stops at once
+            try:
+                return cls._build_locked(teacher, store, path, batch_size, precision, tolerance, progress,
+                                         flush_every, flush_s, kind)
+            except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: what was flushed stays valid
+                raise type(e)(f"the teacher cache {path} was being built and keeps the rows of its last flush; "
+                              f"rerun the same command to continue it") from None
+
+    @classmethod
+    def _build_locked(cls, teacher: Teacher, store, path: Path, batch_size: int, precision: str, tolerance: float,
+                      progress: bool, flush_every: int, flush_s: float, kind: str) -> "TeacherTargetCache":
+        from tqdm.auto import tqdm
+
         meta_path = cls.meta_path(path)
         n = store.num_rows
         cols = kind_columns(teacher, kind)

@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
-from ..files import atomic_write_json
+from ..files import OutputLock, atomic_write_json
 from ..checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint_file, save_checkpoint
+from ..config import _parse_size
 from ..world_model import WorldModel, make_world_model
 from .cache import TeacherTargetCache, find_complete_cache
 from .config import RESUME_WARN_FIELDS, TrainConfig
@@ -48,13 +49,24 @@ class Trainer:
     """Builds everything a run needs from a TrainConfig; `run()` trains and returns a summary."""
 
     def __init__(self, cfg: TrainConfig):
-        from ..data.store import open_store
-        from ..data.sampler import SliceSampler
-
         cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        # One writer per run folder (held until run() returns): a second process started on the
+        # same --out stops here, before it reads or writes anything of the run.
+        self.lock = OutputLock(self.run_dir, "run folder").acquire()
+        try:
+            self._setup()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self) -> None:
+        from ..data.store import open_store
+        from ..data.sampler import SliceSampler
+
+        cfg = self.cfg
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -123,6 +135,10 @@ class Trainer:
         cfg, store = self.cfg, self.store
         if cfg.init:
             model = load_checkpoint(cfg.init, device=self.device)
+            if model.cfg.size != _parse_size(cfg.student_size):  # the run records the size it trains
+                held = model.cfg.size if model.cfg.size is not None else "custom-size"
+                raise ValueError(f"--init {cfg.init} holds a {held!r} model but --student-size is "
+                                 f"{cfg.student_size!r}; pass --student-size {held} (or drop --init)")
         else:
             model = make_world_model(cfg.student_size, store.task_set, seed=cfg.seed, device=self.device)
         if model.cfg.task_set != store.task_set or model.cfg.obs_dim != store.obs_dim:
@@ -294,6 +310,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
+        """Train to cfg.steps (from where the run stands), then release the run folder. Ctrl-C or
+        SIGTERM (tdmpc_lib.cli.Terminated) re-raise with a message saying where to resume from;
+        nothing is saved on the way out (the newest checkpoint is complete)."""
+        try:
+            return self._run()
+        except KeyboardInterrupt as e:
+            saved = self.checkpoints()
+            where = f"training stopped at step {self.step} of {self.cfg.steps} in {self.run_dir}; "
+            if saved:
+                where += (f"its newest checkpoint is {saved[0].name}: rerun the same command with --resume to "
+                          f"continue from it")
+            else:
+                where += "no checkpoint was written yet: rerun the same command to start it again"
+            raise type(e)(where) from None
+        finally:
+            self.lock.release()
+
+    def _run(self) -> dict:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -366,6 +400,8 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> dict:
     `train(data=..., steps=1000, distill={'teacher': ..., 'd_coef': 0.45})`."""
     if config is None:
         config = TrainConfig()
+    if not isinstance(config, (TrainConfig, dict)):
+        raise TypeError(f"train() takes a TrainConfig or a dict of its fields, got {type(config).__name__}")
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     if overrides:
