@@ -333,10 +333,39 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 
 # ---------------------------------------------------------------------------- writing
+class _WriteErrorKeeper:
+    """A file for torch.save that remembers the OSError of a failed write: torch's zip writer
+    reports it as an unrelated RuntimeError ('unexpected pos ...'), and a full disk should read
+    as a full disk."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _torch_save(obj, f) -> None:
+    keeper = _WriteErrorKeeper(f)
+    try:
+        torch.save(obj, keeper)
+    except RuntimeError:
+        if keeper.error is not None:
+            raise keeper.error from None
+        raise
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`, so a
-    kill never leaves a half-written checkpoint behind."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    kill never leaves a half-written checkpoint behind (a full disk: OutputWriteError)."""
+    atomic_write(path, lambda f: _torch_save(obj, f))
 
 
 def save_checkpoint(model: WorldModel, path: str | os.PathLike, **extra) -> None:

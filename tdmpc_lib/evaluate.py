@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .choices import EvalPolicy, Precision, Protocol, check_choice, options
 from .device import resolve_device
-from .files import OutputLock, atomic_write_json, atomic_write_text, check_output_path
+from .files import OutputLock, atomic_write_json, atomic_write_text, check_output_path, write_error
 from .planner import BatchedPlanner, PlannerConfig
 from .rollout import Step, lockstep, open_envs, reset_all
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
@@ -115,11 +115,14 @@ def _read_journal(path: Path, header: dict) -> dict[int, dict]:
         raise ValueError(f"{path} records another evaluation (different settings or checkpoint); delete it or "
                          f"choose another --output")
     done = {}
-    for line in lines[1:]:
+    for n, line in enumerate(lines[1:], start=2):
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a kill: that batch is simply redone
             break
+        if not (isinstance(rec, dict) and isinstance(rec.get("batch"), int) and isinstance(rec.get("returns"), list)):
+            raise ValueError(f"{path} line {n} is not a finished batch of an evaluation; delete the file to start "
+                             f"the evaluation again")
         done[rec["batch"]] = rec
     return done
 
@@ -196,10 +199,13 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
         for (task, k), ret in zip(batch, batch_returns):
             returns[task][k] = float(ret)
         if journal is not None:
-            with open(journal, "a") as f:  # one line per finished batch; a torn last line is redone
-                f.write(json.dumps({"batch": b, "returns": [[t_, k, returns[t_][k]] for t_, k in batch]}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(journal, "a") as f:  # one line per finished batch; a torn last line is redone
+                    f.write(json.dumps({"batch": b, "returns": [[t_, k, returns[t_][k]] for t_, k in batch]}) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise write_error(e, journal) from None
     bar.close()
     wall = time.perf_counter() - start
     per_task = {t: {"returns": [round(r, 4) for r in returns[t]], "mean": float(np.mean(returns[t])),

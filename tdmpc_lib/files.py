@@ -14,6 +14,7 @@ would give them (0o666 minus the umask, e.g. 0644 under umask 022), not the 0600
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -54,12 +55,34 @@ def deliver_interrupt(exc: BaseException) -> None:
     raise exc
 
 
+class OutputWriteError(OSError, ValueError):
+    """The operating system refused to write an output (a full disk, a read-only file system, no
+    permission): one sentence naming the file and the fix. Also a ValueError, which the command
+    lines report as one line with exit code 2."""
+
+    def __str__(self) -> str:
+        reason = (self.strerror or "the operating system refused").lower()
+        fix = "free some space or choose another output" if self.errno == errno.ENOSPC else "choose another output"
+        return f"cannot write {self.filename}: {reason}; {fix}"
+
+
+def write_error(e: OSError, path: str | os.PathLike) -> OutputWriteError:
+    """`e` (raised while writing `path`) as an OutputWriteError (unchanged if it is one)."""
+    if isinstance(e, OutputWriteError):
+        return e
+    return OutputWriteError(e.errno, e.strerror or str(e), str(e.filename or path))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Call `write(f)` on a binary temporary file, then rename it over `path` (parents made)."""
+    """Call `write(f)` on a binary temporary file, then rename it over `path` (parents made).
+    An OSError (a full disk ...) leaves nothing behind and is raised as an OutputWriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with interrupts_held():
-        return _atomic_write(path, write)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with interrupts_held():
+            return _atomic_write(path, write)
+    except OSError as e:
+        raise write_error(e, path) from None
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -85,6 +108,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> Path:
     """`obj` as JSON (values JSON does not know, such as Paths, as their str)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=str))
+
+
+def read_json_object(path: str | os.PathLike, what: str = "file") -> dict:
+    """A JSON object (dict) read from `path`; a missing, unreadable, cut-off or wrong-typed file
+    is a one-line ValueError naming the file."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"{what} {path} cannot be read ({reason}); delete it to have it made again") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path} holds a JSON {type(value).__name__}, not an object; delete it to have it "
+                         f"made again")
+    return value
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -197,8 +235,13 @@ class OutputLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:  # a full disk: not even the lock's PID fits
+            self.lock_path.unlink(missing_ok=True)
+            os.close(fd)
+            raise write_error(e, self.path) from None
         self._held[self.lock_path] = [fd, 1]
         self.held = True
         return self

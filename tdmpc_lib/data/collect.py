@@ -159,8 +159,23 @@ def _collect_locked(out: Path, names, episodes, policy, model, seed, device, pre
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
                      task_set, progress, action_noise, planner, env_workers)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)
-    save_chunk(arrays, chunk)
-    out.mkdir(parents=True, exist_ok=True)
+    made = [p for p in (out, chunk.parent) if not p.exists()]  # removed again if the store write fails
+    try:
+        save_chunk(arrays, chunk)
+        out.mkdir(parents=True, exist_ok=True)
+        return _add_collected(out, chunk, arrays, names, episodes, policy, model, seed, precision, explore,
+                              action_noise, planner, task_set)
+    except OSError:  # a full disk: the output is left as it was
+        if chunk_file is None:
+            chunk.unlink(missing_ok=True)
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _add_collected(out: Path, chunk: Path, arrays, names, episodes, policy, model, seed, precision, explore,
+                   action_noise, planner, task_set) -> dict:
     length = arrays["obs"].shape[1]
     manifest = read_manifest(out)
     if manifest is None:

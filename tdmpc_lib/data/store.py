@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write_json
+from ..files import atomic_write_json, write_error
 from ..tasks import get_task_set
 
 FORMAT_NAME = "tdmpc-distill-episodes"
@@ -116,12 +116,22 @@ class SegmentWriter:
         for stale in (self.final, self.tmp):  # leftovers of an interrupted conversion
             if stale.exists():
                 shutil.rmtree(stale)
-        self.tmp.mkdir(parents=True)
         L, n = manifest["episode_length"], num_episodes
         self.num_episodes, self.length = n, L
-        self.arrays = {k: np.lib.format.open_memmap(self.tmp / f"{k}.npy", mode="w+", dtype=DTYPES[k],
-                                                    shape=(n * L, *manifest["keys"][k]["row_shape"]))
-                       for k in ROW_KEYS}
+        self.arrays = {}
+        try:
+            self.tmp.mkdir(parents=True)
+            for k in ROW_KEYS:
+                path = self.tmp / f"{k}.npy"
+                self.arrays[k] = np.lib.format.open_memmap(path, mode="w+", dtype=DTYPES[k],
+                                                           shape=(n * L, *manifest["keys"][k]["row_shape"]))
+                # Reserve the disk blocks now: a store on a full disk fails here with ENOSPC
+                # instead of a SIGBUS when a page of the (sparse) memory map is written later.
+                with open(path, "r+b") as f:
+                    os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            self.abort()
+            raise write_error(e, self.tmp) from None
         self.episode_task = np.full(n, -1, dtype=np.int32)
 
     def write(self, first: int, obs, action, reward, task) -> None:
@@ -142,13 +152,17 @@ class SegmentWriter:
         """Flush, rename <name>.partial -> <name>, add the segment to the manifest (atomically)."""
         if (self.episode_task < 0).any():
             raise DataError(f"internal error: segment {self.name} was not completely written")
-        for arr in self.arrays.values():
-            arr.flush()
-        self.arrays.clear()
         L = self.length
-        np.save(self.tmp / "episode_start.npy", np.arange(self.num_episodes + 1, dtype=np.int64) * L)
-        np.save(self.tmp / "episode_task.npy", self.episode_task)
-        os.replace(self.tmp, self.final)
+        try:
+            for arr in self.arrays.values():
+                arr.flush()
+            self.arrays.clear()
+            np.save(self.tmp / "episode_start.npy", np.arange(self.num_episodes + 1, dtype=np.int64) * L)
+            np.save(self.tmp / "episode_task.npy", self.episode_task)
+            os.replace(self.tmp, self.final)
+        except OSError as e:
+            self.abort()
+            raise write_error(e, self.tmp) from None
         names = self.manifest["tasks"]
         ids, counts = np.unique(self.episode_task, return_counts=True)
         per_task = {names[i]: int(c) for i, c in zip(ids, counts)}
@@ -160,7 +174,11 @@ class SegmentWriter:
         m["num_rows"] += seg["rows"]
         m["episodes_per_task"] = dict(sorted(_add_counts(m["episodes_per_task"], per_task).items(),
                                              key=lambda kv: names.index(kv[0])))
-        write_manifest(self.root, m)
+        try:
+            write_manifest(self.root, m)
+        except OSError:  # the segment never entered the store: take it out again
+            shutil.rmtree(self.final, ignore_errors=True)
+            raise
         return seg
 
     def abort(self) -> None:

@@ -30,7 +30,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import OutputLock, atomic_write, atomic_write_json
+from ..files import OutputLock, atomic_write, atomic_write_json, read_json_object
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
@@ -64,7 +64,7 @@ def _made_once(path: Path, spec: dict, make) -> Path:
     spec = json.loads(json.dumps(spec))  # as the stamp stores it (tuples become lists)
     with OutputLock(path, "store", wait=True):
         stamp = path / DATA_STAMP
-        if stamp.is_file() and json.loads(stamp.read_text()).get("spec") == spec:
+        if stamp.is_file() and read_json_object(stamp, "data stamp").get("spec") == spec:
             return path
         make()
         from ..data import open_store
@@ -123,7 +123,7 @@ def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = Fal
 
 def dataset_info(study_dir: str | Path) -> dict:
     stamp = Path(study_dir) / "data" / DATA_STAMP
-    return json.loads(stamp.read_text()) if stamp.is_file() else {}
+    return read_json_object(stamp, "data stamp") if stamp.is_file() else {}
 
 
 # ---------------------------------------------------------------------------- teachers
@@ -214,8 +214,8 @@ def _train_once(cfg: TrainConfig, run_dir: Path) -> dict:
         summary_path = run_dir / "summary.json"
         config_path = run_dir / "config.json"
         if summary_path.is_file() and config_path.is_file():
-            saved = TrainConfig.from_dict(json.loads(config_path.read_text())["train_config"])
-            summary = json.loads(summary_path.read_text())
+            saved = TrainConfig.from_dict(read_json_object(config_path, "run config").get("train_config") or {})
+            summary = read_json_object(summary_path, "run summary")
             if _run_fields(saved) == _run_fields(cfg) and summary.get("steps") == cfg.steps:
                 return summary
         if run_dir.exists() and not any((run_dir / "checkpoints").glob("step_*.pt")):
@@ -415,7 +415,7 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
     if heldout is None:
         return None
     teacher = resolve_teacher(profile, study_dir, device=device)
-    stamp = json.loads((heldout / DATA_STAMP).read_text())
+    stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
     key = fingerprint({"heldout": stamp, "teacher": cached_file_sha256(teacher.path),
                        "model": cached_file_sha256(checkpoint)})
     out = Path(out)
@@ -446,7 +446,7 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
     if heldout is None:
         return None
     teacher = resolve_teacher(profile, study_dir, device=device)
-    stamp = json.loads((heldout / DATA_STAMP).read_text())
+    stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
     key = fingerprint({"heldout": stamp, "model": cached_file_sha256(checkpoint), "kind": "diagnostics",
                        "teacher": cached_file_sha256(teacher.path)})
     out = Path(out)
@@ -484,8 +484,8 @@ def read_csv(path: str | Path) -> list[dict]:
 
 def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary: dict | None = None) -> dict:
     run_dir = Path(run_dir)
-    summary = summary or json.loads((run_dir / "summary.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+    summary = summary or read_json_object(run_dir / "summary.json", "run summary")
+    config = read_json_object(run_dir / "config.json", "run config")
     evals = read_csv(run_dir / "eval.csv")
     final = _read_json(run_dir / "final_eval.json") or {}
     tc = config["train_config"]

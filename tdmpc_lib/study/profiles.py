@@ -33,6 +33,7 @@ from pathlib import Path
 from ..choices import DataSource, EvalPolicy, LatentMode, ModelSize, Precision, StudyQuantFormat, TransferArm
 from ..choices import check_choice, options
 from ..evaluate import EvalConfig
+from ..files import read_json_object
 from ..planner import PlannerConfig
 from ..tasks import MT30, get_task_set
 from ..train.config import DistillConfig, TrainConfig
@@ -421,7 +422,12 @@ def load_profile(name: str, study_dir: str | Path | None = None) -> Profile:
     if study_dir is not None:
         path = Path(study_dir) / PROFILE_FILE
         if path.is_file():
-            prof = Profile.from_dict(json.loads(path.read_text()))
+            saved = read_json_object(path, "study profile")
+            try:
+                prof = Profile.from_dict(saved)
+            except ValueError as e:
+                raise ValueError(f"study profile {path} is not a profile ({e}); delete it (the runner writes it "
+                                 f"again)") from None
             if prof.name != name:
                 raise ValueError(f"{path} is the resolved profile {prof.name!r}, not {name!r}")
             return prof

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import write_error
+
 
 def rng_state(device: torch.device) -> dict:
     np_state = np.random.get_state()
@@ -48,16 +50,23 @@ class MetricsLog:
                 self.columns = next(csv.reader(f), None)
 
     def write(self, row: dict) -> None:
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        new = self.columns is None
-        if new:
-            self.columns = list(row)
-        with open(self.csv, "a", newline="") as f:
-            w = csv.DictWriter(f, self.columns, extrasaction="ignore")
+        """Append `row` to both files (a row cut short by a full disk is cut back on resume, as
+        every row after the checkpoint is)."""
+        path = self.jsonl
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            new = self.columns is None
             if new:
-                w.writeheader()
-            w.writerow(row)
+                self.columns = list(row)
+            path = self.csv
+            with open(path, "a", newline="") as f:
+                w = csv.DictWriter(f, self.columns, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+        except OSError as e:
+            raise write_error(e, path) from None
 
     def last(self) -> dict | None:
         """The last complete row written (None when there is none)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -56,11 +57,20 @@ class Trainer:
         # One writer per run folder (held until run() returns): a second process started on the
         # same --out stops here, before it reads or writes anything of the run.
         self.lock = OutputLock(self.run_dir, "run folder").acquire()
+        self.created_run_dir = not self.run_dir.exists()
         try:
             self._setup()
-        except BaseException:
+        except BaseException as e:
+            self._discard_failed_start(e)
             self.lock.release()
             raise
+
+    def _discard_failed_start(self, error: BaseException) -> None:
+        """After a write error (a full disk ...) or non-finite data before the first checkpoint,
+        remove the run folder this process created: an attempt with nothing to resume from leaves
+        nothing behind."""
+        if isinstance(error, (OSError, NonFiniteLossError)) and self.created_run_dir and not self.checkpoints():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _setup(self) -> None:
         from ..data.store import open_store
@@ -315,6 +325,9 @@ class Trainer:
         nothing is saved on the way out (the newest checkpoint is complete)."""
         try:
             return self._run()
+        except (OSError, NonFiniteLossError) as e:
+            self._discard_failed_start(e)
+            raise
         except KeyboardInterrupt as e:
             saved = self.checkpoints()
             where = f"training stopped at step {self.step} of {self.cfg.steps} in {self.run_dir}; "
@@ -340,6 +353,11 @@ class Trainer:
             try:
                 out = self.learner.update(batch, self.step)
             except (IndexError, RuntimeError) as e:  # e.g. two-hot indices of a NaN target
+                bad = [k for k in ("obs", "action", "reward") if not torch.isfinite(getattr(batch, k)).all()]
+                if bad:  # a store written around the converter's checks (it refuses NaN/inf rows)
+                    raise NonFiniteLossError(
+                        f"the dataset {cfg.data} holds NaN/inf in {', '.join(bad)} (drawn at update {self.step + 1}); "
+                        f"rebuild it with python -m tdmpc_lib.data convert, which refuses such rows") from None
                 if self._finite_parameters():
                     raise
                 raise NonFiniteLossError(self._non_finite_message(self.step + 1, "the model's parameters")) from e
