@@ -37,6 +37,7 @@ from .files import OutputLock, atomic_write_json, atomic_write_text, check_outpu
 from .planner import BatchedPlanner, PlannerConfig
 from .rollout import Step, lockstep, open_envs, reset_all
 from .tasks import DMC_EPISODE_LENGTH, get_task_set
+from .typed import check_argument
 from .world_model import WorldModel
 
 # The choices as tuples (derived from the Literal types of tdmpc_lib.choices)
@@ -136,6 +137,8 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
     and the result equals that of an uninterrupted run (timings aside)."""
     from .envs import make_env  # dm_control is imported only when environments are needed
 
+    check_argument("evaluate", "model", model, WorldModel, "a WorldModel (load_checkpoint(path))")
+    check_argument("evaluate", "cfg", cfg, EvalConfig, "an EvalConfig")
     cfg.validate()
     device = resolve_device(cfg.device)
     task_set_name = model.cfg.task_set or "mt30"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from typing import Literal
@@ -212,3 +213,17 @@ def apply_assignments(obj, items, option: str = "--set"):
     """`obj` with every 'KEY=VALUE' of `items` applied (later ones win)."""
     changes = dict(parse_assignment(type(obj), item, option) for item in items)
     return replace(obj, changes) if changes else obj
+
+
+def check_argument(function: str, name: str, value, types: type | tuple[type, ...], expected: str) -> None:
+    """The first check of a public function: `value` is one of `types`, else a one-line
+    TypeError naming the function, the argument and what it takes (`expected`), before the
+    value reaches code that would fail on it somewhere deep inside."""
+    allowed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TypeError(f"{function}: {name} must be {expected}, got {type(value).__name__} {shown}")
+
+
+PATH_TYPES = (str, os.PathLike)  # what a path argument may be

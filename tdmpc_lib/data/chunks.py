@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import file_sha256
 from ..files import OutputLock
 from ..tasks import TASK_SETS, get_task_set
+from ..typed import PATH_TYPES, check_argument
 from .store import ROW_KEYS, DataError, SegmentWriter, new_manifest, read_manifest
 
 # Rows per episode in the public datasets: MT30 = 1 initial obs + 500 steps; MT80 = pieces of 101.
@@ -155,6 +156,10 @@ def _prepare_store(out: Path, task_set: str | None, episode_length: int | None, 
 def convert_chunks(paths, out: str | os.PathLike, trust_pickle: bool = False, task_set: str | None = None,
                    episode_length: int | None = None, progress: bool = True) -> dict:
     """Convert chunk files into (or append them to) the store at `out`; returns its manifest."""
+    check_argument("convert_chunks", "paths", paths, (list, tuple), "a list of chunk file paths")
+    for p in paths:
+        check_argument("convert_chunks", "each of paths", p, PATH_TYPES, "a chunk file path")
+    check_argument("convert_chunks", "out", out, PATH_TYPES, "the store folder's path")
     paths, out = [Path(p) for p in paths], Path(out)
     if episode_length is not None and (isinstance(episode_length, bool) or not isinstance(episode_length, int)
                                        or episode_length < 2):
@@ -212,7 +217,9 @@ def append_episodes(out: Path, manifest: dict, data, n: int, source: dict, progr
             ids = validate_block(obs, action, reward, task, len(manifest["tasks"]), source["source"], lo)
             writer.write(lo, obs.astype(np.float32, copy=False), action, reward, ids)
             bar.update(hi - lo)
-        return writer.commit(source)
+        # every row went through validate_block: the manifest records it (a store made otherwise,
+        # e.g. a synthetic one, has no such record)
+        return writer.commit({**source, "rows_checked_finite": True})
     except BaseException:
         writer.abort()
         raise

@@ -38,6 +38,7 @@ from ..files import OutputLock, check_output_dir, check_output_path
 from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
 from ..rollout import Step, action_dims, lockstep, open_envs, reset_all
+from ..typed import PATH_TYPES, check_argument
 from ..tasks import DMC_EPISODE_LENGTH, get_task_set
 from .chunks import append_episodes
 from .store import DataError, new_manifest, read_manifest
@@ -135,6 +136,8 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
             action_noise: float = 0.0, planner: PlannerConfig | None = None, env_workers: int = 0) -> dict:
     """Roll out `policy` and write the episodes as a chunk file and a new store segment
     (env_workers: see rollout)."""
+    check_argument("collect", "out", out, PATH_TYPES, "the store folder's path")
+    check_argument("collect", "episodes", episodes, int, "a whole number of episodes per task")
     check_choice("policy", policy, CollectPolicy)
     if policy != "random" and model is None:
         raise ValueError(f"policy {policy!r} needs a checkpoint (model); only 'random' runs without one")

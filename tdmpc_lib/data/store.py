@@ -41,6 +41,7 @@ import numpy as np
 
 from ..files import atomic_write_json, write_error
 from ..tasks import get_task_set
+from ..typed import PATH_TYPES, check_argument
 
 FORMAT_NAME = "tdmpc-distill-episodes"
 FORMAT_VERSION = 1
@@ -371,4 +372,5 @@ class EpisodeStore:
 
 def open_store(root: str | os.PathLike) -> EpisodeStore:
     """Open a store folder read-only (memory-mapped; see the module docstring)."""
+    check_argument("open_store", "root", root, PATH_TYPES, "the store folder's path")
     return EpisodeStore(root)
