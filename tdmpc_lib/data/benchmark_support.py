@@ -55,7 +55,7 @@ def make_synthetic_store(path: str | os.PathLike, rows: int = 20_000_000, episod
     manifest = new_manifest(task_set, episode_length)
     write_manifest(path, manifest)
     n = -(-int(rows) // episode_length)
-    writer = SegmentWriter(path, manifest, n)
+    writer = SegmentWriter(path, manifest, n, reserve=not sparse)
     rng = np.random.Generator(np.random.PCG64(seed))
     num_tasks, O, A = len(manifest["tasks"]), manifest["obs_dim"], manifest["action_dim"]
     block = max(1, (1 << 20) // episode_length)

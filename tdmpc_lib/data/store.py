@@ -110,7 +110,7 @@ class SegmentWriter:
     write(first_episode, obs (n, L, O), action (n, L, A), reward (n, L), task (n,) int) takes
     already validated arrays; row 0 action/reward are set to NaN here."""
 
-    def __init__(self, root: str | os.PathLike, manifest: dict, num_episodes: int):
+    def __init__(self, root: str | os.PathLike, manifest: dict, num_episodes: int, reserve: bool = True):
         self.root, self.manifest = Path(root), manifest
         self.name = f"seg_{len(manifest['segments']):04d}"
         self.final, self.tmp = self.root / self.name, self.root / (self.name + ".partial")
@@ -128,8 +128,10 @@ class SegmentWriter:
                                                            shape=(n * L, *manifest["keys"][k]["row_shape"]))
                 # Reserve the disk blocks now: a store on a full disk fails here with ENOSPC
                 # instead of a SIGBUS when a page of the (sparse) memory map is written later.
-                with open(path, "r+b") as f:
-                    os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+                # reserve=False keeps the files sparse (a synthetic store of zeros at MT30 size).
+                if reserve:
+                    with open(path, "r+b") as f:
+                        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         except OSError as e:
             self.abort()
             raise write_error(e, self.tmp) from None
