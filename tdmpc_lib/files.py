@@ -4,12 +4,13 @@ project goes through `atomic_write`.
 The bytes go to a temporary file in the destination's folder, are flushed and fsync'ed, and
 the temporary file is renamed over the destination (`os.replace`, atomic on POSIX). A kill at
 any moment leaves either the old file or the new one, never half of one; a failed write leaves
-the old file untouched and no temporary file behind.
-
-`OutputLock` keeps two processes from writing the same output (a run folder, a store, a
-teacher cache, an evaluation result, a study folder) at once. New files get the permissions `open()`
+the old file untouched and no temporary file behind. New files get the permissions `open()`
 would give them (0o666 minus the umask, e.g. 0644 under umask 022), not the 0600 of a bare
 `tempfile.mkstemp`, so colleagues on a shared cluster can read checkpoints and results.
+
+`OutputLock` keeps two processes from writing the same output (a run folder, a store, a
+teacher cache, an evaluation result, a study folder) at once; `removed_if_left_empty` takes
+back the folders a failed writer made.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _umask() -> int:
     return mask
 
 
-_held = {"depth": 0, "pending": None}
+_interrupts = {"depth": 0, "pending": None}  # interrupts_held nesting and the held signal
 
 
 @contextlib.contextmanager
@@ -37,20 +38,20 @@ def interrupts_held():
     """Hold Ctrl-C / SIGTERM (the handlers of tdmpc_lib.cli.interruptible) until the block ends,
     then raise them: an exception raised inside a writer that calls back into Python from C++
     (torch.save's zip writer) comes out as an unrelated RuntimeError, not as the interrupt."""
-    _held["depth"] += 1
+    _interrupts["depth"] += 1
     try:
         yield
     finally:
-        _held["depth"] -= 1
-        if _held["depth"] == 0 and _held["pending"] is not None:
-            pending, _held["pending"] = _held["pending"], None
+        _interrupts["depth"] -= 1
+        if _interrupts["depth"] == 0 and _interrupts["pending"] is not None:
+            pending, _interrupts["pending"] = _interrupts["pending"], None
             raise pending
 
 
 def deliver_interrupt(exc: BaseException) -> None:
     """Raise `exc` now, or when the enclosing `interrupts_held` block ends."""
-    if _held["depth"]:
-        _held["pending"] = _held["pending"] or exc
+    if _interrupts["depth"]:
+        _interrupts["pending"] = _interrupts["pending"] or exc
         return
     raise exc
 
@@ -108,6 +109,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> Path:
     """`obj` as JSON (values JSON does not know, such as Paths, as their str)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=str))
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(*folders: str | os.PathLike):
+    """Run the block; if it raises, remove each of `folders` that did not exist before it and is
+    empty now (the last given first, so list a parent before its children): a writer that
+    failed leaves no empty folder behind."""
+    made = [Path(f) for f in folders if not Path(f).exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def read_json_object(path: str | os.PathLike, what: str = "file") -> dict:

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import file_sha256
-from ..files import OutputLock
+from ..files import OutputLock, removed_if_left_empty
 from ..tasks import TASK_SETS, get_task_set
 from ..typed import PATH_TYPES, check_argument
 from .store import ROW_KEYS, DataError, SegmentWriter, new_manifest, read_manifest
@@ -174,15 +174,11 @@ def convert_chunks(paths, out: str | os.PathLike, trust_pickle: bool = False, ta
             raise DataError(f"chunk file {p} is a folder; give the chunk files in it (e.g. {p}/*.pt)")
         if not p.is_file():
             raise DataError(f"chunk file {p} does not exist")
-    with OutputLock(out, "store"):  # one writer at a time: a segment is added to the manifest it read
-        made = not out.exists()
+    # one writer at a time (a segment is added to the manifest it read); a failed first
+    # conversion leaves no empty store behind
+    with OutputLock(out, "store"), removed_if_left_empty(out):
         out.mkdir(parents=True, exist_ok=True)
-        try:
-            return _convert_locked(paths, out, task_set, episode_length, progress)
-        except BaseException:
-            if made and not any(out.iterdir()):  # a failed first conversion leaves no empty store behind
-                out.rmdir()
-            raise
+        return _convert_locked(paths, out, task_set, episode_length, progress)
 
 
 def _convert_locked(paths: list[Path], out: Path, task_set, episode_length, progress: bool) -> dict:

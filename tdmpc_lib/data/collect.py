@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_torch_save, file_sha256
 from ..choices import CollectPolicy, check_choice, options
 from ..device import resolve_device
-from ..files import OutputLock, check_output_dir, check_output_path
+from ..files import OutputLock, check_output_dir, check_output_path, removed_if_left_empty
 from ..evaluate import set_seed
 from ..planner import BatchedPlanner, PlannerConfig
 from ..rollout import Step, action_dims, lockstep, open_envs, reset_all
@@ -162,19 +162,16 @@ def _collect_locked(out: Path, names, episodes, policy, model, seed, device, pre
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
                      task_set, progress, action_noise, planner, env_workers)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)
-    made = [p for p in (out, chunk.parent) if not p.exists()]  # removed again if the store write fails
-    try:
+    with removed_if_left_empty(out, chunk.parent):
         save_chunk(arrays, chunk)
         out.mkdir(parents=True, exist_ok=True)
-        return _add_collected(out, chunk, arrays, names, episodes, policy, model, seed, precision, explore,
-                              action_noise, planner, task_set)
-    except OSError:  # a full disk: the output is left as it was
-        if chunk_file is None:
-            chunk.unlink(missing_ok=True)
-        for folder in reversed(made):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
+        try:
+            return _add_collected(out, chunk, arrays, names, episodes, policy, model, seed, precision, explore,
+                                  action_noise, planner, task_set)
+        except OSError:  # a full disk: the default chunk goes too, the output is left as it was
+            if chunk_file is None:
+                chunk.unlink(missing_ok=True)
+            raise
 
 
 def _add_collected(out: Path, chunk: Path, arrays, names, episodes, policy, model, seed, precision, explore,
