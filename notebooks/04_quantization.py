@@ -61,7 +61,7 @@ from pathlib import Path
 
 from tdmpc_lib.study import pipeline
 
-prof = run.profile.replace(tasks=run.p.tasks, episodes=run.p.episodes, seed=run.p.seed)
+prof = run.profile.replace(**{"eval.tasks": run.p.tasks, "eval.episodes": run.p.episodes, "eval.seed": run.p.seed})
 if run.p.checkpoint is None:  # the profile's default distilled students (trained here if missing)
     students = [pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0, seed=s)
                 for s in run.profile.seeds]

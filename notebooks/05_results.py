@@ -77,7 +77,7 @@ import pandas as pd
 
 mech = {}
 if len(st.runs) and st.runs["reward_mse_true"].notna().any():
-    _r = st.runs[st.runs["default_teacher"].astype(bool) & (st.runs["steps"] == run.profile.steps)]
+    _r = st.runs[st.runs["default_teacher"].astype(bool) & (st.runs["steps"] == run.profile.train.steps)]
     for _arm, _g in _r.drop_duplicates("run_dir").groupby(_r.apply(results.arm_label, axis=1)):
         mech[_arm] = {k: stats.seed_ci(_g[f"reward_mse_{k}"].dropna().astype(float).values) for k in ("true", "teacher")}
     run.save_json("reward_error.json", mech)

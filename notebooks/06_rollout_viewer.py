@@ -98,7 +98,7 @@ from tdmpc_lib.study.viewer import RolloutViewer
 
 viewer_cfg = ViewerConfig(**{f.name: getattr(run.p, f.name) for f in dataclasses.fields(ViewerConfig)
                              if f.name not in ("checkpoint", "compare")}, checkpoint=default_file, compare=compare_file)
-viewer = RolloutViewer(choices, viewer_cfg, device=run.p.device, planner=run.profile.planner)
+viewer = RolloutViewer(choices, viewer_cfg, device=run.p.device, planner=run.profile.eval.planner)
 shown = viewer.render()  # a Comparison of A and B, or A's Rollout
 viewer
 

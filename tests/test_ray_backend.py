@@ -157,7 +157,7 @@ def test_task_resources():
     assert task_resources("03_latent_ablation", gpu)["num_gpus"] == 1
     assert task_resources("04_quantization", gpu)["num_gpus"] == 1
     assert task_resources("01_teacher", gpu)["num_gpus"] == 1  # evaluates with MPPI
-    prior = gpu.replace(policy="prior")
+    prior = gpu.replace(**{"eval.policy": "prior"})
     assert task_resources("01_teacher", prior)["num_gpus"] == LIGHT_GPU  # only its policy prior
     assert task_resources("01_teacher", prior, {"teacher": "train:1"})["num_gpus"] == 1  # trains one
     assert task_resources("06_rollout_viewer", gpu)["num_gpus"] == LIGHT_GPU

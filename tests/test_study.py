@@ -68,14 +68,14 @@ def test_figures_and_results_come_from_files(smoke):
     every = st.runs[st.runs["arm"] == "all"]
     assert len(every) == 1 and every["d_coef"].iloc[0] == 0.4
     diag = every["diagnostics"].iloc[0]
-    assert set(diag["per_task"]) == set(profiles.SMOKE.tasks.split(",")) and "q_action_std" in diag["mean"]
+    assert set(diag["per_task"]) == set(profiles.SMOKE.eval.tasks.split(",")) and "q_action_std" in diag["mean"]
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
     assert list(st.quant["format"]) == ["fp32", *profiles.SMOKE.quant.formats]
     # every arm of the study has every episode's return, and an rliable aggregate with a CI
     arms = st.arms(profiles.SMOKE)
     assert set(arms) == {"teacher", "random", "scratch", "d_coef 0.4", "reward+value+policy", *profiles.SMOKE.quant.formats,
                          *(f"d_coef 0.4 + latent {m}" for m in profiles.SMOKE.latent_modes)}
-    tasks = profiles.SMOKE.tasks.split(",")
+    tasks = profiles.SMOKE.eval.tasks.split(",")
     assert all(sorted(a) == sorted(tasks) and all(len(v) == 1 for v in a.values()) for a in arms.values())
     agg = st.aggregate(profiles.SMOKE)
     assert all(g["iqm_ci"][0] <= g["iqm"] <= g["iqm_ci"][1] and g["tasks"] == len(tasks) for g in agg.values())
@@ -170,7 +170,7 @@ def test_parameter_types_and_defaults(tmp_path):
     ns = {"profile": "smoke", "study_dir": str(tmp_path), "d_coef": 1, "seed": 3, "get_ipython": print, "os": os}
     run = params.setup("02_distillation", ns)
     assert run.p.d_coef == 1.0 and isinstance(run.p.d_coef, float) and run.p.seed == 3
-    assert run.p.steps == profiles.SMOKE.steps and run.p.teacher == profiles.SMOKE.teacher
+    assert run.p.steps == profiles.SMOKE.train.steps and run.p.teacher == profiles.SMOKE.teacher
     assert run.out == tmp_path / "02_distillation"
     ns["made_by_a_later_cell"] = "x"  # re-running the check cell in JupyterLab
     params.setup("02_distillation", ns)
@@ -247,9 +247,9 @@ def test_profiles_plan_and_overrides():
     with pytest.raises(ValueError, match="unknown profile field"):
         profiles.MINI.replace(stepz=3)
     with pytest.raises(ParameterError):
-        profiles.MINI.replace(steps="many")
+        profiles.MINI.replace(**{"train.steps": "many"})
     with pytest.raises(ParameterError, match="profile 'mini': unknown task 'walker-fly'"):
-        profiles.MINI.replace(tasks="walker-fly")  # caught before any notebook runs
+        profiles.MINI.replace(**{"eval.tasks": "walker-fly"})  # caught before any notebook runs
     with pytest.raises(ParameterError, match="latent_modes"):
         profiles.MINI.replace(latent_modes=("linear", "pcaa"))
     with pytest.raises(ParameterError, match="collected by the teacher"):
@@ -258,7 +258,7 @@ def test_profiles_plan_and_overrides():
         profiles.MINI.replace(**{"data.mixture": ("random", "prior-0.3")})
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ParameterError, match="must be a finite number >= 0"):
-            profiles.MINI.replace(d_coef=bad)
+            profiles.MINI.replace(**{"train.distill.d_coef": bad})
         with pytest.raises(ParameterError, match="coefficients are finite numbers >= 0"):
             profiles.MINI.replace(d_coefs=(0.0, bad))
         with pytest.raises(ParameterError, match="must be a finite number >= 0"):
@@ -266,7 +266,7 @@ def test_profiles_plan_and_overrides():
     with pytest.raises(ParameterError, match="must not repeat"):
         profiles.MINI.replace(seeds=(1, 1))
     with pytest.raises(ParameterError, match="num_elites <= num_samples"):
-        profiles.MINI.replace(**{"planner.num_elites": 500})
+        profiles.MINI.replace(**{"eval.planner.num_elites": 500})
     assert profiles.parse_mixture_entry("plan+0.25") == ("plan", 0.25)
     assert select("02,viewer") == ["02_distillation", "06_rollout_viewer"]
     with pytest.raises(ValueError, match="matches no notebook"):

@@ -19,6 +19,8 @@ from tdmpc_lib import math as tmath
 from tdmpc_lib.checkpoint import load_checkpoint, save_checkpoint
 from tdmpc_lib.data.benchmark_support import make_synthetic_store
 from tdmpc_lib.data.sampler import SliceSampler
+from tdmpc_lib.evaluate import EvalConfig
+from tdmpc_lib.planner import PlannerConfig
 from tdmpc_lib.train import (DistillConfig, Distiller, Learner, LatentProjection, RunningScale, Teacher,
                              TeacherTargetCache, TrainConfig, distill_coefficient, train)
 from tdmpc_lib.train.losses import model_losses, td_targets
@@ -281,8 +283,8 @@ def test_bf16_autocast_update_runs(store):
 def test_periodic_evaluation_does_not_change_training(store_dir, tmp_path):
     """Evaluation runs on a copy with its own seeding; the training RNG streams are restored."""
     plain = train(cfg_for(store_dir, tmp_path / "plain", steps=2))
-    evald = train(cfg_for(store_dir, tmp_path / "eval", steps=2, eval_freq=2, eval_tasks="cartpole-balance",
-                          eval_policy="prior"))
+    evald = train(cfg_for(store_dir, tmp_path / "eval", steps=2, eval_freq=2,
+                          eval=EvalConfig(tasks="cartpole-balance", episodes=1, policy="prior")))
     assert evald["eval"]["step"] == 2 and evald["eval"]["normalized_score"] >= 0
     assert (tmp_path / "eval" / "eval.csv").read_text().startswith("step,normalized_score")
     assert _losses(tmp_path / "plain") == _losses(tmp_path / "eval")
@@ -409,7 +411,9 @@ def test_a_boolean_is_not_a_model_size():
 
 
 @pytest.mark.parametrize("kw, message", [({"threads": -1}, "threads must be >= 0"),
-                                         ({"eval_freq": 2, "eval_tasks": "walker-fly"}, "unknown task 'walker-fly'")])
+                                         ({"eval_freq": 2, "eval": EvalConfig(tasks="walker-fly")},
+                                          "unknown task 'walker-fly'"),
+                                         ({"eval": EvalConfig(device="cuda")}, "eval.device is 'cuda'")])
 def test_run_settings_checked_before_any_update(store_dir, tmp_path, kw, message):
     with pytest.raises(ValueError, match=message):
         train(cfg_for(store_dir, tmp_path / "run", **kw))
@@ -432,3 +436,15 @@ def test_pca_rows_are_drawn_without_an_array_of_every_row(k):
     want = np.random.Generator(np.random.PCG64(3)).choice(candidates, size=min(k, candidates.size), replace=False)
     got = _draw_valid_rows(store, k, np.random.Generator(np.random.PCG64(3)))
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_run_config_saved_with_flat_eval_fields_still_loads():
+    """config.json of runs saved before TrainConfig.eval held eval_tasks, eval_episodes, ...: they
+    are read into `eval`, so such a run resumes."""
+    old = TrainConfig(data="d").to_dict()
+    old.pop("eval")
+    old.update(eval_tasks="reacher-easy", eval_episodes=3, eval_protocol="paper", eval_policy="prior",
+               eval_planner={**dataclasses.asdict(PlannerConfig()), "num_samples": 64})
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.eval.tasks, cfg.eval.episodes, cfg.eval.protocol, cfg.eval.policy) == ("reacher-easy", 3, "paper", "prior")
+    assert cfg.eval.planner.num_samples == 64 and cfg.eval.seed == EvalConfig().seed

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     from ..cli import interruptible, parse, report
     from .params import ParameterError
-    from .profiles import ALIASES, field_names, get_profile, parse_override
+    from .profiles import field_names, get_profile, parse_override
     from .runner import figures_path, plan, run_study, select
 
     args = parse(StudyCommand, argv, "python -m tdmpc_lib.study", description=__doc__)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             if nb in chosen:
                 for ex in exs:
                     print(f"  {ex.name:<55} {ex.parameters}")
-        print(f"settable fields: {', '.join(field_names())} (old short keys: {', '.join(ALIASES)})")
+        print(f"settable fields: {', '.join(field_names())}")
         return 0
     try:
         with interruptible("the study stopped; the finished executions are kept: rerun the same command to run "

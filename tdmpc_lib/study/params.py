@@ -28,17 +28,11 @@ from ..evaluate import EvalConfig
 from ..files import atomic_write_json
 from ..train.config import DistillConfig, TrainConfig
 from ..typed import coerce
-from .profiles import Profile, QuantConfig, ViewerConfig, canonical_key, load_profile
+from .profiles import ParameterError, Profile, QuantConfig, ViewerConfig, check_checkpoint_spec, check_profile
+from .profiles import load_profile
 
 RESULT_FILE = "result.json"
 QUANT_FORMATS = options(StudyQuantFormat)
-
-
-class ParameterError(ValueError):
-    """A bad notebook parameter. Shown by IPython as its one-line message, no traceback."""
-
-    def _render_traceback_(self) -> list[str]:  # IPython uses this instead of a traceback
-        return [f"ParameterError: {self}"]
 
 
 @dataclass
@@ -131,27 +125,6 @@ def _normalize_tasks(spec: str) -> str:
     return "mt30" if spec.strip().lower() == "mt30" else ",".join(t.strip() for t in spec.split(",") if t.strip())
 
 
-def check_checkpoint_spec(name: str, value: str | None, allow_train: bool) -> None:
-    """A teacher/checkpoint: a hub name, an existing file, and for teachers 'auto'/'train:SIZE'."""
-    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS
-    from ..config import PRESETS
-
-    if value is None or value in HUB_CHECKPOINTS or value in BUNDLED_CHECKPOINTS or Path(value).is_file():
-        return
-    if allow_train and value == "auto":
-        return
-    if allow_train and value.startswith("train:"):
-        size = value.split(":", 1)[1]
-        size = int(size) if size.isdigit() else size
-        if size in PRESETS:
-            return
-        raise ParameterError(f"parameter {name!r}: unknown preset in {value!r}; presets are "
-                             f"{', '.join(map(str, PRESETS))}")
-    extra = ", 'auto', 'train:SIZE'" if allow_train else ""
-    raise ParameterError(f"parameter {name!r}: {value!r} is neither an existing checkpoint file nor a bundled or "
-                         f"hub name ({', '.join([*BUNDLED_CHECKPOINTS, *HUB_CHECKPOINTS])}{extra})")
-
-
 def check_values(values: dict, notebook: str | None = None) -> None:
     """Checks beyond the type, by the dataclass that owns each parameter (ranges, choices, task
     names given once), plus the device and the checkpoints the parameters name."""
@@ -176,16 +149,6 @@ def check_values(values: dict, notebook: str | None = None) -> None:
         check_checkpoint_spec("checkpoint", v["checkpoint"], allow_train=False)
     if v.get("compare") not in (None, "none", "teacher"):  # the viewer's second checkpoint
         check_checkpoint_spec("compare", v["compare"], allow_train=False)
-
-
-def check_profile(profile: Profile) -> None:
-    """The profile's values make sense (Profile.validate: every nested config's own rules, tasks
-    exist, choices are known, teachers resolvable): a one-line ParameterError naming the profile
-    and the field otherwise."""
-    try:
-        profile.validate()
-    except ValueError as e:
-        raise ParameterError(f"profile '{profile.name}': {e}") from None
 
 
 def validate(notebook: str, namespace: dict) -> dict:
@@ -222,7 +185,7 @@ def validate(notebook: str, namespace: dict) -> dict:
 # ---------------------------------------------------------------------------- the run
 def profile_default(profile: Profile, key: str | None):
     obj = profile
-    for part in (canonical_key(key) if key else "").split("."):
+    for part in (key or "").split("."):
         obj = getattr(obj, part) if part else obj
     return obj
 

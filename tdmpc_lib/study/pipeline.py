@@ -15,7 +15,7 @@
 
 Folders under the study folder (runs/<profile>/): data/ (the store and its teacher-target
 caches), heldout/ (episodes no student trains on, and the teacher's predictions on them),
-teachers/train-SIZE/ (teachers trained here), train/<key>/ (student runs: config.json,
+teachers/train-SIZE_<config hash>/ (teachers trained here), train/<key>/ (student runs: config.json,
 metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json, final_eval.json,
 heldout_reward_error.json). A file lock guards
 each of them, so parallel sweep members wait for a shared dataset or teacher instead of racing.
@@ -42,7 +42,7 @@ DATA_STAMP = "study_data.json"
 # ---------------------------------------------------------------------------- data
 def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed: int, progress: bool) -> None:
     """Collect `episodes` per task of every mixture entry into the store at `path`; entry i uses
-    environment seed `seed + i`, so no two entries (and no evaluation, seed profile.seed) share
+    environment seed `seed + i`, so no two entries (and no evaluation, seed profile.eval.seed) share
     initial states."""
     from ..checkpoint import load_checkpoint
     from ..data import collect
@@ -55,7 +55,7 @@ def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed:
             model = load_checkpoint(resolve_teacher(profile, path.parent, progress=progress).path)
         collect(path, d.tasks, episodes, policy, None if policy == "random" else model, seed=seed + i,
                 precision=profile.teacher_precision, max_steps=d.max_steps, explore=policy != "random",
-                action_noise=noise, planner=profile.planner, progress=progress)
+                action_noise=noise, planner=profile.eval.planner, progress=progress)
 
 
 def _made_once(path: Path, spec: dict, make) -> Path:
@@ -79,7 +79,7 @@ def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = Fal
     the hub's chunks) under <study_dir>/data; later calls return at once."""
     study_dir = Path(study_dir)
     path, d = study_dir / "data", profile.data
-    spec = {**dataclasses.asdict(d), "teacher": profile.teacher, "planner": dataclasses.asdict(profile.planner)}
+    spec = {**dataclasses.asdict(d), "teacher": profile.teacher, "planner": dataclasses.asdict(profile.eval.planner)}
 
     def make() -> None:
         if d.source == "hub":  # convert_chunks resumes a half-converted store by itself
@@ -111,7 +111,7 @@ def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = Fal
     study_dir = Path(study_dir)
     path = study_dir / "heldout"
     spec = {"tasks": d.tasks, "heldout": list(d.heldout), "episodes": d.heldout_episodes, "seed": d.seed,
-            "max_steps": d.max_steps, "teacher": profile.teacher, "planner": dataclasses.asdict(profile.planner)}
+            "max_steps": d.max_steps, "teacher": profile.teacher, "planner": dataclasses.asdict(profile.eval.planner)}
 
     def make() -> None:
         if path.exists():
@@ -184,12 +184,16 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
     size = spec.split(":", 1)[1]
     size = int(size) if size.isdigit() else size
     study_dir = Path(study_dir)
-    run_dir = study_dir / "teachers" / teacher_key(spec)
-    cfg = TrainConfig(data=str(ensure_dataset(profile, study_dir)), out=str(run_dir), student_size=size,
-                      steps=profile.teacher_steps, batch_size=profile.teacher_batch_size, seed=profile.seed,
-                      device=device or profile.device, threads=threads, eval_freq=0,
-                      checkpoint_freq=max(1, profile.teacher_steps // 4), keep_checkpoints=1,
-                      log_freq=max(1, profile.teacher_steps // 50), progress=progress, resume=True)
+    # The profile's training settings (lr, tau, horizon, precision, ...) without distillation or
+    # a starting checkpoint; the folder is named by them, so changing one trains another teacher.
+    cfg = dataclasses.replace(
+        profile.train, data=str(ensure_dataset(profile, study_dir)), out="", student_size=size, init=None,
+        steps=profile.teacher_steps, batch_size=profile.teacher_batch_size, seed=profile.eval.seed,
+        device=device or profile.device, threads=threads, eval_freq=0, eval_final=False,
+        checkpoint_freq=max(1, profile.teacher_steps // 4), keep_checkpoints=1,
+        log_freq=max(1, profile.teacher_steps // 50), progress=progress, resume=True, distill=DistillConfig())
+    run_dir = study_dir / "teachers" / f"{teacher_key(spec)}_{fingerprint(_run_fields(cfg))}"
+    cfg = dataclasses.replace(cfg, out=str(run_dir))
     summary = _train_once(cfg, run_dir)
     label = f"{size}M trained here" if isinstance(size, int) else f"{size} trained here"
     return TeacherInfo(asked, summary["model"], "trained here", label, summary)
@@ -271,12 +275,12 @@ def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | No
     return kept); the trainer evaluates only for learning curves (eval_points > 1)."""
     p = profile
     study_dir = Path(study_dir)
-    d_coef = p.d_coef if d_coef is None else float(d_coef)
-    steps = steps or p.steps
+    d_coef = p.train.distill.d_coef if d_coef is None else float(d_coef)
+    steps = steps or p.train.steps
     device = device or p.device
-    base = dataclasses.replace(p.train.distill, schedule=schedule or p.schedule,
-                               latent_coef=p.latent_coef if latent_coef is None else latent_coef,
-                               pca_samples=pca_samples or p.pca_samples)
+    base = dataclasses.replace(p.train.distill, schedule=schedule or p.train.distill.schedule,
+                               latent_coef=p.train.distill.latent_coef if latent_coef is None else latent_coef,
+                               pca_samples=pca_samples or p.train.distill.pca_samples)
     distill = arm_distill(base, arm, d_coef, latent)
     info = None
     if distill.d_coef > 0 or distill.q_coef > 0 or distill.pi_coef > 0 or latent != "none":
@@ -288,10 +292,9 @@ def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | No
     if eval_freq is None:
         eval_freq = steps // p.eval_points if p.eval_points > 1 else 0
     cfg = dataclasses.replace(
-        p.train, data=str(ensure_dataset(p, study_dir)), out="", student_size=student_size or p.student_size,
-        batch_size=batch_size or p.batch_size, steps=steps, seed=p.seeds[0] if seed is None else seed,
-        device=device, threads=threads, eval_freq=eval_freq, eval_final=False, eval_tasks=p.tasks,
-        eval_episodes=p.episodes, eval_protocol=p.protocol, eval_policy=p.policy, eval_planner=p.planner,
+        p.train, data=str(ensure_dataset(p, study_dir)), out="", student_size=student_size or p.train.student_size,
+        batch_size=batch_size or p.train.batch_size, steps=steps, seed=p.seeds[0] if seed is None else seed,
+        device=device, threads=threads, eval_freq=eval_freq, eval_final=False, eval=eval_config(p, device=device),
         checkpoint_freq=max(1, steps // 4), keep_checkpoints=1, log_freq=max(1, steps // 50), progress=progress,
         resume=False, distill=distill)
     name = (f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size))
@@ -325,9 +328,8 @@ def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile,
 def eval_config(profile: Profile, *, episodes: int | None = None, device: str | None = None,
                 precision: str | None = None) -> EvalConfig:
     """The study's evaluation: the profile's tasks, seed, protocol, policy and MPPI settings."""
-    return EvalConfig(tasks=profile.tasks, episodes=episodes or profile.episodes, seed=profile.seed,
-                      protocol=profile.protocol, policy=profile.policy, device=device or profile.device,
-                      precision=precision or profile.precision, planner=profile.planner)
+    return dataclasses.replace(profile.eval, episodes=episodes or profile.eval.episodes,
+                               device=device or profile.device, precision=precision or profile.eval.precision)
 
 
 def _cached(path: Path, key: str) -> dict | None:
@@ -368,18 +370,18 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
     from ..tasks import get_task_set
 
     episodes = episodes or profile.teacher_episodes
-    tasks = get_task_set("mt30").resolve(profile.tasks)
-    key = fingerprint({"tasks": tasks, "episodes": episodes, "seed": profile.seed, "policy": "random"})
+    tasks = get_task_set("mt30").resolve(profile.eval.tasks)
+    key = fingerprint({"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"})
     out = Path(out)
     cached = _cached(out, key)
     if cached is not None:
         return cached
-    arrays = rollout(tasks, episodes, "random", seed=profile.seed, progress=False)
+    arrays = rollout(tasks, episodes, "random", seed=profile.eval.seed, progress=False)
     returns = arrays["reward"][:, 1:].sum(axis=1).reshape(len(tasks), episodes)  # task-major
     per_task = {t: {"returns": [round(float(r), 4) for r in returns[i]], "mean": float(returns[i].mean()),
                     "score": float(returns[i].mean()) / 10} for i, t in enumerate(tasks)}
     result = {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}), "tasks": per_task,
-              "policy": "random", "protocol": "random", "seed": profile.seed, "episodes": episodes, "key": key}
+              "policy": "random", "protocol": "random", "seed": profile.eval.seed, "episodes": episodes, "key": key}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)
     return result
@@ -520,7 +522,7 @@ def run_arm(distill: dict) -> str:
 
 def default_student(profile: Profile, study_dir: str | Path, device: str | None = None, threads: int = 0,
                     seed: int | None = None) -> dict:
-    """The profile's default distilled student (d_coef = profile.d_coef, the default teacher;
+    """The profile's default distilled student (d_coef = profile.train.distill.d_coef, the default teacher;
     the first seed unless `seed` is given): reused when notebook 02 trained it, trained here otherwise."""
     cfg, info = student_config(profile, study_dir, device=device, threads=threads, seed=seed)
     return run_student(cfg, info, profile, study_dir)

@@ -134,7 +134,7 @@ def score_vs_dcoef(study: Study, profile: Profile, out_dir=None):
     arms = ["scratch" if d == 0 else f"d_coef {d:g}" for d in sorted(profile.d_coefs)]
     if _ci_panel(ax, agg, arms):
         ax.set_xlabel("reward-distillation coefficient (d_coef 0 = from scratch, no teacher)")
-        ax.set_title(_ours_title(profile, f"{profile.steps:,} updates, batch {profile.batch_size}, "
+        ax.set_title(_ours_title(profile, f"{profile.train.steps:,} updates, batch {profile.train.batch_size}, "
                                           f"{len(profile.seeds)} seed(s); {_runs_note(agg, arms)}"), fontsize=8)
     else:
         _empty(ax, "d_coef runs")
@@ -167,7 +167,7 @@ def score_vs_steps(study: Study, profile: Profile, out_dir=None):
                      palette={f"d_coef {d_curve:g}": OURS, "scratch": SCRATCH})
         ax.set_xlabel("updates")
         ax.set_ylabel("normalized score")
-        ax.set_title(_ours_title(profile, f"batch {profile.batch_size}"), fontsize=9)
+        ax.set_title(_ours_title(profile, f"batch {profile.train.batch_size}"), fontsize=9)
         ax.legend(title=None, fontsize=8)
     else:
         _empty(ax, "evaluation curves")
@@ -190,7 +190,7 @@ def teacher_size(study: Study, profile: Profile, out_dir=None):
     r = study.runs
     rows = []
     if len(r):
-        r = r[(r["latent"] == "none") & (r["d_coef"] == profile.d_coef) & (r["steps"] == profile.steps)
+        r = r[(r["latent"] == "none") & (r["d_coef"] == profile.train.distill.d_coef) & (r["steps"] == profile.train.steps)
               & (r["seed"] == profile.seeds[0])].drop_duplicates("run_dir")
         t = study.teachers.drop_duplicates("spec").set_index("spec") if len(study.teachers) else pd.DataFrame()
         for _, row in r.iterrows():
@@ -212,7 +212,7 @@ def teacher_size(study: Study, profile: Profile, out_dir=None):
         ax.set_xlabel("")
         ax.set_ylabel("normalized score")
         ax.set_ylim(0, 1.3 * max(1e-6, float(df["score"].max())))
-        ax.set_title(_ours_title(profile, f"d_coef {profile.d_coef:g}, {profile.steps:,} updates"), fontsize=9)
+        ax.set_title(_ours_title(profile, f"d_coef {profile.train.distill.d_coef:g}, {profile.train.steps:,} updates"), fontsize=9)
         ax.legend(fontsize=8, title=None, ncol=2, loc="upper center")
     else:
         _empty(ax, "teacher comparison runs")
@@ -235,14 +235,14 @@ def latent_ablation(study: Study, profile: Profile, out_dir=None):
     IQM and mean with 95% CIs, teacher and floor as references; the paper's rows beside."""
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.4))
     agg = study.aggregate(profile)
-    base = f"d_coef {profile.d_coef:g}" if profile.d_coef else "scratch"
+    base = f"d_coef {profile.train.distill.d_coef:g}" if profile.train.distill.d_coef else "scratch"
     arms = [base if m == "none" else f"{base} + latent {m}" for m in LATENT_ORDER]
     names = [LATENT_NAMES[m] for m in LATENT_ORDER]
     present = [n for a, n in zip(arms, names) if a in agg]
     if _ci_panel(ax, agg, arms, present):
         pca = study.runs[study.runs["latent"] == "pca"]["pca_explained_variance"].dropna() if len(study.runs) else []
         extra = f"; PCA keeps {100 * float(np.mean(pca)):.0f}% of the variance" if len(pca) else ""
-        ax.set_title(_ours_title(profile, f"d_coef {profile.d_coef:g}, {profile.steps:,} updates, "
+        ax.set_title(_ours_title(profile, f"d_coef {profile.train.distill.d_coef:g}, {profile.train.steps:,} updates, "
                                           f"{len(profile.seeds)} seed(s){extra}"), fontsize=8)
     else:
         _empty(ax, "latent ablation runs")
@@ -284,7 +284,7 @@ def quantization(study: Study, profile: Profile, out_dir=None):
                         label="paper's fp16 file / fp32")
         axes[0].legend(fontsize=7)
         agg = dict(study.aggregate(profile))
-        default = f"d_coef {profile.d_coef:g}"
+        default = f"d_coef {profile.train.distill.d_coef:g}"
         if default in agg:
             agg["fp32"] = agg[default]  # the fp32 row is the distilled students as trained
         if not _ci_panel(axes[3], agg, formats):
@@ -303,7 +303,7 @@ def reward_error(study: Study, profile: Profile, out_dir=None):
 
     r = study.runs
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.steps)].drop_duplicates("run_dir") if len(r) else r
+    r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.train.steps)].drop_duplicates("run_dir") if len(r) else r
     if len(r) and r["reward_mse_true"].notna().any():
         r = r.assign(arm=[arm_label(row) for _, row in r.iterrows()])
         r = r.assign(mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER) for m in r["latent"]])
@@ -351,7 +351,7 @@ def task_heatmap(study: Study, profile: Profile, out_dir=None):
         ax.tick_params(axis="y", labelsize=8)
     else:
         _empty(ax, "per-task scores")
-    _label(fig, profile, f"Per-task scores (policy {profile.policy}, protocol {profile.protocol}; a run is one "
+    _label(fig, profile, f"Per-task scores (policy {profile.eval.policy}, protocol {profile.eval.protocol}; a run is one "
                          f"(training seed, episode) pair)")
     return fig, _finish(fig, out_dir, "task_heatmap")
 
@@ -389,7 +389,7 @@ def transfer(study: Study, profile: Profile, out_dir=None):
     arms = ["scratch", *[f"d_coef {d:g}" for d in sorted(profile.d_coefs) if d > 0],
             *[ARM_LABELS[a] for a in profile.arms]]
     if _ci_panel(ax, agg, arms, [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in arms]):
-        ax.set_title(_ours_title(profile, f"{profile.steps:,} updates, {len(profile.seeds)} seed(s); "
+        ax.set_title(_ours_title(profile, f"{profile.train.steps:,} updates, {len(profile.seeds)} seed(s); "
                                           f"{_runs_note(agg, arms)}"), fontsize=8)
     else:
         _empty(ax, "transfer-arm runs")
@@ -445,7 +445,7 @@ def figures_for(profile: Profile) -> tuple[str, ...]:
     """The figures a profile has results for: the score-against-updates figure only with curve
     runs longer than the sweep, the teacher-size figure only with teachers to compare."""
     skip = set()
-    if profile.curve_length == profile.steps:
+    if profile.curve_length == profile.train.steps:
         skip.add("score_vs_steps")
     if not [t for t in profile.compare_teachers if t != profile.teacher]:
         skip.add("teacher_size")

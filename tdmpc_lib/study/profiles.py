@@ -14,9 +14,9 @@
 The training and evaluation knobs of a profile are the library's own configs, nested:
 `train` (a TrainConfig with its DistillConfig: student size, lr, batch size, steps, d_coef...)
 and `eval` (an EvalConfig: tasks, episodes, seed, protocol, policy, precision, planner); each
-named profile overrides the library defaults it needs. `--set train.steps=1000` (or an old
-short key such as `steps=1000`, see ALIASES) changes one field; every value is checked by the
-one typed coercion (tdmpc_lib.typed) and the dataclasses' validate().
+named profile overrides the library defaults it needs. `--set train.steps=1000` changes one
+field (a dotted key); every value is checked by the one typed coercion (tdmpc_lib.typed) and
+the dataclasses' validate().
 
 A notebook parameter left at None takes its value from the profile; the runner
 (`python -m tdmpc_lib.study`) writes the resolved profile to `runs/<profile>/profile.json`, so a
@@ -42,6 +42,44 @@ from ..typed import bad_assignment, coerce
 
 PROFILE_FILE = "profile.json"
 DATA_SOURCES = options(DataSource)
+
+
+class ParameterError(ValueError):
+    """A bad notebook parameter. Shown by IPython as its one-line message, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython uses this instead of a traceback
+        return [f"ParameterError: {self}"]
+
+
+def check_checkpoint_spec(name: str, value: str | None, allow_train: bool) -> None:
+    """A teacher/checkpoint: a hub name, an existing file, and for teachers 'auto'/'train:SIZE'."""
+    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS
+    from ..config import PRESETS
+
+    if value is None or value in HUB_CHECKPOINTS or value in BUNDLED_CHECKPOINTS or Path(value).is_file():
+        return
+    if allow_train and value == "auto":
+        return
+    if allow_train and value.startswith("train:"):
+        size = value.split(":", 1)[1]
+        size = int(size) if size.isdigit() else size
+        if size in PRESETS:
+            return
+        raise ParameterError(f"parameter {name!r}: unknown preset in {value!r}; presets are "
+                             f"{', '.join(map(str, PRESETS))}")
+    extra = ", 'auto', 'train:SIZE'" if allow_train else ""
+    raise ParameterError(f"parameter {name!r}: {value!r} is neither an existing checkpoint file nor a bundled or "
+                         f"hub name ({', '.join([*BUNDLED_CHECKPOINTS, *HUB_CHECKPOINTS])}{extra})")
+
+
+def check_profile(profile: Profile) -> None:
+    """The profile's values make sense (Profile.validate: every nested config's own rules, tasks
+    exist, choices are known, teachers resolvable): a one-line ParameterError naming the profile
+    and the field otherwise."""
+    try:
+        profile.validate()
+    except ValueError as e:
+        raise ParameterError(f"profile '{profile.name}': {e}") from None
 
 
 def _at_least(where: str, value, low: int = 1) -> None:
@@ -173,10 +211,11 @@ class Profile:
     teacher_batch_size: int = 64
     compare_teachers: tuple[str, ...] = ()  # further teachers for the teacher-size comparison
     teacher_cache: bool = True  # compute the teacher's reward targets once per dataset
-    # --- the student runs: the library's TrainConfig (distill: its DistillConfig). student_size, lr
-    #     (a teacher trained here uses it too), batch_size, steps, distill.d_coef (the default run,
-    #     also the latent ablation's reward coefficient), distill.schedule / latent_coef /
-    #     pca_samples. data, out, seed, device, threads and the evaluation schedule are set per run.
+    # --- the student runs: the library's TrainConfig (distill: its DistillConfig). student_size, lr,
+    #     batch_size, steps, distill.d_coef (the default run, also the latent ablation's reward
+    #     coefficient), distill.schedule / latent_coef / pca_samples, and every other update setting
+    #     (a teacher trained here uses them too, without distillation). data, out, seed, device,
+    #     threads and the evaluation schedule are set per run; its evaluations are `eval` below.
     train: TrainConfig = field(default_factory=TrainConfig)
     d_coefs: tuple[float, ...] = (0.0, 0.4)  # the sweep; 0.0 is the from-scratch baseline
     seeds: tuple[int, ...] = (1,)
@@ -206,20 +245,15 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Profile":
-        """A profile.json: this layout, or the flat one written before `train` / `eval` were the
-        library's configs (its keys are ALIASES), so older study folders still load."""
-        d = dict(d)
-        moved = {new: d.pop(old) for old, new in ALIASES.items() if old in d}
-        profile = from_dict(cls, d, "profile")
-        return _replace(profile, moved, "profile") if moved else profile
+        """A profile.json: names and types checked (tdmpc_lib.typed.from_dict)."""
+        return from_dict(cls, d, "profile")
 
     def replace(self, **changes) -> "Profile":
         """A copy with fields changed: dotted keys reach the nested configs ('train.steps',
-        'eval.planner.num_samples', 'viewer.task'); the old short keys are ALIASES ('steps').
-        Values are type-checked and the result validated (a one-line ValueError)."""
-        from .params import ParameterError, check_profile
+        'eval.planner.num_samples', 'viewer.task'). Values are type-checked and the result
+        validated (a one-line ValueError)."""
         try:
-            profile = _replace(self, {canonical_key(k): v for k, v in changes.items()}, "profile")
+            profile = _replace(self, changes, "profile")
         except ValueError as e:
             raise ParameterError(f"profile '{self.name}': {e}") from None
         check_profile(profile)
@@ -230,8 +264,10 @@ class Profile:
         evaluation configs, the data, quantization and viewer settings, and the study's own
         (sweep values finite and not repeated, known latent modes, resolvable teachers). The
         device is checked where it is used (a GPU profile can be listed on a CPU machine)."""
-        from .params import check_checkpoint_spec
         dataclasses.replace(self.train, data="<the study's data>", out="runs/train").validate()
+        if self.train.eval != TrainConfig().eval:  # every run of the study evaluates as `eval` says
+            raise ValueError("the study evaluates its runs with the profile's 'eval'; set eval.FIELD, not "
+                             "train.eval.FIELD")
         self.eval.validate()
         self.data.validate(self.teacher)
         self.quant.validate()
@@ -267,42 +303,12 @@ class Profile:
 
     @property
     def curve_length(self) -> int:
-        return self.curve_steps or self.steps
+        return self.curve_steps or self.train.steps
 
     def label(self) -> str:
         """One line for figures: the profile and whether this is the paper's setting."""
         kind = "the paper's setting" if self.paper_setting else "a small CPU profile, NOT the paper's setting"
         return f"profile '{self.name}' ({kind})"
-
-
-# Old short keys (the flat profile before `train` / `eval` were the library's configs): still
-# accepted by --set, Profile.replace and profile.json files, and readable as attributes.
-ALIASES = {
-    "student_size": "train.student_size", "lr": "train.lr", "batch_size": "train.batch_size",
-    "steps": "train.steps", "schedule": "train.distill.schedule", "d_coef": "train.distill.d_coef",
-    "latent_coef": "train.distill.latent_coef", "pca_samples": "train.distill.pca_samples",
-    "tasks": "eval.tasks", "episodes": "eval.episodes", "seed": "eval.seed", "protocol": "eval.protocol",
-    "policy": "eval.policy", "precision": "eval.precision", "planner": "eval.planner",
-}
-
-
-def canonical_key(key: str) -> str:
-    """'steps' -> 'train.steps', 'planner.num_samples' -> 'eval.planner.num_samples'; others as given."""
-    head, dot, rest = key.partition(".")
-    return ALIASES[head] + dot + rest if head in ALIASES else key
-
-
-def _alias_property(key: str) -> property:
-    def get(self):
-        obj = self
-        for part in key.split("."):
-            obj = getattr(obj, part)
-        return obj
-    return property(get, doc=f"the profile's {key} (old short name)")
-
-
-for _old, _new in ALIASES.items():
-    setattr(Profile, _old, _alias_property(_new))
 
 
 def field_names(cls=None, prefix: str = "") -> list[str]:
@@ -435,15 +441,15 @@ def load_profile(name: str, study_dir: str | Path | None = None) -> Profile:
 
 
 def parse_override(profile: Profile, item: str) -> tuple[str, object]:
-    """'train.steps=800' / 'viewer.task=walker-walk' / 'd_coefs=0,0.4' / old 'steps=800' ->
-    (dotted key, typed value), by the one typed coercion (tdmpc_lib.typed)."""
+    """'train.steps=800' / 'viewer.task=walker-walk' / 'd_coefs=0,0.4' -> (dotted key, typed
+    value), by the one typed coercion (tdmpc_lib.typed)."""
     key, sep, text = item.partition("=")
-    key = canonical_key(key.strip())
+    key = key.strip()
     try:
         tp = field_type(Profile, key) if sep else None
     except KeyError:
         tp = None
     if tp is None or dataclasses.is_dataclass(tp):
-        raise ValueError(bad_assignment("--set", item, key, bool(sep), [*field_names(), *ALIASES])
+        raise ValueError(bad_assignment("--set", item, key, bool(sep), field_names())
                          .replace("--help lists", "--list prints"))
     return key, coerce(key, text, tp, text=True)

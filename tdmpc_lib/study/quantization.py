@@ -84,7 +84,7 @@ def quantization_table(checkpoint: str, formats, workdir: str | Path, *, profile
     workdir.mkdir(parents=True, exist_ok=True)
     ref = load_checkpoint(checkpoint)
     batch = fixed_batch(ref, error_batch, seed=0)
-    planner_cfg = dataclasses.replace(profile.planner, mpc=profile.policy == "plan")
+    planner_cfg = dataclasses.replace(profile.eval.planner, mpc=profile.eval.policy == "plan")
     rows = []
     fp32_bytes = None
     for fmt in ("fp32",) + tuple(f for f in formats if f != "fp32"):

@@ -86,7 +86,7 @@ def task_resources(notebook: str, profile: Profile, parameters: dict | None = No
         return {"num_cpus": cpus, "num_gpus": 0}
     if notebook == "01_teacher":
         teacher = (parameters or {}).get("teacher", profile.teacher)
-        heavy = profile.policy == "plan" or teacher == "auto" or teacher.startswith("train:")
+        heavy = profile.eval.policy == "plan" or teacher == "auto" or teacher.startswith("train:")
         return {"num_cpus": cpus, "num_gpus": 1 if heavy else LIGHT_GPU}
     return {"num_cpus": cpus, "num_gpus": 1 if notebook in GPU_NOTEBOOKS else LIGHT_GPU}
 

@@ -84,7 +84,7 @@ class Study:
             add("random", main.iloc[0]["floor_returns"])
         r = self.runs
         if len(r):
-            r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.steps)].drop_duplicates("run_dir")
+            r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.train.steps)].drop_duplicates("run_dir")
             r = r.assign(_mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER)
                                 for m in r["latent"]],
                          _arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])

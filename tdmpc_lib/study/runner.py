@@ -81,15 +81,15 @@ def plan(profile: Profile) -> dict[str, list[Execution]]:
     for d in p.d_coefs:
         for s in p.seeds:
             add("02_distillation", f"d{_fmt(d)}_s{s}", {"d_coef": float(d), "seed": s})
-    if p.curve_length != p.steps:  # distilled vs scratch over a longer schedule
+    if p.curve_length != p.train.steps:  # distilled vs scratch over a longer schedule
         freq = max(1, p.curve_length // max(1, p.curve_eval_points))
         for d in (p.curve_d_coef, 0.0):
             add("02_distillation", f"d{_fmt(d)}_s{p.seeds[0]}_{p.curve_length}st",
                 {"d_coef": float(d), "seed": p.seeds[0], "steps": p.curve_length, "eval_freq": freq})
     for t in p.compare_teachers:
         if t != p.teacher:
-            add("02_distillation", f"d{_fmt(p.d_coef)}_s{p.seeds[0]}_teacher-{teacher_key(t)}",
-                {"d_coef": float(p.d_coef), "seed": p.seeds[0], "teacher": t})
+            add("02_distillation", f"d{_fmt(p.train.distill.d_coef)}_s{p.seeds[0]}_teacher-{teacher_key(t)}",
+                {"d_coef": float(p.train.distill.d_coef), "seed": p.seeds[0], "teacher": t})
     for arm in p.arms:  # beyond the paper: value / policy / all-three distillation, every seed
         for s in p.seeds:
             add("02_distillation", f"{arm}_s{s}", {"arm": arm, "seed": s})
@@ -106,11 +106,11 @@ def plan(profile: Profile) -> dict[str, list[Execution]]:
                   if ex.parameters["teacher"].startswith("train:") or ex.parameters["teacher"] == "auto"}
     for nb in ("02_distillation", "03_latent_ablation"):
         for ex in out[nb]:
-            uses_teacher = (ex.parameters.get("d_coef", p.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
+            uses_teacher = (ex.parameters.get("d_coef", p.train.distill.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
                             or ex.parameters.get("arm", "reward") != "reward")
             spec = ex.parameters.get("teacher", p.teacher)
             ex.after = [teacher_of[spec]] if uses_teacher and spec in teacher_of else []
-    default = {s: [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.d_coef)}_s{s}"]
+    default = {s: [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.train.distill.d_coef)}_s{s}"]
                for s in p.seeds}
     for ex in out["03_latent_ablation"]:
         if ex.parameters["latent"] == "none":  # the same training run as 02's default: reuse it

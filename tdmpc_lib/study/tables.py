@@ -52,7 +52,7 @@ def table1(study: Study, profile: Profile) -> pd.DataFrame:
             return "-", 0
         return (f"{sel.mean():.2f}" + (f" +- {sel.std():.2f}" if len(sel) > 1 else "")), len(sel)
 
-    base = r[(r["steps"] == profile.steps) & r["default_teacher"].astype(bool)] if len(r) else r
+    base = r[(r["steps"] == profile.train.steps) & r["default_teacher"].astype(bool)] if len(r) else r
     for mode, name in (("linear-frozen", "reward + next-state latent, frozen linear projection"),
                        ("linear", "reward + next-state latent, trained linear projection"),
                        ("pca", "reward + next-state latent, PCA")):

@@ -23,9 +23,9 @@ from typing import Annotated
 
 import tyro
 
-from ..choices import CachePrecision, EvalPolicy, LatentMode, ModelSize, Precision, Protocol, Schedule
+from ..choices import CachePrecision, LatentMode, ModelSize, Precision, Schedule
 from ..choices import TrainPrecision, check_choice, options
-from ..planner import PlannerConfig
+from ..evaluate import EvalConfig
 from ..typed import from_dict
 
 # The choices as tuples (derived from the Literal types of tdmpc_lib.choices)
@@ -34,9 +34,13 @@ SCHEDULES, LATENT_MODES = options(Schedule), options(LatentMode)
 # Fields that may differ between a run and its `--resume` without changing the losses it
 # computes: how long it runs and what it writes around the updates. (A 'decrease'/'increase'
 # distillation schedule is relative to `steps`, so extending such a run reshapes its schedule.)
-RUN_CONTROL_FIELDS = ("steps", "resume", "eval_freq", "eval_final", "eval_tasks", "eval_episodes",
-                      "eval_protocol", "eval_policy", "eval_planner", "checkpoint_freq", "keep_checkpoints", "log_freq", "progress",
-                      "wandb_project", "out")
+RUN_CONTROL_FIELDS = ("steps", "resume", "eval_freq", "eval_final", "eval", "checkpoint_freq", "keep_checkpoints",
+                      "log_freq", "progress", "wandb_project", "out")
+EVAL_DEVICE_DEFAULT = EvalConfig.device  # TrainConfig.eval.device left as is: the run's device
+
+# The evaluation fields of run configs saved before TrainConfig.eval (eval_tasks, ...)
+_FLAT_EVAL_FIELDS = ("tasks", "episodes", "protocol", "policy", "planner")
+
 # Fields that may differ on resume, at the price of bit-identical losses (a warning says so).
 RESUME_WARN_FIELDS = ("device", "threads", "compile")
 
@@ -178,11 +182,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0: torch's default)
     eval_freq: int = 0  # evaluate every N updates (0: never)
     eval_final: bool = False  # evaluate at the end of the run
-    eval_tasks: str = "mt30"  # 'mt30' or comma-separated MT30 task names
-    eval_episodes: int = 1  # episodes per task of an evaluation
-    eval_protocol: Protocol = "clean"  # clean (eval mode) or paper (the published numbers' protocol)
-    eval_policy: EvalPolicy = "plan"  # plan (MPPI) or prior (policy only, fast)
-    eval_planner: PlannerConfig = field(default_factory=PlannerConfig)  # MPPI settings of the evaluations
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(episodes=1))  # those evaluations (on the run's device)
     checkpoint_freq: int = 10000
     keep_checkpoints: int = 0  # keep only the newest N step_*.pt (0: keep all)
     log_freq: int = 100
@@ -199,7 +199,7 @@ class TrainConfig:
             raise ValueError("data: the dataset folder (a store made by tdmpc_lib.data) is required")
         from ..files import check_output_dir
         check_output_dir(self.out)  # a run folder that cannot be written fails before any update
-        for name in ("precision", "eval_protocol", "eval_policy"):
+        for name in ("precision",):
             check_choice(name, getattr(self, name), _HINTS[TrainConfig][name])
         from ..config import _parse_size
         _parse_size(self.student_size)
@@ -210,7 +210,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("horizon", "batch_size", "steps", "seed", "threads", "eval_freq", "eval_episodes", "log_freq",
+        for name in ("horizon", "batch_size", "steps", "seed", "threads", "eval_freq", "log_freq",
                      "checkpoint_freq", "keep_checkpoints"):
             value = getattr(self, name)
             if not _is_whole(value):
@@ -221,12 +221,13 @@ class TrainConfig:
         for name in ("steps", "eval_freq", "threads", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.eval_freq or self.eval_final:  # a bad task list fails now, not after the updates are spent
-            from ..tasks import get_task_set
-            get_task_set("mt30").resolve(self.eval_tasks)
-            if self.eval_episodes < 1:
-                raise ValueError(f"eval_episodes must be at least 1, got {self.eval_episodes}")
-        self.eval_planner.validate("eval_planner")
+        if self.eval.device not in (EVAL_DEVICE_DEFAULT, self.device):
+            raise ValueError(f"eval.device is {self.eval.device!r} but a run evaluates on its own device "
+                             f"({self.device!r}); leave eval.device unset")
+        try:  # a bad task list fails now, not after the updates are spent
+            self.eval.validate()
+        except ValueError as e:
+            raise ValueError(f"eval.{e}") from None
         self.distill.validate()
 
     def to_dict(self) -> dict:
@@ -234,7 +235,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """A saved config (config.json, a checkpoint's train_config), names and types checked."""
+        """A saved config (config.json, a checkpoint's train_config), names and types checked.
+        Runs saved before the evaluation settings were an EvalConfig held them as flat eval_*
+        fields; those are read into `eval`, so such a run still resumes."""
+        d = dict(d)
+        flat = {k: d.pop(f"eval_{k}") for k in _FLAT_EVAL_FIELDS if f"eval_{k}" in d}
+        if flat:
+            d["eval"] = {**dict(d.get("eval") or {}), **flat}
         return from_dict(cls, d, "TrainConfig")
 
     def training_fields(self) -> dict:

@@ -18,6 +18,7 @@ and the metrics files are cut back to the rows written before it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import sys
@@ -301,14 +302,13 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Evaluate a copy of the student; the training RNG streams are left untouched."""
-        from ..evaluate import EvalConfig, evaluate
+        from ..evaluate import evaluate
 
         cfg = self.cfg
         saved = rng_state(self.device)
         try:
-            result = evaluate(copy.deepcopy(self.model), EvalConfig(
-                tasks=cfg.eval_tasks, episodes=cfg.eval_episodes, protocol=cfg.eval_protocol,
-                policy=cfg.eval_policy, device=cfg.device, planner=cfg.eval_planner), progress=False)
+            result = evaluate(copy.deepcopy(self.model), dataclasses.replace(cfg.eval, device=cfg.device),
+                              progress=False)
         finally:
             set_rng_state(saved, self.device)
         row = {"step": self.step, "normalized_score": result["normalized_score"], "protocol": result["protocol"],
