@@ -273,6 +273,23 @@ def _describe(cfg: ModelConfig) -> str:
     return f"{size} {cfg.task_set or 'single-task'} model"
 
 
+def is_checkpoint_name(spec: str) -> bool:
+    """A bundled or hub checkpoint name (no file of that name needs to exist)."""
+    return spec in BUNDLED_CHECKPOINTS or spec in HUB_CHECKPOINTS
+
+
+def checkpoint_path(spec: str | os.PathLike) -> Path:
+    """The file of a checkpoint spec, the one rule every entry point follows: an existing file as
+    given; else a bundled name -> the shipped file (sha256-checked), a hub name -> the downloaded
+    (cached) file; anything else as given (reading it then names the missing file)."""
+    path = Path(spec)
+    if path.exists() or not is_checkpoint_name(str(spec)):
+        return path
+    if str(spec) in BUNDLED_CHECKPOINTS:
+        return Path(bundled_checkpoint(str(spec)))
+    return Path(download_checkpoint(str(spec)))
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     dtype: torch.dtype | str = torch.float32, size: str | int | None = None,
                     task_set: str | None = None) -> WorldModel:
@@ -290,13 +307,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         device, dtype = resolve_device(device), resolve_dtype(dtype)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    path, sha256 = Path(path), None
-    if not path.exists() and str(path) in BUNDLED_CHECKPOINTS:
-        name = str(path)
-        path = Path(bundled_checkpoint(name))
-        sha256 = BUNDLED_CHECKPOINTS[name].sha256  # just verified: no second hash of the file
-    elif not path.exists() and str(path) in HUB_CHECKPOINTS:
-        path = Path(download_checkpoint(str(path)))
+    name, path = str(path), checkpoint_path(path)
+    # a bundled file was just verified: no second hash of it
+    sha256 = BUNDLED_CHECKPOINTS[name].sha256 if name != str(path) and name in BUNDLED_CHECKPOINTS else None
     obj = read_checkpoint_file(path)
     ours = obj.get("format") == FORMAT_NAME
     # What the file stores, before anything is dequantized or cast on load.

@@ -1,5 +1,6 @@
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,6 +187,22 @@ def test_bundled_checkpoint_loads_by_short_name_and_is_verified():
     assert m.checkpoint_info["sha256"] == BUNDLED_SHA256 and m.checkpoint_info["layout"] == "old"
     assert m.checkpoint_info["path"] == ck.bundled_checkpoint("tdmpc-opt-mt30-1M") == str(entry.path)
     assert len(ck._SHA256_CACHE) >= 1
+
+
+def test_one_rule_turns_a_checkpoint_spec_into_a_file(tmp_path, monkeypatch):
+    """checkpoint_path (used by load_checkpoint, the study's teacher and the viewer): an existing
+    file wins over a name, a bundled name is the shipped file, a hub name is downloaded, and
+    anything else is returned as given."""
+    from tdmpc_lib import checkpoint as ck
+
+    assert ck.checkpoint_path("tdmpc-opt-mt30-1M") == ck.BUNDLED_CHECKPOINTS["tdmpc-opt-mt30-1M"].path
+    monkeypatch.setattr(ck, "download_checkpoint", lambda name: f"/hub-cache/{name}.pt")
+    assert str(ck.checkpoint_path("mt30-48M")) == "/hub-cache/mt30-48M.pt"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mt30-48M").write_bytes(b"a local file of that name")
+    assert ck.checkpoint_path("mt30-48M") == Path("mt30-48M")
+    assert ck.checkpoint_path("no/such.pt") == Path("no/such.pt")
+    assert ck.is_checkpoint_name("mt80-317M") and not ck.is_checkpoint_name("model.pt")
 
 
 def test_bundled_checkpoint_is_hashed_once_per_process(monkeypatch):

@@ -162,7 +162,7 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
     (sha256-checked). 'auto' -> the profile's teacher_hub when it is already in the local cache
     (no download), otherwise 'train:<teacher_size>'. 'train:SIZE' -> a SIZE preset trained on the profile's
     dataset for teacher_steps updates (once; resumed after an interruption)."""
-    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS, bundled_checkpoint, download_checkpoint
+    from ..checkpoint import BUNDLED_CHECKPOINTS, checkpoint_path, is_checkpoint_name
 
     spec = spec or profile.teacher
     if spec == "auto":
@@ -173,10 +173,9 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
         asked = "auto"
     else:
         asked = spec
-    if spec in BUNDLED_CHECKPOINTS:
-        return TeacherInfo(asked, bundled_checkpoint(spec), "bundled", f"{spec} (released, bundled)")
-    if spec in HUB_CHECKPOINTS:
-        return TeacherInfo(asked, download_checkpoint(spec), "hub", f"{spec} (hub)")
+    if is_checkpoint_name(spec) and not Path(spec).exists():
+        kind, label = ("bundled", f"{spec} (released, bundled)") if spec in BUNDLED_CHECKPOINTS else ("hub", f"{spec} (hub)")
+        return TeacherInfo(asked, str(checkpoint_path(spec)), kind, label)
     if not spec.startswith("train:"):
         if not Path(spec).is_file():
             raise FileNotFoundError(f"teacher checkpoint {spec!r} does not exist")
@@ -332,10 +331,17 @@ def eval_config(profile: Profile, *, episodes: int | None = None, device: str | 
                                device=device or profile.device, precision=precision or profile.eval.precision)
 
 
-def _cached(path: Path, key: str) -> dict | None:
-    """The result stored at `path` when it was made with `key`, else None."""
-    old = _read_json(path)
-    return old if old is not None and old.get("key") == key else None
+def cached_result(out: str | Path, inputs: dict, compute) -> dict:
+    """compute()'s dict, stored at `out` with a fingerprint of `inputs` (its 'key') and reused,
+    without calling compute, while the inputs are the same."""
+    out, key = Path(out), fingerprint(inputs)
+    old = _read_json(out)
+    if old is not None and old.get("key") == key:
+        return old
+    result = {**compute(), "key": key}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, result)
+    return result
 
 
 def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, episodes: int | None = None,
@@ -350,16 +356,9 @@ def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, e
     if model is None and not Path(checkpoint).is_file():  # a bundled or hub name: load it to know its file
         model = load_checkpoint(checkpoint, device=cfg.device)
     sha256 = model.checkpoint_info["sha256"] if model is not None else cached_file_sha256(checkpoint)
-    key = fingerprint({"eval": dataclasses.asdict(cfg), "sha256": sha256})
-    out = Path(out)
-    cached = _cached(out, key)
-    if cached is not None:  # reused without loading the model (a 317M teacher takes seconds)
-        return cached
-    model = model if model is not None else load_checkpoint(checkpoint, device=cfg.device)
-    result = {**evaluate(model, cfg, progress=progress), "key": key}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, result)
-    return result
+    # reused without loading the model (a 317M teacher takes seconds)
+    return cached_result(out, {"eval": dataclasses.asdict(cfg), "sha256": sha256}, lambda: evaluate(
+        model if model is not None else load_checkpoint(checkpoint, device=cfg.device), cfg, progress=progress))
 
 
 def random_floor(profile: Profile, out: str | Path, episodes: int | None = None) -> dict:
@@ -371,20 +370,17 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
 
     episodes = episodes or profile.teacher_episodes
     tasks = get_task_set("mt30").resolve(profile.eval.tasks)
-    key = fingerprint({"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"})
-    out = Path(out)
-    cached = _cached(out, key)
-    if cached is not None:
-        return cached
-    arrays = rollout(tasks, episodes, "random", seed=profile.eval.seed, progress=False)
-    returns = arrays["reward"][:, 1:].sum(axis=1).reshape(len(tasks), episodes)  # task-major
-    per_task = {t: {"returns": [round(float(r), 4) for r in returns[i]], "mean": float(returns[i].mean()),
-                    "score": float(returns[i].mean()) / 10} for i, t in enumerate(tasks)}
-    result = {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}), "tasks": per_task,
-              "policy": "random", "protocol": "random", "seed": profile.eval.seed, "episodes": episodes, "key": key}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, result)
-    return result
+
+    def compute():
+        arrays = rollout(tasks, episodes, "random", seed=profile.eval.seed, progress=False)
+        returns = arrays["reward"][:, 1:].sum(axis=1).reshape(len(tasks), episodes)  # task-major
+        per_task = {t: {"returns": [round(float(r), 4) for r in returns[i]], "mean": float(returns[i].mean()),
+                        "score": float(returns[i].mean()) / 10} for i, t in enumerate(tasks)}
+        return {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}),
+                "tasks": per_task, "policy": "random", "protocol": "random", "seed": profile.eval.seed,
+                "episodes": episodes}
+    return cached_result(out, {"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"},
+                         compute)
 
 
 def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute):
@@ -418,21 +414,19 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
         return None
     teacher = resolve_teacher(profile, study_dir, device=device)
     stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
-    key = fingerprint({"heldout": stamp, "teacher": cached_file_sha256(teacher.path),
-                       "model": cached_file_sha256(checkpoint)})
-    out = Path(out)
-    cached = _cached(out, key)
-    if cached is not None:
-        return cached
-    store = open_store(heldout)
-    predicted = _teacher_on_heldout(heldout, teacher, "reward", lambda model: reward_predictions(
-        model, store, device=device)["predicted"])
-    names = list(get_task_set(store.task_set).tasks)
-    result = {**reward_error(load_checkpoint(checkpoint), store, predicted, names, device=device),
-              "teacher": teacher.label, "heldout": str(heldout), "key": key}
-    store.close()
-    atomic_write_json(out, result)
-    return result
+
+    def compute():
+        store = open_store(heldout)
+        try:
+            predicted = _teacher_on_heldout(heldout, teacher, "reward", lambda model: reward_predictions(
+                model, store, device=device)["predicted"])
+            names = list(get_task_set(store.task_set).tasks)
+            return {**reward_error(load_checkpoint(checkpoint), store, predicted, names, device=device),
+                    "teacher": teacher.label, "heldout": str(heldout)}
+        finally:
+            store.close()
+    return cached_result(out, {"heldout": stamp, "teacher": cached_file_sha256(teacher.path),
+                               "model": cached_file_sha256(checkpoint)}, compute)
 
 
 def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
@@ -449,21 +443,18 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
         return None
     teacher = resolve_teacher(profile, study_dir, device=device)
     stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
-    key = fingerprint({"heldout": stamp, "model": cached_file_sha256(checkpoint), "kind": "diagnostics",
-                       "teacher": cached_file_sha256(teacher.path)})
-    out = Path(out)
-    cached = _cached(out, key)
-    if cached is not None:
-        return cached
-    store = open_store(heldout)
-    values = _teacher_on_heldout(heldout, teacher, "action_values",
-                                 lambda model: action_values(model, store, device=device))
-    result = {**student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
-                                    teacher_action_values=values),
-              "teacher": teacher.label, "key": key}
-    store.close()
-    atomic_write_json(out, result)
-    return result
+
+    def compute():
+        store = open_store(heldout)
+        try:
+            values = _teacher_on_heldout(heldout, teacher, "action_values",
+                                         lambda model: action_values(model, store, device=device))
+            return {**student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
+                                          teacher_action_values=values), "teacher": teacher.label}
+        finally:
+            store.close()
+    return cached_result(out, {"heldout": stamp, "model": cached_file_sha256(checkpoint), "kind": "diagnostics",
+                               "teacher": cached_file_sha256(teacher.path)}, compute)
 
 
 def read_csv(path: str | Path) -> list[dict]:

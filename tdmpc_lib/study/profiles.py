@@ -53,10 +53,10 @@ class ParameterError(ValueError):
 
 def check_checkpoint_spec(name: str, value: str | None, allow_train: bool) -> None:
     """A teacher/checkpoint: a hub name, an existing file, and for teachers 'auto'/'train:SIZE'."""
-    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS
+    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS, is_checkpoint_name
     from ..config import PRESETS
 
-    if value is None or value in HUB_CHECKPOINTS or value in BUNDLED_CHECKPOINTS or Path(value).is_file():
+    if value is None or is_checkpoint_name(value) or Path(value).is_file():
         return
     if allow_train and value == "auto":
         return

@@ -113,15 +113,9 @@ def _free_rendering(env) -> None:
 
 
 def checkpoint_file(spec: str) -> str:
-    """A checkpoint spec as a file: a bundled name -> the shipped file, a hub name -> the
-    downloaded (cached) file, anything else as given."""
-    from ..checkpoint import BUNDLED_CHECKPOINTS, HUB_CHECKPOINTS, bundled_checkpoint, download_checkpoint
-
-    if not Path(spec).exists() and spec in BUNDLED_CHECKPOINTS:
-        return bundled_checkpoint(spec)
-    if not Path(spec).exists() and spec in HUB_CHECKPOINTS:
-        return download_checkpoint(spec)
-    return spec
+    """A checkpoint spec as a file (tdmpc_lib.checkpoint.checkpoint_path)."""
+    from ..checkpoint import checkpoint_path
+    return str(checkpoint_path(spec))
 
 
 class _RngSlot:
