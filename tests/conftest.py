@@ -33,7 +33,8 @@ def smoke_study(tmp_path_factory):
 
     pytest.importorskip("papermill")
     from tdmpc_lib.study import profiles
-    from tdmpc_lib.study.runner import run_study, use_this_interpreter_kernel
+    from tdmpc_lib.study.execution import use_this_interpreter_kernel
+    from tdmpc_lib.study.runner import run_study
 
     use_this_interpreter_kernel()
     study_dir = tmp_path_factory.mktemp("study") / "smoke"

@@ -237,7 +237,7 @@ def lab_notebooks(smoke_study, tmp_path_factory):
     smoke study, writing into temporary folders; (lab root, figures folder)."""
     import papermill as pm
 
-    from tdmpc_lib.study.runner import NOTEBOOK_DIR
+    from tdmpc_lib.study.execution import NOTEBOOK_DIR
 
     study_dir, report = smoke_study
     assert report["failed"] == [], report["failed"]

@@ -142,3 +142,39 @@ def test_value_at_random_actions_is_zero_for_an_identical_teacher_and_runs_in_tr
     summary = train(cfg_for(store_dir, tmp_path / "rand", distill=DistillConfig(
         teacher=str(teacher_ckpt), d_coef=0.0, q_coef=1.0, q_random_actions=2, cache="auto", cache_precision="fp32")))
     assert summary["metrics"]["distill_value_loss"] > 0
+
+
+# ------------------------------------------------------------------ the teacher's Q as the TD target
+def test_teacher_td_target_is_the_documented_mix():
+    from tdmpc_lib.train.distill import teacher_td_target
+    td, teacher = torch.tensor([[[1.0]], [[2.0]], [[3.0]]]), torch.tensor([[[11.0]]])
+    assert teacher_td_target(td, teacher, 1.0).flatten().tolist() == [11.0, 2.0, 3.0]  # t = 0 only (paper)
+    assert teacher_td_target(td, teacher, 0.25).flatten().tolist() == [3.5, 2.0, 3.0]
+    every = torch.tensor([[[10.0]], [[20.0]], [[30.0]]])  # all_steps: every step
+    assert teacher_td_target(td, every, 0.5).flatten().tolist() == [5.5, 11.0, 16.5]
+
+
+def test_q_target_mix_trains_the_student_q_on_the_teacher_q(store, store_dir, teacher_ckpt, tmp_path):
+    """With q_target_mix = 1 the student's Q target is the teacher's Q at every step (all_steps);
+    the random-action term is TD-MPC2's cross-entropy against the teacher's Q; a cached run trains."""
+    student = randomized(make_world_model("tiny", seed=3, dropout=0.0), 4)
+    dcfg = DistillConfig(teacher="same", d_coef=0.0, q_coef=1.0, q_target_mix=1.0, all_steps=True, q_random_actions=2)
+    teacher = Teacher(copy.deepcopy(randomized(make_world_model("tiny", seed=8), 2)), keep=Teacher.keep_for(dcfg))
+    distiller = Distiller(dcfg, teacher, student.cfg.latent_dim)
+    b = batch_of(store)
+    teacher_q = distiller.targets(b, 3)["value"]
+    assert teacher_q.shape == (3, 16, 1)
+    out = Learner(student, TrainConfig(data="x", distill=dcfg), distiller).update(b, 0)
+    assert out["td_target"].item() == pytest.approx(teacher_q.mean().item(), rel=1e-6)
+    assert out["distill_value_loss"].item() > 0
+    summary = train(cfg_for(store_dir, tmp_path / "mix", distill=DistillConfig(
+        teacher=str(teacher_ckpt), d_coef=0.0, q_coef=1.0, q_target_mix=0.5, q_random_actions=2, cache="auto",
+        cache_precision="fp32")))
+    assert summary["metrics"]["distill_value_loss"] > 0
+
+
+@pytest.mark.parametrize("kw, message", [({"q_target_mix": 1.5, "q_coef": 1.0}, "share in \\[0, 1\\]"),
+                                         ({"q_target_mix": 0.5}, "needs value distillation on")])
+def test_q_target_mix_is_checked(kw, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig(teacher="t.pt", **kw).validate()

@@ -33,7 +33,8 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from tdmpc_lib.study import plots, profiles, results, runner  # noqa: E402
-from tdmpc_lib.study.runner import ORDER, run_study, use_this_interpreter_kernel  # noqa: E402
+from tdmpc_lib.study.execution import use_this_interpreter_kernel  # noqa: E402
+from tdmpc_lib.study.runner import ORDER, run_study  # noqa: E402
 
 pytest.importorskip("papermill")
 use_this_interpreter_kernel()

@@ -14,7 +14,8 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from tdmpc_lib.study import profiles
 from tdmpc_lib.study.params import RESULT_FILE
-from tdmpc_lib.study.runner import ORDER, plan, run_study, use_this_interpreter_kernel
+from tdmpc_lib.study.execution import use_this_interpreter_kernel
+from tdmpc_lib.study.runner import ORDER, plan, run_study
 
 pytest.importorskip("papermill")
 use_this_interpreter_kernel()
@@ -189,7 +190,7 @@ def test_driver_without_the_shared_filesystem_gets_the_files(tmp_path):
     """A task's files reach a driver whose study dir lacks them (or holds other ones); a driver
     on the shared filesystem (the same result.json) fetches nothing."""
     from tdmpc_lib.study import ray_backend
-    from tdmpc_lib.study.runner import Execution
+    from tdmpc_lib.study.execution import Execution
 
     ex = Execution("02_distillation", "d0_s1")
     files = {"02_distillation/d0_s1/result.json": b'{"a": 1}',

@@ -15,8 +15,8 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from tdmpc_lib.study import params, profiles  # noqa: E402
 from tdmpc_lib.study.params import NOTEBOOKS, ParameterError, validate  # noqa: E402
-from tdmpc_lib.study.runner import (NOTEBOOK_DIR, ORDER, plan, run_study, select, sync_notebooks,  # noqa: E402
-                                    use_this_interpreter_kernel)
+from tdmpc_lib.study.execution import NOTEBOOK_DIR, use_this_interpreter_kernel  # noqa: E402
+from tdmpc_lib.study.runner import ORDER, plan, run_study, select, sync_notebooks  # noqa: E402
 
 pytest.importorskip("papermill")
 use_this_interpreter_kernel()

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write, atomic_write_json
+from .execution import NOTEBOOK_DIR, REPO_ROOT, execute, not_run, record
 from .params import RESULT_FILE
 from .profiles import PROFILE_FILE, Profile
 
@@ -129,8 +130,6 @@ def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
     resolves them, i.e. waits for them, before this starts). Returns (status, files): a small
     status the driver and dependent tasks read, and the folder's files, fetched only when the
     driver's study dir lacks them."""
-    from . import runner
-
     status = {"name": spec["name"], "out_dir": spec["out_dir"], "host": socket.gethostname(), "seconds": 0.0}
     failed = [n["name"] for n in needs if not n["ok"]]
     if failed:
@@ -149,10 +148,10 @@ def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
     if not (study_dir / PROFILE_FILE).is_file():  # a driver outside the shared filesystem (ray://)
         atomic_write_json(study_dir / PROFILE_FILE, spec["profile"])
     out.mkdir(parents=True, exist_ok=True)
-    notebook_dir = Path(spec["notebook_dir"]) if spec["notebook_dir"] else runner.NOTEBOOK_DIR
+    notebook_dir = Path(spec["notebook_dir"]) if spec["notebook_dir"] else NOTEBOOK_DIR
     output = out / f"{spec['notebook']}.ipynb"
-    res = runner._execute(str(notebook_dir / f"{spec['notebook']}.ipynb"), str(output), spec["parameters"],
-                          str(runner.REPO_ROOT))
+    res = execute(str(notebook_dir / f"{spec['notebook']}.ipynb"), str(output), spec["parameters"],
+                          str(REPO_ROOT))
     return {**status, **res, "result_digest": _digest(out / RESULT_FILE)}, _files(out, study_dir)
 
 
@@ -165,7 +164,6 @@ def _one_line(e: BaseException) -> str:
 def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path | None, report: dict,
                address: str | None = None, log=print) -> None:
     """Run runner.pending()'s executions as Ray tasks and book each in `report` as it finishes."""
-    from . import runner
 
     if profile.device.startswith("cuda:") and profile.device != "cuda:0":
         raise ValueError(f"device {profile.device!r}: with --backend ray use device 'cuda' "
@@ -179,7 +177,7 @@ def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path
         names = {ex.name for ex, _ in todo}
         refs: dict[str, object] = {}  # execution name -> its status ObjectRef
         waiting: dict = {}  # status ObjectRef -> (submission index, execution, files ObjectRef)
-        custom_notebooks = notebook_dir and Path(notebook_dir).resolve() != runner.NOTEBOOK_DIR.resolve()
+        custom_notebooks = notebook_dir and Path(notebook_dir).resolve() != NOTEBOOK_DIR.resolve()
         for i, (ex, injected) in enumerate(todo):
             needs = [n for n in ex.after if n in names]
             if any(n not in refs for n in needs):  # runner.START_ORDER puts what is needed first
@@ -209,7 +207,6 @@ def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path
 
 def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict, log) -> None:
     """Book one finished task; copy its files into the driver's study dir when they are not there."""
-    from . import runner
 
     output = ex.out_dir(study_dir) / f"{ex.notebook}.ipynb"
     try:
@@ -219,13 +216,13 @@ def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict,
         lost = [n for n in ex.after if n in failed]
         failed.add(ex.name)
         if lost:
-            runner.not_run(report, ex, lost, log)
+            not_run(report, ex, lost, log)
         else:
-            runner.record(study_dir, report, ex, output, {"ok": False, "seconds": 0.0, "error": _one_line(e)}, log)
+            record(study_dir, report, ex, output, {"ok": False, "seconds": 0.0, "error": _one_line(e)}, log)
         return
     if res.get("not_run"):
         failed.add(ex.name)
-        runner.not_run(report, ex, res["not_run"], log)
+        not_run(report, ex, res["not_run"], log)
         return
     here = ex.out_dir(study_dir) / RESULT_FILE
     if res.get("result_digest") != _digest(here) or not output.is_file():
@@ -239,4 +236,4 @@ def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict,
             atomic_write(study_dir / rel, lambda f, data=data: f.write(data))
     if not res["ok"]:
         failed.add(ex.name)
-    runner.record(study_dir, report, ex, output, res, log)
+    record(study_dir, report, ex, output, res, log)

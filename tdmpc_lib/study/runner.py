@@ -23,41 +23,23 @@ runs resume from their last checkpoint). Each execution writes its executed note
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import multiprocessing
 import os
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import OutputLock, atomic_write_json
+from .execution import NOTEBOOK_DIR, REPO_ROOT, Execution, die_with_the_runner, execute, log_line, not_run
+from .execution import record
 from .params import check_profile, check_values, default_study_dir, profile_fingerprint, read_result, validate
 from .pipeline import teacher_key
 from .profiles import PROFILE_FILE, Profile
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 ORDER = ("01_teacher", "02_distillation", "03_latent_ablation", "04_quantization", "06_rollout_viewer", "05_results")
 # Which ready execution takes a free worker first: 04 (one long execution) as soon as the
 # distilled runs it quantizes exist, so it runs beside the latent members instead of alone at the end.
 START_ORDER = ("01_teacher", "02_distillation", "04_quantization", "06_rollout_viewer", "03_latent_ablation",
                "05_results")
-
-
-@dataclass
-class Execution:
-    notebook: str
-    member: str | None
-    parameters: dict = field(default_factory=dict)
-    after: list[str] = field(default_factory=list)  # names of the executions it needs
-
-    def out_dir(self, study_dir: Path) -> Path:
-        return study_dir / self.notebook / (self.member or "")
-
-    @property
-    def name(self) -> str:
-        return self.notebook + (f" [{self.member}]" if self.member else "")
 
 
 def _fmt(x: float) -> str:
@@ -143,64 +125,13 @@ def is_done(ex: Execution, study_dir: Path, profile: Profile, injected: dict) ->
     return all(recorded.get(k) == v for k, v in injected.items() if k not in ("threads",))
 
 
-def use_this_interpreter_kernel() -> None:
-    """Make kernel 'python3' this interpreter's (the venv's kernelspec, installed by ipykernel,
-    before any user-wide 'python3' spec; its argv 'python' resolves to sys.executable)."""
-    mine = str(Path(sys.prefix) / "share" / "jupyter")
-    others = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != mine]
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([mine, *others])
-
-
-def _die_with_the_runner() -> None:
-    """Worker initializer: the kernel (Linux) sends this worker SIGTERM when the runner that
-    started it dies, even by SIGKILL, so no worker outlives the study; a worker's own kernel
-    exits when its parent goes (ipykernel polls JPY_PARENT_PID). Ctrl-C in the terminal reaches
-    every process of the group: the worker ignores it and the runner stops it (`_run_local`)."""
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the runner died before the call: go now
-            os._exit(1)
-
-
-def _execute(notebook_path: str, output_path: str, parameters: dict, cwd: str) -> dict:
-    """Worker: run one notebook with papermill; never raises (returns ok / error)."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
-    use_this_interpreter_kernel()
-    # Kernels write their own start-up chatter to the inherited stderr; keep it in a log file.
-    log_path = Path(output_path).with_name("kernel_stderr.log")
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 2)
-    tic = time.perf_counter()
-    try:
-        pm.execute_notebook(notebook_path, output_path, parameters=parameters, cwd=cwd, kernel_name="python3",
-                            progress_bar=False, log_output=False)
-    except PapermillExecutionError as e:
-        return {"ok": False, "error": f"{e.ename}: {e.evalue}", "cell": e.exec_count,
-                "seconds": time.perf_counter() - tic}
-    except Exception as e:  # kernel died, bad notebook file, ...
-        return {"ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                "seconds": time.perf_counter() - tic}
-    return {"ok": True, "seconds": time.perf_counter() - tic}
-
-
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 def prepare(profile: Profile, study_dir: Path) -> None:
     """Write the resolved profile where the notebooks read it."""
     study_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(study_dir / PROFILE_FILE, profile.to_dict())
 
 
-def pending(profile: Profile, study_dir: Path, chosen: list[str], force: bool, report: dict, log=_log
+def pending(profile: Profile, study_dir: Path, chosen: list[str], force: bool, report: dict, log=log_line
             ) -> list[tuple[Execution, dict]]:
     """The executions to run, in START_ORDER, each with its notebook parameters (no `threads`:
     each backend sets it); the ones whose results exist are logged and put in report['skipped']."""
@@ -222,29 +153,8 @@ def pending(profile: Profile, study_dir: Path, chosen: list[str], force: bool, r
     return todo
 
 
-def record(study_dir: Path, report: dict, ex: Execution, output: Path, res: dict, log=_log) -> None:
-    """Book one finished execution (res: {'ok', 'seconds', 'error'?}) in the report and study_log.jsonl."""
-    entry = {"name": ex.name, "notebook": str(output), "seconds": round(res["seconds"], 1)}
-    if res["ok"]:
-        report["executed"].append(entry)
-        log(f"done {ex.name} in {res['seconds']:.0f} s -> {output}")
-    else:
-        report["failed"].append({**entry, "error": res["error"]})
-        log(f"FAIL {ex.name}: {res['error']}  (executed notebook: {output})")
-    with open(study_dir / "study_log.jsonl", "a") as f:
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry,
-                            "ok": res["ok"], "error": res.get("error")}) + "\n")
-
-
-def not_run(report: dict, ex: Execution, missing: list[str], log=_log) -> None:
-    """Book an execution that cannot run because executions it needs failed."""
-    report["failed"].append({"name": ex.name, "notebook": "", "seconds": 0.0,
-                             "error": f"not run: it needs {', '.join(missing)}"})
-    log(f"skip {ex.name}: it needs a failed execution")
-
-
 def run_study(profile: Profile, study_dir: str | Path | None = None, only: str | None = None, workers: int = 1,
-              force: bool = False, notebook_dir: str | Path | None = None, log=_log, backend: str = "local",
+              force: bool = False, notebook_dir: str | Path | None = None, log=log_line, backend: str = "local",
               address: str | None = None) -> dict:
     """Execute the study; returns {'executed': [...], 'skipped': [...], 'failed': [...], 'figures': [...]}.
 
@@ -292,7 +202,7 @@ def _run_study_locked(profile: Profile, study_dir: Path, chosen, workers: int, t
 
 
 def _run_local(todo: list[tuple[Execution, dict]], study_dir: Path, notebook_dir: Path, workers: int, threads: int,
-               report: dict, log=_log) -> None:
+               report: dict, log=log_line) -> None:
     """Run the executions in a process pool of `workers`, each when what it needs has finished."""
     todo = [(ex, {**injected, "threads": threads}) for ex, injected in todo]
     pending_names = {ex.name for ex, _ in todo}
@@ -300,7 +210,7 @@ def _run_local(todo: list[tuple[Execution, dict]], study_dir: Path, notebook_dir
     failed: set[str] = set()
     running: dict = {}
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_the_runner)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_the_runner)
     try:
         _schedule(pool, workers, todo, pending_names, done, failed, running, study_dir, notebook_dir, report, log)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: stop the workers now, keep what finished
@@ -333,7 +243,7 @@ def _schedule(pool, workers: int, todo, pending_names, done, failed, running, st
                 out.mkdir(parents=True, exist_ok=True)
                 output = out / f"{ex.notebook}.ipynb"
                 log(f"run  {ex.name}")
-                fut = pool.submit(_execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), injected,
+                fut = pool.submit(execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), injected,
                                   str(REPO_ROOT))
                 running[fut] = (ex, output)
         if not running:

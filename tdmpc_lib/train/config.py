@@ -67,6 +67,10 @@ class DistillConfig:
     q_random_actions: value distillation also at this many uniform random actions per state (the
         actions MPPI samples, which the data's actions rarely cover): the teacher's Q at
         (obs_t, a ~ U[-1, 1] on the task's action dims) is a target too. Needs the teacher online.
+    q_target_mix (beyond the paper): value distillation through the student's own value loss: its Q
+        target at the data's (obs_t, a_t) is (1 - q_target_mix) * TD target + q_target_mix *
+        Q_T(obs_t, a_t), and the random-action term is the same two-hot cross-entropy against the
+        teacher's Q (instead of the symlog and advantage MSEs). Needs q_coef > 0.
     detach_encoder: the distillation terms read detached latents, so they train the heads they
         compare (reward, Q, policy; dynamics for the latent term) and never the encoder.
     cache: None -> online teacher every step; 'auto' -> a teacher-target cache beside the data
@@ -88,6 +92,7 @@ class DistillConfig:
     q_coef: float = 0.0  # value distillation: the teacher's Q as a target of the student's Q
     pi_coef: float = 0.0  # policy distillation: the teacher's prior as a target of the student's
     q_random_actions: int = 0  # value distillation also at this many random actions per state
+    q_target_mix: float = 0.0  # share of the teacher's Q in the student's Q target (0: TD-MPC2's TD target)
     detach_encoder: bool = False  # keep distillation gradients out of the encoder (heads only)
     # 'auto' (beside the data) or a .npy path: teacher reward targets computed once (None: online)
     cache: Annotated[str | None, tyro.conf.arg(name="teacher-cache")] = None
@@ -139,7 +144,7 @@ class DistillConfig:
     def validate(self) -> None:
         for name in ("schedule", "latent", "teacher_dtype", "cache_precision"):
             check_choice(name, getattr(self, name), _HINTS[DistillConfig][name])
-        for name in ("d_coef", "latent_coef", "q_coef", "pi_coef", "cache_tolerance"):
+        for name in ("d_coef", "latent_coef", "q_coef", "pi_coef", "q_target_mix", "cache_tolerance"):
             value = getattr(self, name)
             if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -147,6 +152,10 @@ class DistillConfig:
             raise ValueError(f"projection_lr must be a finite number > 0, got {self.projection_lr}")
         if self.teacher is None and (self.latent != "none" or self.cache is not None):
             raise ValueError("latent distillation and a teacher-target cache need a teacher checkpoint")
+        if self.q_target_mix > 1:
+            raise ValueError(f"q_target_mix is a share in [0, 1], got {self.q_target_mix}")
+        if self.q_target_mix > 0 and self.q_coef <= 0:
+            raise ValueError("q_target_mix needs value distillation on (q_coef > 0): the teacher's Q is its target")
         if not _is_whole(self.q_random_actions) or self.q_random_actions < 0:
             raise ValueError(f"q_random_actions must be a whole number >= 0, got {self.q_random_actions!r}")
         for name in ("pca_samples", "cache_batch_size"):

@@ -30,6 +30,14 @@ student learns how the teacher ranks the actions MPPI samples, not only the beha
 L_value += mean (A_S - A_T)^2 / mean A_T^2 with A = Q(z, a_k) - mean_k Q(z, a_k) over the K
 actions (advantage_distill_loss).
 
+With `q_target_mix` = m > 0 the teacher's Q enters through the student's own value loss instead
+(teacher-bootstrapped TD): the Q target at the data's (obs_t, a_t) becomes
+y_t = (1 - m) (r_t + gamma Q'_S(z_{t+1}, pi_S(z_{t+1}))) + m Q_T(obs_t, a_t) (t = 0, or every
+step with `all_steps`), trained by TD-MPC2's two-hot cross-entropy; the value term is then that
+same cross-entropy at the K random actions against the teacher's Q there (random_action_value_ce).
+Unlike the other terms it does not vanish for an identical teacher: it replaces the student's
+bootstrapped target, whose level rises only slowly (about tau per update) on a short run.
+
 With `detach_encoder` the distillation terms read detached latents (and task embeddings): they
 train the heads they compare (reward head, Q ensemble, policy; dynamics for the latent term)
 but never the encoder, whose latent is then shaped by TD-MPC2's own losses only.
@@ -67,7 +75,7 @@ from ..world_model import WorldModel
 from .. import math as tmath
 from .cache import TeacherTargetCache
 from .config import DistillConfig
-from .losses import encode, layer_norm_mish, mlp_forward, q_logits, task_rows
+from .losses import encode, layer_norm_mish, mlp_forward, q_logits, soft_ce, task_rows
 
 
 def contrast_actions(rows: torch.Tensor, k: int, action_dim: int, seed: int = 0) -> torch.Tensor:
@@ -217,6 +225,25 @@ def advantage_distill_loss(student_q: torch.Tensor, teacher_q: torch.Tensor) -> 
     adv_s = student_q.float() - student_q.float().mean(0, keepdim=True)
     adv_t = teacher_q.float() - teacher_q.float().mean(0, keepdim=True)
     return (adv_s - adv_t).pow(2).mean() / adv_t.pow(2).mean().clamp(min=1e-6)
+
+
+def teacher_td_target(td_target: torch.Tensor, teacher_value: torch.Tensor, mix: float) -> torch.Tensor:
+    """y_t = (1 - mix) * (r_t + gamma Q'_S(z_{t+1}, pi_S)) + mix * Q_T(obs_t, a_t) for the n steps
+    the teacher's values cover: td_target (H, B, 1), teacher_value (n, B, 1) -> (H, B, 1)."""
+    n = teacher_value.shape[0]
+    mixed = (1 - mix) * td_target[:n] + mix * teacher_value.to(td_target.dtype)
+    return torch.cat([mixed, td_target[n:]]) if n < td_target.shape[0] else mixed
+
+
+def random_action_value_ce(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, e: torch.Tensor | None,
+                           teacher_value: torch.Tensor, norm_mish=layer_norm_mish) -> torch.Tensor:
+    """TD-MPC2's value loss (soft cross-entropy of every member's logits against the two-hot
+    target) at K actions per state, the teacher's Q as target: z (n, B, L), actions (K, n, B, A),
+    teacher_value (K, n, B, 1) -> scalar. The two-hot target encodes the teacher's value to a
+    fraction of a bin, so the student learns value differences far below the bin width."""
+    logits = q_logits(model, z.expand(actions.shape[0], *z.shape), actions, e, norm_mish=norm_mish)
+    c = model.cfg
+    return soft_ce(logits.float(), teacher_value.unsqueeze(0), c.num_bins, c.vmin, c.vmax).mean()
 
 
 def policy_distill_loss(student_mean: torch.Tensor, student_log_std: torch.Tensor, teacher_mean: torch.Tensor,
@@ -400,7 +427,12 @@ class Distiller:
             next_z = zs[1:n + 1]
         if "reward" in targets:
             terms["distill_reward"] = reward_distill_loss(model.decode(reward_logits[:n]), targets["reward"])
-        if "value" in targets:
+        if "value" in targets and self.cfg.q_target_mix > 0:
+            if "value_random" in targets:  # the data's actions are in the TD target (td_target)
+                z = zs[:n].detach() if self.cfg.detach_encoder else zs[:n]
+                terms["distill_value"] = random_action_value_ce(model, z, targets["random_actions"], e,
+                                                                targets["value_random"], norm_mish)
+        elif "value" in targets:
             terms["distill_value"] = value_distill_loss(model.decode(q_all[:, :n]).mean(0), targets["value"])
             if "value_random" in targets:  # the same term at the random actions, averaged with it
                 a = targets["random_actions"]  # (K, n, B, A); e is already detached with detach_encoder
@@ -410,6 +442,13 @@ class Distiller:
         if "next_z" in targets:
             terms["distill_latent"] = self.projection.loss(next_z, targets["next_z"])
         return terms
+
+    def td_target(self, td_target: torch.Tensor, targets: dict) -> torch.Tensor:
+        """The student's Q target (H, B, 1): TD-MPC2's, or with q_target_mix > 0 its first n
+        steps mixed with the teacher's Q at the data's actions (teacher_td_target)."""
+        if self.cfg.q_target_mix <= 0 or "value" not in targets:
+            return td_target
+        return teacher_td_target(td_target, targets["value"], self.cfg.q_target_mix)
 
     def policy_loss(self, targets: dict, pi_info: dict) -> torch.Tensor | None:
         """'distill_policy' from the policy step's prior (pi_info of policy_values on zs (H+1, B, L)),

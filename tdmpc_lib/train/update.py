@@ -145,6 +145,8 @@ class Learner:
             next_z = encode(model, obs[1:], e, self.norm_mish)
             td_target = td_targets(model, next_z, reward, task, e, self.norm_mish).float()
             teacher_targets = self.distiller.targets(batch, cfg.horizon) if self.distiller else {}
+            if teacher_targets:  # value distillation through the target (q_target_mix), else unchanged
+                td_target = self.distiller.td_target(td_target, teacher_targets)
 
         # Model losses in train mode (Q dropout active).
         model.train()
