@@ -155,15 +155,18 @@ def test_teacher_td_target_is_the_documented_mix():
 
 
 def test_q_target_mix_trains_the_student_q_on_the_teacher_q(store, store_dir, teacher_ckpt, tmp_path):
-    """With q_target_mix = 1 the student's Q target is the teacher's Q at every step (all_steps);
-    the random-action term is TD-MPC2's cross-entropy against the teacher's Q; a cached run trains."""
+    """With q_target_mix = 1 the student's Q target is the teacher's Q at every horizon step (also
+    without all_steps, which keeps the reward term at the first step); the random-action term is
+    TD-MPC2's cross-entropy against the teacher's Q; a cached run trains."""
     student = randomized(make_world_model("tiny", seed=3, dropout=0.0), 4)
-    dcfg = DistillConfig(teacher="same", d_coef=0.0, q_coef=1.0, q_target_mix=1.0, all_steps=True, q_random_actions=2)
+    dcfg = DistillConfig(teacher="same", d_coef=0.45, q_coef=1.0, q_target_mix=1.0, q_random_actions=2)
     teacher = Teacher(copy.deepcopy(randomized(make_world_model("tiny", seed=8), 2)), keep=Teacher.keep_for(dcfg))
     distiller = Distiller(dcfg, teacher, student.cfg.latent_dim)
     b = batch_of(store)
-    teacher_q = distiller.targets(b, 3)["value"]
-    assert teacher_q.shape == (3, 16, 1)
+    targets = distiller.targets(b, 3)
+    teacher_q = targets["value"]
+    assert teacher_q.shape == (3, 16, 1) and targets["value_random"].shape == (2, 3, 16, 1)
+    assert targets["reward"].shape == (1, 16, 1)
     out = Learner(student, TrainConfig(data="x", distill=dcfg), distiller).update(b, 0)
     assert out["td_target"].item() == pytest.approx(teacher_q.mean().item(), rel=1e-6)
     assert out["distill_value_loss"].item() > 0

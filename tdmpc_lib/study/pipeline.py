@@ -242,16 +242,16 @@ def arm_distill(distill: DistillConfig, arm: str, d_coef: float, latent: str = "
     """The DistillConfig of a transfer arm, from the profile's `train.distill`:
 
         reward  the paper's reward distillation at `d_coef` (with the latent ablation's term when
-                `latent` is set) and nothing else, at the first horizon step as the paper: q_coef =
-                pi_coef = q_target_mix = 0, all_steps off, encoder not detached;
+                `latent` is set) and nothing else: q_coef = pi_coef = q_target_mix = 0, encoder
+                not detached;
         value   value distillation alone (q_coef, q_target_mix), d_coef = pi_coef = 0;
         policy  policy distillation alone (pi_coef), d_coef = q_coef = 0;
         all     reward (d_coef), value (q_coef) and policy (pi_coef) together.
 
-    The value, policy and all arms keep the profile's all_steps and detach_encoder."""
+    The value, policy and all arms keep the profile's detach_encoder."""
     if arm == "reward":
         return dataclasses.replace(distill, d_coef=d_coef, latent=latent, q_coef=0.0, pi_coef=0.0, q_target_mix=0.0,
-                                   all_steps=False, detach_encoder=False)
+                                   detach_encoder=False)
     if latent != "none":
         raise ValueError(f"the latent ablation runs with the reward arm, not {arm!r}")
     coefs = {"value": dict(d_coef=0.0, pi_coef=0.0), "policy": dict(d_coef=0.0, q_coef=0.0, q_target_mix=0.0),

@@ -369,11 +369,10 @@ MINI = Profile(
     teacher="tdmpc-opt-mt30-1M", teacher_hub="mt30-48M", teacher_size=1, teacher_steps=0, teacher_batch_size=64,
     compare_teachers=(), teacher_cache=True,
     train=TrainConfig(student_size="tiny", lr=1e-3, batch_size=64, steps=5000,
-                      # value distillation through the TD target at every horizon step (q_target_mix,
-                      # all_steps): the students' Q reaches the teacher's level in 5,000 updates
+                      # value distillation through the TD target (q_target_mix, every horizon step):
+                      # the students' Q reaches the teacher's level in 5,000 updates
                       distill=DistillConfig(d_coef=0.45, pca_samples=4096, q_coef=1.0, pi_coef=1.0,
-                                            q_random_actions=8, q_target_mix=1.0, all_steps=True,
-                                            detach_encoder=True)),
+                                            q_random_actions=8, q_target_mix=1.0, detach_encoder=True)),
     d_coefs=(0.0, 0.45), seeds=(1, 2), latent_modes=("linear-frozen", "linear", "pca"),
     arms=("value", "policy", "all"),
     curve_steps=0, curve_d_coef=0.45, eval_points=1, curve_eval_points=1,

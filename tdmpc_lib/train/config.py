@@ -69,7 +69,7 @@ class DistillConfig:
         (obs_t, a ~ U[-1, 1] on the task's action dims) is a target too. Needs the teacher online.
     q_target_mix (beyond the paper): value distillation through the student's own value loss: its Q
         target at the data's (obs_t, a_t) is (1 - q_target_mix) * TD target + q_target_mix *
-        Q_T(obs_t, a_t), and the random-action term is the same two-hot cross-entropy against the
+        Q_T(obs_t, a_t) at every horizon step, and the random-action term is the same two-hot cross-entropy against the
         teacher's Q (instead of the symlog and advantage MSEs). Needs q_coef > 0.
     detach_encoder: the distillation terms read detached latents, so they train the heads they
         compare (reward, Q, policy; dynamics for the latent term) and never the encoder.

@@ -32,9 +32,10 @@ actions (advantage_distill_loss).
 
 With `q_target_mix` = m > 0 the teacher's Q enters through the student's own value loss instead
 (teacher-bootstrapped TD): the Q target at the data's (obs_t, a_t) becomes
-y_t = (1 - m) (r_t + gamma Q'_S(z_{t+1}, pi_S(z_{t+1}))) + m Q_T(obs_t, a_t) (t = 0, or every
-step with `all_steps`), trained by TD-MPC2's two-hot cross-entropy; the value term is then that
-same cross-entropy at the K random actions against the teacher's Q there (random_action_value_ce).
+y_t = (1 - m) (r_t + gamma Q'_S(z_{t+1}, pi_S(z_{t+1}))) + m Q_T(obs_t, a_t) at every horizon
+step t (the TD target it replaces exists at every step, whatever `all_steps` says), trained by
+TD-MPC2's two-hot cross-entropy; the value term is then that same cross-entropy at the K random
+actions of every step against the teacher's Q there (random_action_value_ce).
 Unlike the other terms it does not vanish for an identical teacher: it replaces the student's
 bootstrapped target, whose level rises only slowly (about tau per update) on a short run.
 
@@ -376,31 +377,42 @@ class Distiller:
             latents.append(out["next_z"])
         self.projection.fit_pca(torch.cat(latents))
 
+    def value_steps(self, horizon: int) -> int:
+        """Horizon steps the value targets cover: all of them with q_target_mix (the TD target it
+        replaces exists at every step), else steps_used."""
+        return horizon if self.cfg.q_target_mix > 0 else self.steps_used(horizon)
+
     @torch.no_grad()
     def targets(self, batch, horizon: int) -> dict[str, torch.Tensor]:
-        """Teacher targets for the first n = 1 (paper) or H horizon steps of the batch."""
-        n = self.steps_used(horizon)
+        """Teacher targets for the first n = 1 (paper) or H horizon steps of the batch (value
+        targets: value_steps)."""
+        n, n_v = self.steps_used(horizon), self.value_steps(horizon)
         out = {}
         need = []
         for kind in self.cfg.target_kinds:
             if kind not in self.caches:
                 need.append(kind)
                 continue
-            values = self.caches[kind].lookup(batch.rows[:n])  # (n, B, C)
+            values = self.caches[kind].lookup(batch.rows[:n_v if kind == "value" else n])  # (n, B, C)
             if kind == "policy":
                 out["pi_mean"], out["pi_log_std"] = values.chunk(2, dim=-1)
             else:
                 out[kind] = values
         if self.cfg.value_at_random_actions:
             # (K, n, B, A), the task's inactive action dims zeroed as the data's are
-            a = contrast_actions(batch.rows[:n], self.cfg.q_random_actions, batch.action.shape[-1])
+            a = contrast_actions(batch.rows[:n_v], self.cfg.q_random_actions, batch.action.shape[-1])
             mask = self.teacher.model.action_mask(batch.task, a)
             out["random_actions"] = a if mask is None else a * mask
-        if need or self.projection is not None or "random_actions" in out:
+        value_online = "value" in need or "random_actions" in out
+        if n_v != n and value_online:  # the value targets cover more steps than the others
+            out.update(self.teacher.predict(batch.obs[:n_v], batch.action[:n_v], batch.task, reward=False,
+                                            value="value" in need, value_actions=out.get("random_actions")))
+            need, value_online = [k for k in need if k != "value"], False
+        if need or self.projection is not None or value_online:
             out.update(self.teacher.predict(batch.obs[:n], batch.action[:n], batch.task, reward="reward" in need,
                                             value="value" in need, policy="policy" in need,
                                             next_latent=self.projection is not None,
-                                            value_actions=out.get("random_actions")))
+                                            value_actions=out.get("random_actions") if value_online else None))
         return out
 
     def losses(self, targets: dict, model: WorldModel, zs: torch.Tensor, action: torch.Tensor,
@@ -412,7 +424,8 @@ class Distiller:
         'distill_value': symlog MSE of ensemble-mean Qs; 'distill_latent': projected next-latent
         MSE. With detach_encoder the heads are evaluated again on the detached latents."""
         terms = {}
-        n = next((targets[k].shape[0] for k in ("reward", "value", "next_z", "pi_mean") if k in targets), 0)
+        n = next((targets[k].shape[0] for k in ("reward", "next_z", "pi_mean", "value") if k in targets), 0)
+        mix = "value" in targets and self.cfg.q_target_mix > 0  # value terms over targets["value"]'s steps
         L = model.cfg.latent_dim
         if self.cfg.detach_encoder:
             z, a = zs[:n].detach(), action[:n]
@@ -420,16 +433,17 @@ class Distiller:
             za = torch.cat([z, a], dim=-1)
             if "reward" in targets:
                 reward_logits = mlp_forward(model._reward, za, e, L, norm_mish)
-            if "value" in targets:
+            if "value" in targets and not mix:
                 q_all = q_logits(model, z, a, e, norm_mish=norm_mish)
             next_z = mlp_forward(model._dynamics, za, e, L, norm_mish) if "next_z" in targets else None
         else:
             next_z = zs[1:n + 1]
         if "reward" in targets:
             terms["distill_reward"] = reward_distill_loss(model.decode(reward_logits[:n]), targets["reward"])
-        if "value" in targets and self.cfg.q_target_mix > 0:
+        if mix:
             if "value_random" in targets:  # the data's actions are in the TD target (td_target)
-                z = zs[:n].detach() if self.cfg.detach_encoder else zs[:n]
+                n_v = targets["value"].shape[0]
+                z = zs[:n_v].detach() if self.cfg.detach_encoder else zs[:n_v]
                 terms["distill_value"] = random_action_value_ce(model, z, targets["random_actions"], e,
                                                                 targets["value_random"], norm_mish)
         elif "value" in targets:
@@ -444,8 +458,8 @@ class Distiller:
         return terms
 
     def td_target(self, td_target: torch.Tensor, targets: dict) -> torch.Tensor:
-        """The student's Q target (H, B, 1): TD-MPC2's, or with q_target_mix > 0 its first n
-        steps mixed with the teacher's Q at the data's actions (teacher_td_target)."""
+        """The student's Q target (H, B, 1): TD-MPC2's, or with q_target_mix > 0 mixed with the
+        teacher's Q at the data's actions at every step (teacher_td_target)."""
         if self.cfg.q_target_mix <= 0 or "value" not in targets:
             return td_target
         return teacher_td_target(td_target, targets["value"], self.cfg.q_target_mix)
