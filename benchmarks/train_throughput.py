@@ -18,9 +18,19 @@ official way (sequential rollout, per-step losses, concatenated inputs, all Q me
 tensor Adam), timed in the same rounds, so "vs reference" is a same-machine ratio.
 The RSS figure comes from a separate process that only opens the store, builds the student,
 the cache reader and the learner, and trains (VmHWM, Linux).
-Targets (issue 12): 1M update median <= 100 ms fp32 on the 2-core CPU and below the
-reference; cached within 10% of the plain update; RSS < 4 GB.
-The last output line is one JSON object (update_ms: median ms of each path).
+
+Standalone figures (after the harness): the official training loop's hot path, measured the
+official loop's way, each in a fresh process: one learner, 5 warm-up and 20 timed updates,
+student and reference alternating process by process. Three variants say where the harness's
+extra time comes from:
+  fixed        one fixed batch, updated again and again (the official loop's benchmark);
+  sampled      a new batch sampled from the store before every update (sampling not timed);
+  interleaved  the fixed batch, with another 1M learner's update between two timed updates
+               (the harness interleaves its paths: caches and the allocator see other models).
+Targets: 1M update median <= 100 ms fp32 on a 2-core CPU and below the reference; cached
+within 10% of the plain update; RSS < 4 GB.
+The last output line is one JSON object (update_ms: median ms of each path; standalone_ms:
+median ms of each standalone variant).
 """
 from __future__ import annotations
 
@@ -49,9 +59,11 @@ from tdmpc_lib.world_model import make_world_model  # noqa: E402
 
 from official_update import OfficialStyleUpdate  # noqa: E402  (beside this script: python puts its folder on the path)
 
-TARGET_MEDIAN_MS = 100.0  # issue 12: the 1M update at batch 256, fp32, on the 2-core CPU
-TEACHER_FORWARD_317_MS = 140.0  # official WorldModel: 317M encode + reward, batch 256, this CPU
-QUICK = {"rows": 200_000, "teachers": "", "bf16_teachers": "", "rounds": 5, "steps": 4, "warmup": 2, "rss_steps": 20}
+TARGET_MEDIAN_MS = 100.0  # the 1M update at batch 256, fp32, on a 2-core CPU
+QUICK = {"rows": 200_000, "teachers": "", "bf16_teachers": "", "rounds": 5, "steps": 4, "warmup": 2, "rss_steps": 20,
+         "standalone_rounds": 2}
+STANDALONE_MODES = ("fixed", "sampled", "interleaved")
+STANDALONE_WARMUP, STANDALONE_TIMED = 5, 20
 
 
 def build_cache(store, data_dir: Path, teacher_size: str, log) -> TeacherTargetCache:
@@ -135,6 +147,45 @@ def rss_child(args) -> None:
                       "peak_rss_mb": after.get("VmHWM")}))
 
 
+def standalone_child(args) -> None:
+    """One fresh process, one learner (args.standalone_child: 'student' or 'reference'), the
+    variant args.standalone_mode; prints {"times_ms": [...]} of the timed updates."""
+    torch.set_num_threads(args.threads)
+    store = open_store(args.data)
+    cfg = TrainConfig(data=str(args.data), batch_size=args.batch_size, precision=args.precision)
+    learner = Learner if args.standalone_child == "student" else OfficialStyleUpdate
+    path = make_path(args.standalone_child, store, cfg, learner=learner)
+    other = make_path("other", store, cfg, seed=1) if args.standalone_mode == "interleaved" else None
+    fixed = path.sampler.sample()
+    times = []
+    for i in range(STANDALONE_WARMUP + STANDALONE_TIMED):
+        batch = path.sampler.sample() if args.standalone_mode == "sampled" else fixed
+        if other is not None:
+            other.learner.update(fixed, i)
+        tic = time.perf_counter()
+        path.learner.update(batch, i)
+        if i >= STANDALONE_WARMUP:
+            times.append(1000 * (time.perf_counter() - tic))
+    print(json.dumps({"times_ms": times}))
+
+
+def standalone(args) -> dict[str, float]:
+    """Median ms per update of each (learner, variant) over args.standalone_rounds fresh
+    processes per pair, student and reference alternating."""
+    times: dict[str, list[float]] = {}
+    for _ in range(args.standalone_rounds):
+        for mode in STANDALONE_MODES:
+            for who in ("student", "reference"):
+                cmd = [sys.executable, __file__, "--standalone-child", who, "--standalone-mode", mode,
+                       "--data", str(args.data), "--threads", str(args.threads), "--precision", args.precision,
+                       "--batch-size", str(args.batch_size)]
+                child = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if child.returncode != 0:
+                    raise RuntimeError(f"standalone child failed: {child.stderr[-1000:]}")
+                times.setdefault(f"{who}_{mode}", []).extend(json.loads(child.stdout.strip().splitlines()[-1])["times_ms"])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("/tmp/tdmpc_train_bench_20M"), help="synthetic store folder")
@@ -158,6 +209,10 @@ def main() -> None:
                    help="skip the student path with TrainConfig.compile (its kernels take seconds to build)")
     p.add_argument("--quick", action="store_true",
                    help=f"a short check: {QUICK['rows']:,} rows, no teachers, {QUICK['rounds']} rounds of {QUICK['steps']} steps")
+    p.add_argument("--standalone-rounds", type=int, default=3,
+                   help="fresh processes per standalone (learner, variant) pair (0: skip)")
+    p.add_argument("--standalone-child", choices=("student", "reference"), help=argparse.SUPPRESS)
+    p.add_argument("--standalone-mode", choices=STANDALONE_MODES, default="fixed", help=argparse.SUPPRESS)
     p.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cache-path", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -169,6 +224,8 @@ def main() -> None:
             args.data = Path("/tmp/tdmpc_train_bench_quick")
     if args.rss_child:
         return rss_child(args)
+    if args.standalone_child:
+        return standalone_child(args)
     torch.set_num_threads(args.threads)
     lines = []
 
@@ -268,6 +325,7 @@ def main() -> None:
         raise RuntimeError(f"RSS child failed: {child.stderr[-1000:]}")
     rss = json.loads(child.stdout.strip().splitlines()[-1])
     peak_gb = rss["peak_rss_mb"] / 1024
+    alone = standalone(args) if args.standalone_rounds > 0 else {}
 
     def ref_of(name):  # the reference-style path measured at the same precision
         return "reference_bf16" if name.endswith("_bf16") and "reference_bf16" in medians else "reference"
@@ -285,6 +343,15 @@ def main() -> None:
     log(f"(median / fastest of {'/'.join(map(str, steps))} timed updates per path in {args.rounds} interleaved rounds, "
         f"wall time of one update, sampling excluded; cpu ms: median process CPU time per update, all threads; "
         f"reference: the official TDMPC2._update computed the official way, benchmarks/official_update.py)")
+    if alone:
+        log("")
+        log(f"{'standalone (fresh process, 1M)':<30}{'student ms':>11}{'reference ms':>13}{'student/ref':>12}"
+            f"{'harness/standalone (student, ref)':>36}")
+        for mode in STANDALONE_MODES:
+            st, rf = alone[f"student_{mode}"], alone[f"reference_{mode}"]
+            log(f"{mode:<30}{st:>11.1f}{rf:>13.1f}{st / rf:>11.2f}x{medians['student'] / st:>17.2f}x{medians['reference'] / rf:>8.2f}x")
+        log(f"(median of {STANDALONE_TIMED} timed updates after {STANDALONE_WARMUP} warm-up ones, in each of "
+            f"{args.standalone_rounds} fresh processes per row and learner; harness: the interleaved medians above)")
     log(f"sampling a batch from the memory-mapped store: {sample_ms:.2f} ms wall, {sample_cpu_ms:.2f} ms CPU "
         f"(the difference is waiting for disk pages not in the page cache)")
     log(f"peak RSS of a training process (cached distillation, {rss['steps']} updates on {store.num_rows:,} rows): "
@@ -310,8 +377,8 @@ def main() -> None:
     log(f"target RSS < 4 GB: {peak_gb:.2f} GB -> {'MET' if peak_gb < 4 else 'NOT MET'}")
     for key in ("317", "317_bf16"):
         if key in teacher_fwd:
-            log(f"317M teacher ({key}) forward {teacher_fwd[key]:.0f} ms per step of 256 rows (official WorldModel: "
-                f"~{TEACHER_FORWARD_317_MS:.0f} ms); caching all {store.num_rows:,} rows with it: "
+            log(f"317M teacher ({key}) forward {teacher_fwd[key]:.0f} ms per step of 256 rows; "
+                f"caching all {store.num_rows:,} rows with it: "
                 f"~{store.num_rows / 256 * teacher_fwd[key] / 1000 / 3600:.1f} h on this CPU (minutes on a GPU)")
     log(f"load average at end {os.getloadavg()[0]:.1f} (other processes share these cores)")
     result = {"update_ms": {k: round(v, 2) for k, v in medians.items()},
@@ -319,6 +386,7 @@ def main() -> None:
               "update_ms_fastest": {k: round(v, 2) for k, v in fastest.items()},
               "update_cpu_ms": {k: round(v, 2) for k, v in cpu_ms.items()},
               "timed_updates": {path.name: len(path.times) for path in paths},
+              "standalone_ms": {k: round(v, 2) for k, v in alone.items()},
               "target_median_ms": TARGET_MEDIAN_MS, "target_met": met, "compile_s": compile_s,
               "peak_rss_gb": round(peak_gb, 3), "dataset_rows": int(store.num_rows),
               "teacher_forward_ms": {str(k): round(v, 2) for k, v in teacher_fwd.items()},

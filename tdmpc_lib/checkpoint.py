@@ -237,8 +237,11 @@ def infer_config(state: dict, extras: dict | None = None, path="checkpoint") -> 
     return cfg
 
 
-def load_state_strict(model: WorldModel, state: dict, path="checkpoint", what: str | None = None) -> None:
-    """load_state_dict(strict) with one-line errors naming the key and both shapes."""
+def load_state_strict(model: WorldModel, state: dict, path="checkpoint", what: str | None = None,
+                      assign: bool = False) -> None:
+    """load_state_dict(strict) with one-line errors naming the key and both shapes. `assign`:
+    the model takes the (cast) tensors themselves instead of copying them into its own, for a
+    model built by `WorldModel.uninitialized` (no second copy of a 317M model in memory)."""
     what = what or _describe(model.cfg)
     expected = model.state_dict()
     state = dict(state)
@@ -265,7 +268,14 @@ def load_state_strict(model: WorldModel, state: dict, path="checkpoint", what: s
                               f"the checkpoint was trained on a different task order")
     if next(iter(expected.values())).is_meta:
         return  # a shape check against a meta-device reference model
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    cast, seen = {}, set()
+    for k, v in state.items():
+        v = v.to(expected[k].dtype)
+        if assign and (id(v) in seen or not v.is_contiguous()):
+            v = v.clone(memory_format=torch.contiguous_format)  # e.g. target Qs started as the Qs
+        seen.add(id(v))
+        cast[k] = v
+    model.load_state_dict(cast, strict=True, assign=assign)
 
 
 def _describe(cfg: ModelConfig) -> str:
@@ -336,8 +346,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
             with torch.device("meta"):  # shapes only: no memory for a 317M comparison model
                 reference = WorldModel(expected)
             load_state_strict(reference, state, path, _describe(expected))  # raises at the first mismatch
-    model = WorldModel(cfg)
-    load_state_strict(model, state, path)
+    model = WorldModel.uninitialized(cfg)  # every entry comes from the file
+    load_state_strict(model, state, path, assign=True)
     model = model.to(device=device, dtype=dtype).eval()
     model.checkpoint_info = {"path": str(path), "sha256": sha256 or file_sha256(path), "layout": layout,
                              "stored_dtypes": dtypes, "warnings": notes,

@@ -17,6 +17,19 @@ from .config import ModelConfig, model_config
 from .layers import QEnsemble, SimNorm, init_weights, mlp
 
 
+def _action_masks(cfg: ModelConfig) -> torch.Tensor:
+    """(num_tasks, A): 1 on each task's active action dims."""
+    masks = torch.zeros(cfg.num_tasks, cfg.action_dim)
+    for i, dim in enumerate(cfg.action_dims):
+        masks[i, :dim] = 1.0
+    return masks
+
+
+def _discounts(cfg: ModelConfig) -> torch.Tensor:
+    """(num_tasks,) per-task discount factors (one entry single-task)."""
+    return torch.tensor(cfg.discounts if cfg.discounts else [0.99], dtype=torch.float32)
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -24,10 +37,7 @@ class WorldModel(nn.Module):
         L, T, A, M, K = cfg.latent_dim, cfg.task_dim if cfg.multitask else 0, cfg.action_dim, cfg.mlp_dim, cfg.num_bins
         if cfg.multitask:
             self._task_emb = nn.Embedding(cfg.num_tasks, T, max_norm=1)
-            masks = torch.zeros(cfg.num_tasks, A)
-            for i, dim in enumerate(cfg.action_dims):
-                masks[i, :dim] = 1.0
-            self.register_buffer("_action_masks", masks)
+            self.register_buffer("_action_masks", _action_masks(cfg))
         self._encoder = nn.ModuleDict({"state": mlp(
             cfg.obs_dim + T, [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), L, act=SimNorm(cfg.simnorm_dim))})
         self._dynamics = mlp(L + T + A, [M, M], L, act=SimNorm(cfg.simnorm_dim))
@@ -39,8 +49,20 @@ class WorldModel(nn.Module):
         nn.init.zeros_(self._reward[-1].weight)
         nn.init.zeros_(self._Qs.params[-1].weight)
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
-        discounts = torch.tensor(cfg.discounts if cfg.discounts else [0.99], dtype=torch.float32)
-        self.register_buffer("discounts", discounts, persistent=False)
+        self.register_buffer("discounts", _discounts(cfg), persistent=False)
+
+    @classmethod
+    def uninitialized(cls, cfg: ModelConfig) -> "WorldModel":
+        """A model with allocated but uninitialised parameters, to load a checkpoint into: built
+        on the meta device, so the random initialisation (most of the time of building a 317M
+        model) is skipped. Its constant buffers (action masks, discounts) are filled."""
+        with torch.device("meta"):
+            model = cls(cfg)
+        model = model.to_empty(device="cpu")
+        if cfg.multitask:
+            model._action_masks.copy_(_action_masks(cfg))
+        model.discounts.copy_(_discounts(cfg))
+        return model
 
     # ------------------------------------------------------------------ utilities
     def train(self, mode: bool = True):

@@ -83,6 +83,29 @@ def test_own_format_roundtrip_and_dtype(tmp_path):
     assert load_checkpoint(tmp_path / "own.pt", dtype=torch.bfloat16)._pi[0].weight.dtype == torch.bfloat16
 
 
+def test_loaded_model_is_built_uninitialized_and_owns_every_tensor(tmp_path):
+    """load_checkpoint skips random initialisation (WorldModel.uninitialized) and takes the file's
+    tensors: every entry, the constant buffers and trainability must still be exactly right."""
+    m = make_world_model("tiny", seed=3)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    state = {k: v for k, v in _to_old_layout(m).items() if not k.startswith("_target_Qs.")}
+    torch.save({"model": state}, tmp_path / "no_target.pt")  # a file without target Qs
+    back = load_checkpoint(tmp_path / "no_target.pt")
+    assert torch.equal(back.discounts, m.discounts) and torch.equal(back._action_masks, m._action_masks)
+    ours, theirs = back.state_dict(), m.state_dict()
+    for k, v in theirs.items():
+        want = theirs[k.replace("_target_Qs.", "_Qs.")] if k.startswith("_target_Qs.") else v
+        assert torch.equal(ours[k], want), k
+    assert all(not t.is_meta for t in list(back.parameters()) + list(back.buffers()))
+    # target Qs start as a copy of the Qs, not as the same memory
+    ptrs = [t.data_ptr() for t in back.state_dict().values()]
+    assert len(ptrs) == len(set(ptrs))
+    assert back.total_params == m.total_params
+    assert not any(p.requires_grad for p in back._target_Qs.parameters())
+
+
 def test_old_layout_of_a_fresh_model_infers_every_preset_shape(tmp_path):
     m = make_world_model(5, seed=0)
     torch.save({"model": _to_old_layout(m)}, tmp_path / "m5.pt")

@@ -1,7 +1,7 @@
 """The training update's numbers are pinned: losses and parameters after a few updates equal a
 recording made from the straightforward update (per-step latent rollout through the
-WorldModel's own calls, one term at a time) before it was optimised for speed (issue 12,
-item 2), and the optimised forward is the same function as the WorldModel's in float64.
+WorldModel's own calls, one term at a time) before it was optimised for speed, and the
+optimised forward is the same function as the WorldModel's in float64.
 
 The recording (tests/fixtures/update_pin.json, made by commit 87ec8e9's update) holds, per
 scenario, every value the update returns at every step and checksums of every model/optimizer

@@ -79,7 +79,7 @@ class RunningScale:
 # ---------------------------------------------------------------------------- training forward
 # The update evaluates the networks through the functions below instead of WorldModel.encode /
 # next / reward / pi / Q. Same parameters, same function, same random draws in the same order;
-# two things differ, both for speed (issue 12):
+# two things differ, both for speed:
 #  - The first layer of every network that sees the task embedding e is split: for input
 #    [x_lead, e, x_rest], W [x_lead, e, x_rest] + b = W_x [x_lead, x_rest] + (W_e e + b), and
 #    W_e e + b is computed once per sample (B rows) instead of once per (time step, sample)
