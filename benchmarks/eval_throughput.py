@@ -2,7 +2,9 @@
 
 Environment-steps planned per second at 1, 8, 32 and 64 environments in one batch, for
 fp32 and bf16, for the planner as it is (on the CPU: FastHeads, fused LayerNorm+Mish kernels)
-and as it was ("before": autocast + TaskBoundModel, BatchedPlanner(fast=False)), against a
+and as it was ("before": autocast + TaskBoundModel, BatchedPlanner(fast=False)), with its
+environment groups planned in parallel threads on the CPU ("threaded": PlannerConfig.threads
+= the torch thread count, one torch thread each), against a
 reference-style planner (task embedding concatenated, all Q members, F.mish, one environment
 per call, fp32) timed in the same run, and the implied wall time of a full MT30 evaluation
 (30 tasks x 10 episodes x 500 steps, all pairs in lockstep at the best batch size).
@@ -12,7 +14,7 @@ Every comparison is with a path timed in the same run on the same machine: the r
 planner plans one environment per call as the official tdmpc2/tdmpc2.py (TDMPC2.act) does.
 
     python benchmarks/eval_throughput.py [--checkpoint PATH] [--device cpu|cuda] [--envs 1,8,32,64]
-        [--rounds 3] [--threads N] [--quick]
+        [--rounds 3] [--threads N] [--plan-threads N] [--quick]
 
 --quick: 1 and 8 environments, 1 s per configuration, 3 rounds, no one-forward comparison.
 Last output line: one JSON object with the figures.
@@ -96,6 +98,8 @@ def main() -> None:
     p.add_argument("--min-seconds", type=float, default=3.0, help="time each configuration at least this long")
     p.add_argument("--rounds", type=int, default=3, help="time every configuration this many times, interleaved")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--plan-threads", type=int, help="PlannerConfig.threads of the 'threaded' path (default: the "
+                   "torch thread count on the CPU; 1 skips the path)")
     p.add_argument("--no-before", action="store_true", help="skip timing the previous planner (fast=False)")
     p.add_argument("--no-group-comparison", action="store_true",
                    help="skip timing the largest batch as one forward (no environment groups)")
@@ -110,6 +114,7 @@ def main() -> None:
              else make_world_model(1, device=args.device).eval())
     env_counts = [int(e) for e in args.envs.split(",")]
     precisions = args.precisions.split(",")
+    plan_threads = args.plan_threads or (torch.get_num_threads() if args.device == "cpu" else 1)
     # (precision, envs, path) -> a planner factory; each round times a fresh planner
     configs = {}
     for prec in precisions:
@@ -118,6 +123,9 @@ def main() -> None:
             if not args.no_before:
                 configs[(prec, envs, "before")] = lambda prec=prec: BatchedPlanner(
                     model, eval_mode=True, precision=prec, fast=False)
+            if plan_threads > 1 and envs > 1:  # groups planned in parallel threads (PlannerConfig.threads)
+                configs[(prec, envs, "threaded")] = lambda prec=prec: BatchedPlanner(
+                    model, PlannerConfig(threads=plan_threads), eval_mode=True, precision=prec)
     if not args.no_group_comparison:  # the largest batch in one forward: what grouping buys
         configs.update({(prec, env_counts[-1], "one forward"): (lambda prec=prec: BatchedPlanner(
             model, PlannerConfig(envs_per_group=env_counts[-1]), eval_mode=True, precision=prec))
@@ -152,17 +160,26 @@ def main() -> None:
                 for prec in precisions if (prec, env_counts[0], path) in med}
 
     after, before = table("grouped"), table("before")
+    threaded = {prec: {str(envs): round(med[(prec, envs, "threaded")], 2) for envs in env_counts
+                       if (prec, envs, "threaded") in med} for prec in precisions}
+    for prec in precisions:
+        for envs in env_counts:
+            if (prec, envs, "threaded") in med:
+                print(f"{prec} at {envs} envs: {plan_threads} planning threads are "
+                      f"{ratio((prec, envs, 'threaded'), (prec, envs, 'grouped')):.2f}x one thread of groups")
     ungrouped = {prec: round(med[(prec, env_counts[-1], "one forward")], 2)
                  for prec in precisions if (prec, env_counts[-1], "one forward") in med}
     for prec, r in ungrouped.items():
         print(f"{prec} at {env_counts[-1]} envs: cache-sized groups are {after[prec][str(env_counts[-1])] / r:.2f}x "
               "one forward over all")
     ref_style = med[ref_key]
-    best_key = max((k for k in med if k[2] == "grouped"), key=lambda k: med[k])
+    best_key = max((k for k in med if k[2] in ("grouped", "threaded")), key=lambda k: med[k])
     best = med[best_key]
     speedup = {path: {prec: {str(envs): round(ratio((prec, envs, path)), 2) for envs in env_counts}
                       for prec in precisions if (prec, env_counts[0], path) in med}
                for path in ("grouped", "before")}
+    speedup["threaded"] = {prec: {envs: round(ratio((prec, int(envs), "threaded")), 2) for envs in by_envs}
+                           for prec, by_envs in threaded.items() if by_envs}
     print(f"best ({best_key[0]}, {best_key[1]} envs) / reference-style (task concat, all Q members, F.mish, "
           f"one env, fp32) on this machine: {ratio(best_key):.2f}x" + (
               f" (before: {max(ratio(k) for k in rates if k[2] == 'before'):.2f}x)" if before else ""))
@@ -170,6 +187,10 @@ def main() -> None:
     print(f"best: {best:.1f} env-steps/s; full MT30 evaluation (150,000 env-steps) about {minutes:.0f} min "
           f"(reference-style, one env per call: about {FULL_MT30_ENV_STEPS / ref_style / 3600:.1f} h)")
     print(json.dumps({"plan_steps_per_s": after, "plan_steps_per_s_before": before,
+                      "plan_steps_per_s_threaded": threaded, "plan_threads": plan_threads,
+                      "threaded_over_grouped": {prec: {envs: round(ratio((prec, int(envs), "threaded"),
+                                                                         (prec, int(envs), "grouped")), 2)
+                                                       for envs in by_envs} for prec, by_envs in threaded.items()},
                       "after_over_before": {prec: {str(envs): round(ratio((prec, envs, "grouped"), (prec, envs, "before")), 2)
                                                    for envs in env_counts} for prec in before},
                       "reference_style_steps_per_s": round(ref_style, 2),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -39,15 +40,21 @@ class PlannerConfig:
     temperature: float = 0.5  # softmax temperature of the elite weights
     # Environments planned together in one forward: None = all on GPU; on CPU as many as fit
     # cpu_rows_per_group rows (E x num_samples), so the layer activations stay in the 1-2 MB
-    # L2 cache instead of streaming through memory (2.2x fp32 / 1.6x bf16 over one forward of
-    # 64 envs on a 2-core EPYC; benchmarks/eval_throughput.py compares). Each environment's
-    # plan is unchanged.
+    # L2 cache instead of streaming through memory (benchmarks/eval_throughput.py compares).
     envs_per_group: int | None = None
     cpu_rows_per_group: int = 1024  # rows (E x num_samples) per planned group on CPU (see envs_per_group)
+    # CPU: plan the environment groups in this many threads at once, one torch thread each.
+    # One plan is a chain of small ops whose Python overhead and short matmuls leave a second
+    # core mostly idle even with two torch threads; whole groups in parallel use both. With
+    # threads > 1 the environments are split into at least `threads` groups and each group
+    # draws from its own generator, seeded from the global one in group order: returns are
+    # reproducible for a given setting but differ from threads=1 (other random numbers).
+    threads: int = 1
 
     def validate(self, where: str = "planner") -> None:
         """One-line ValueError naming the field when the settings cannot plan."""
-        for name in ("horizon", "iterations", "num_samples", "num_elites", "num_pi_trajs", "cpu_rows_per_group"):
+        for name in ("horizon", "iterations", "num_samples", "num_elites", "num_pi_trajs", "cpu_rows_per_group",
+                     "threads"):
             value = getattr(self, name)
             low = 0 if name == "num_pi_trajs" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -226,9 +233,10 @@ class FastHeads:
     (bf16: within the same error as autocast; tests/test_planner.py measures both).
     """
 
-    def __init__(self, w: _CastWeights, model: WorldModel, task: torch.Tensor, z: torch.Tensor):
+    def __init__(self, w: _CastWeights, model: WorldModel, task: torch.Tensor, z: torch.Tensor,
+                 generator: torch.Generator | None = None):
         cfg, cd, f32 = model.cfg, w.dtype, torch.float32
-        self.w, self.m, self.cd = w, model, cd
+        self.w, self.m, self.cd, self.gen = w, model, cd, generator
         self.E, self.L, self.A, self.M = z.shape[0], cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
         self.fused = fused_cpu.available()
         E, L, A = self.E, self.L, self.A
@@ -325,7 +333,7 @@ class FastHeads:
         mask = None if task_mask is None else task_mask.repeat_interleave(P, 0)
         out = torch.empty(H, E, P, A)
         for t in range(H):
-            eps = torch.randn(E, P, A).view(E * P, A)
+            eps = torch.randn(E, P, A, generator=self.gen).view(E * P, A)
             a = self._pi(X, mask, eps)
             out[t] = a.view(E, P, A)
             if t < H - 1:
@@ -348,10 +356,10 @@ class FastHeads:
             self._next(hd, X[t + 1][:, A + E:])
             G = G + discount * reward
             discount = discount * gamma
-        eps = torch.randn(E, S, A).view(N, A)
+        eps = torch.randn(E, S, A, generator=self.gen).view(N, A)
         a = self._pi(X[H], task_mask, eps)
         X[H][:, :A] = a
-        members = torch.randperm(self.m._Qs.num_q)[:2]
+        members = torch.randperm(self.m._Qs.num_q, generator=self.gen)[:2]
         return G + discount * self._q_avg(X[H], members).view(E, S, 1)
 
 
@@ -374,6 +382,7 @@ class BatchedPlanner:
         self.model, self.cfg, self.eval_mode, self.precision = model, cfg or PlannerConfig(), eval_mode, precision
         self.fast = fast
         self._prev_mean: torch.Tensor | None = None
+        self._pool: ThreadPoolExecutor | None = None  # PlannerConfig.threads > 1, made on first use
         autocast_context(next(model.parameters()).device, precision)  # validate early
 
     def uses_fast_path(self, device: torch.device) -> bool:
@@ -392,20 +401,29 @@ class BatchedPlanner:
         z, E = z.float(), z.shape[0]
         prev = self._prev_mean if self._prev_mean is not None and self._prev_mean.shape[1] == E else None
         group = self.group_size(E, device)
+        groups = [slice(start, start + group) for start in range(0, E, group)]
         if self.uses_fast_path(device):
             weights = _CastWeights(self.model, torch.bfloat16 if self.precision == "bf16" else torch.float32)
             context, plan = contextlib.nullcontext(), lambda *args: self._plan_fast(weights, *args)
         else:
             context, plan = autocast_context(device, self.precision), self._plan
-        actions, means = [], []
-        with context:
-            for start in range(0, E, group):
-                envs = slice(start, start + group)
-                action, mean = plan(z[envs], task[envs], t0[envs], None if prev is None else prev[:, envs])
-                actions.append(action)
-                means.append(mean)
-        self._prev_mean = torch.cat(means, 1)
-        return torch.cat(actions)
+
+        def plan_group(envs: slice, generator: torch.Generator | None = None):
+            with torch.no_grad(), context:  # grad mode and autocast are per thread
+                return plan(z[envs], task[envs], t0[envs], None if prev is None else prev[:, envs], generator)
+
+        if self.threaded(device) and len(groups) > 1:
+            seeds = torch.randint(2 ** 62, (len(groups),)).tolist()  # one draw per group, in group order
+            out = self._in_threads(lambda i: plan_group(groups[i], torch.Generator().manual_seed(seeds[i])),
+                                   len(groups))
+        else:
+            out = [plan_group(envs) for envs in groups]
+        self._prev_mean = torch.cat([mean for _, mean in out], 1)
+        return torch.cat([action for action, _ in out])
+
+    def threaded(self, device: torch.device) -> bool:
+        """Whether groups are planned in PlannerConfig.threads threads (the CPU fast path only)."""
+        return self.cfg.threads > 1 and self.uses_fast_path(device)
 
     def group_size(self, E: int, device: torch.device) -> int:
         """How many of E environments one planning forward takes (see PlannerConfig)."""
@@ -413,7 +431,22 @@ class BatchedPlanner:
             return max(1, self.cfg.envs_per_group)
         if device.type != "cpu":
             return max(1, E)
-        return max(1, self.cfg.cpu_rows_per_group // self.cfg.num_samples)
+        size = max(1, self.cfg.cpu_rows_per_group // self.cfg.num_samples)
+        if self.threaded(device):  # at least one group per thread
+            size = min(size, -(-E // self.cfg.threads))
+        return size
+
+    def _in_threads(self, fn, n: int) -> list:
+        """[fn(0), ..., fn(n - 1)] in the planner's threads, with one torch thread each (torch's
+        thread count is process-wide: it is restored afterwards)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="planner")
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return list(self._pool.map(fn, range(n)))
+        finally:
+            torch.set_num_threads(before)
 
     def _value(self, heads: TaskBoundModel, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor,
                gamma: torch.Tensor) -> torch.Tensor:
@@ -437,9 +470,10 @@ class BatchedPlanner:
             mean[:-1, warm] = prev[1:, warm]
         return mean
 
-    def _plan(self, z: torch.Tensor, task: torch.Tensor, t0: torch.Tensor,
-              prev_mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """MPPI for E environments: z (E, L) -> (action (E, A), final mean (H, E, A))."""
+    def _plan(self, z: torch.Tensor, task: torch.Tensor, t0: torch.Tensor, prev_mean: torch.Tensor | None,
+              generator: None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """MPPI for E environments: z (E, L) -> (action (E, A), final mean (H, E, A)). Draws
+        from the global generator (the model's own pi and Q draw there); never threaded."""
         cfg, m = self.cfg, self.model
         E, A, H, S, P = z.shape[0], m.cfg.action_dim, cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
         heads = self.heads_factory(m, task)
@@ -463,11 +497,13 @@ class BatchedPlanner:
         return self._mppi(actions, mean, mask, value_of)
 
     def _plan_fast(self, weights: _CastWeights, z: torch.Tensor, task: torch.Tensor, t0: torch.Tensor,
-                   prev_mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """_plan with FastHeads: the same RNG draws in the same order, the same MPPI."""
+                   prev_mean: torch.Tensor | None, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """_plan with FastHeads: the same RNG draws in the same order, the same MPPI; from
+        `generator` instead of the global one when given."""
         cfg, m = self.cfg, self.model
         E, A, H, S, P = z.shape[0], m.cfg.action_dim, cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
-        heads = FastHeads(weights, m, task, z)
+        heads = FastHeads(weights, m, task, z, generator)
         gamma = m.discount(task, z.device)[:, None]  # (E, 1, 1)
         mask = m.action_mask(task, z)  # (E, A) or None
         mask_rows = None if mask is None else mask.repeat_interleave(S, 0)  # (E*S, A)
@@ -476,9 +512,10 @@ class BatchedPlanner:
             actions[:, :, :P] = heads.prior(P, H, None if mask is None else mask)
         mean = self._warm_start(E, t0, z.device, prev_mean)
         X = heads.buffer(S, H + 1)
-        return self._mppi(actions, mean, mask, lambda actions: heads.value(X, actions, gamma, mask_rows))
+        return self._mppi(actions, mean, mask, lambda actions: heads.value(X, actions, gamma, mask_rows), generator)
 
-    def _mppi(self, actions: torch.Tensor, mean: torch.Tensor, mask: torch.Tensor | None, value_of):
+    def _mppi(self, actions: torch.Tensor, mean: torch.Tensor, mask: torch.Tensor | None, value_of,
+              generator: torch.Generator | None = None):
         """MPPI iterations on actions (H, E, S, A) whose first num_pi_trajs samples are filled;
         value_of(actions) -> (E, S, 1). Returns (action (E, A), final mean (H, E, A))."""
         cfg = self.cfg
@@ -487,7 +524,7 @@ class BatchedPlanner:
         mask_s = None if mask is None else mask[:, None, :]
         std = torch.full((H, E, A), cfg.max_std, device=actions.device)
         for _ in range(cfg.iterations):
-            noise = torch.randn(H, E, S - P, A, device=actions.device)
+            noise = torch.randn(H, E, S - P, A, device=actions.device, generator=generator)
             actions[:, :, P:] = (mean[:, :, None] + std[:, :, None] * noise).clamp(-1, 1)
             if mask_s is not None:
                 actions.mul_(mask_s)
@@ -505,9 +542,11 @@ class BatchedPlanner:
                 mean, std = mean * mask, std * mask
 
         # Sample one elite per environment from the final scores (Gumbel-max on log score).
-        gumbel = -torch.log(-torch.log(torch.rand_like(score).clamp_min(1e-20)))
+        uniform = torch.rand(score.shape, dtype=score.dtype, device=score.device, generator=generator)
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
         choice = torch.argmax(torch.log(score) + gumbel, dim=1)  # (E,)
         action = elite_actions[0, torch.arange(E, device=actions.device), choice]  # (E, A)
         if not self.eval_mode:
-            action = action + std[0] * torch.randn_like(action)
+            action = action + std[0] * torch.randn(action.shape, dtype=action.dtype, device=action.device,
+                                                   generator=generator)
         return action.clamp(-1, 1), mean

@@ -4,6 +4,7 @@ import pytest
 
 from tdmpc_lib import load_checkpoint, make_world_model, save_checkpoint
 from tdmpc_lib.evaluate import EvalConfig, evaluate, main, normalized_score
+from tdmpc_lib.planner import PlannerConfig
 
 
 def test_cli_writes_results_json_with_every_field(tmp_path, capsys):
@@ -49,9 +50,11 @@ def test_bad_arguments_fail_with_one_line(tmp_path, capsys):
 
 
 def test_fixture_checkpoint_is_competent_with_planning(fp16_fixture):
-    """Must-show of the core issue: the released 1M student plans well under the clean protocol."""
+    """The released 1M student plans well under the clean protocol, with its environments
+    planned in two threads (PlannerConfig.threads: what a user runs on a 2-core CPU)."""
     model = load_checkpoint(fp16_fixture)
-    r = evaluate(model, EvalConfig(tasks="reacher-easy,cartpole-balance", episodes=1, seed=1), progress=False)
+    cfg = EvalConfig(tasks="reacher-easy,cartpole-balance", episodes=1, seed=1, planner=PlannerConfig(threads=2))
+    r = evaluate(model, cfg, progress=False)
     assert r["tasks"]["reacher-easy"]["mean"] > 900, r["tasks"]
     assert r["tasks"]["cartpole-balance"]["mean"] > 900, r["tasks"]
 

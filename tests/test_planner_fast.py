@@ -118,6 +118,45 @@ def test_fast_planner_fp32_plans_the_reference_actions():
         assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
 
 
+def test_threaded_planning_equals_the_same_groups_planned_one_after_another(monkeypatch):
+    """PlannerConfig.threads: groups planned at once in threads, each from its own generator
+    seeded in group order, give exactly what the same groups give planned in sequence (no state
+    shared between threads), reproducibly; torch's thread count is restored; threads=1 keeps
+    the global draws (the reference actions above)."""
+    m = _model()
+    E = 5
+    obs, task, t0 = torch.randn(E, 24), torch.tensor([0, 4, 16, 6, 29]), torch.ones(E, dtype=torch.bool)
+    cfg = PlannerConfig(num_samples=64, num_elites=8, num_pi_trajs=4, iterations=2, threads=2)
+
+    def run(planner):
+        torch.manual_seed(5)
+        return planner.act(obs, task, t0), planner.act(obs, task, ~t0), planner._prev_mean
+
+    threaded = BatchedPlanner(m, cfg, eval_mode=False)
+    assert threaded.threaded(torch.device("cpu")) and threaded.group_size(E, torch.device("cpu")) == 3
+    before = torch.get_num_threads()
+    got, again = run(threaded), run(threaded)
+    assert torch.get_num_threads() == before
+    sequential = BatchedPlanner(m, cfg, eval_mode=False)
+
+    def one_after_another(fn, n):  # with one torch thread too: matmul sums split by thread count
+        torch.set_num_threads(1)
+        try:
+            return [fn(i) for i in range(n)]
+        finally:
+            torch.set_num_threads(before)
+
+    monkeypatch.setattr(sequential, "_in_threads", one_after_another)
+    want = run(sequential)
+    for g, a, w in zip(got, again, want):
+        assert torch.equal(g, w) and torch.equal(g, a)
+    assert got[0].abs().max() <= 1 and torch.all(got[0][1, 2:] == 0)  # bounded, masked (task 4: 2 dims)
+    one = BatchedPlanner(m, PlannerConfig(num_samples=64, num_elites=8, num_pi_trajs=4, iterations=2), eval_mode=False)
+    assert not torch.equal(run(one)[0], got[0])  # threads=1: the global generator's draws
+    with pytest.raises(ValueError, match="threads"):
+        PlannerConfig(threads=0).validate()
+
+
 def test_fast_planner_bf16_runs_masked_and_bounded():
     m = _model()
     obs, task, t0 = torch.randn(3, 24), torch.tensor([6, 4, 16]), torch.ones(3, dtype=torch.bool)
