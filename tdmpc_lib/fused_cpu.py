@@ -1,5 +1,5 @@
 """Fused CPU kernels for the planner: (bias add) -> LayerNorm -> Mish (or SimNorm) in one pass
-over each row.
+over each row; and Mish's forward and backward for training (`mish`), one exp per element.
 
 Why: on a 2-core CPU, planning a 1024-row group spends most of its time in elementwise passes,
 not in matmuls. Eager LayerNorm + the one-exp Mish is ~8 passes over a (1024, 384) activation
@@ -203,6 +203,51 @@ extern "C" int tdmpc_ln_simnorm(int in_bf16, int out_bf16, const void* in, int64
     return 0;
 }
 
+// elements [a, b) of y = mish(x) = x tanh(softplus(x)), tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2)
+static void mish_fwd_range(const float* x, float* y, int64_t a, int64_t b) {
+    int64_t i = a;
+    for (; i + VL <= b; i += VL) {
+        v16f v = load(x + i), e = vexp(v), n = e * (e + 2.0f);
+        store(y + i, v * (n / (n + 2.0f)));
+    }
+    for (; i < b; ++i) {
+        float v = x[i], e = vexp((v16f){} + v)[0], n = e * (e + 2.0f);
+        y[i] = v * (n / (n + 2.0f));
+    }
+}
+
+// elements [a, b) of dx = g * mish'(x), mish'(x) = t + x sech^2(softplus(x)) sigmoid(x) with
+// t = n / (n + 2), sech^2 = 4 (n + 1) / (n + 2)^2 (no 1 - t^2 cancellation); 1 above x = 20
+static inline v16f mish_grad(v16f v) {
+    v16f e = vexp(v), n = e * (e + 2.0f), d = n + 2.0f;
+    v16f grad = n / d + v * (4.0f * (n + 1.0f) / (d * d)) * (e / (e + 1.0f));
+    return v > 20.0f ? (v16f){} + 1.0f : grad;
+}
+static void mish_bwd_range(const float* x, const float* g, float* dx, int64_t a, int64_t b) {
+    int64_t i = a;
+    for (; i + VL <= b; i += VL) store(dx + i, load(g + i) * mish_grad(load(x + i)));
+    for (; i < b; ++i) dx[i] = g[i] * mish_grad((v16f){} + x[i])[0];
+}
+
+// run(a, b) over [0, n) in chunks of whole vectors, on up to `threads` threads
+template <typename F>
+static void split_elements(int64_t n, int threads, F run) {
+    const int64_t vectors = (n + VL - 1) / VL;
+    split_rows(vectors, threads, [=](int64_t v0, int64_t v1) {
+        run(v0 * VL, v1 * VL < n ? v1 * VL : n);
+    });
+}
+
+extern "C" int tdmpc_mish_fwd(const float* x, float* y, int64_t n, int threads) {
+    split_elements(n, threads, [=](int64_t a, int64_t b) { mish_fwd_range(x, y, a, b); });
+    return 0;
+}
+
+extern "C" int tdmpc_mish_bwd(const float* x, const float* g, float* dx, int64_t n, int threads) {
+    split_elements(n, threads, [=](int64_t a, int64_t b) { mish_bwd_range(x, g, dx, a, b); });
+    return 0;
+}
+
 extern "C" int tdmpc_ln_mish(int in_bf16, int out_bf16, const void* in, int64_t in_stride, void* out,
                              int64_t out_stride, int64_t rows, int64_t M, const float* bias,
                              const float* gamma, const float* beta, float eps, int threads) {
@@ -264,6 +309,9 @@ def _build() -> ctypes.CDLL:
     lib.tdmpc_ln_mish.restype = lib.tdmpc_ln_simnorm.restype = ctypes.c_int
     lib.tdmpc_ln_mish.argtypes = common + [ctypes.c_int]
     lib.tdmpc_ln_simnorm.argtypes = common + [ctypes.c_int64, ctypes.c_int]
+    lib.tdmpc_mish_fwd.restype = lib.tdmpc_mish_bwd.restype = ctypes.c_int
+    lib.tdmpc_mish_fwd.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    lib.tdmpc_mish_bwd.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     return lib
 
 
@@ -289,6 +337,20 @@ def _self_test() -> None:
                 if not torch.allclose(out.float(), ref.to(do).float(), atol=tol, rtol=tol):
                     raise RuntimeError(f"self-test mismatch {di}->{do} (group {group}): "
                                        f"{(out.float() - ref.float()).abs().max():.3g}")
+    # the training Mish, forward and backward, against torch's, over its whole range
+    x = torch.cat([torch.randn(1001, generator=g) * 6, torch.tensor([-100.0, -20.0, 0.0, 19.9, 20.1, 100.0, 1e30])])
+    grad_out = torch.randn(x.shape, generator=g)
+    with torch.enable_grad():  # the first call may come from inside a no_grad block
+        x.requires_grad_()
+        ref = F.mish(x)
+        (ref_grad,) = torch.autograd.grad(ref, x, grad_out)
+    x = x.detach()
+    got, got_grad = torch.empty_like(x), torch.empty_like(x)
+    _lib.tdmpc_mish_fwd(x.data_ptr(), got.data_ptr(), x.numel(), 2)
+    _lib.tdmpc_mish_bwd(x.data_ptr(), grad_out.data_ptr(), got_grad.data_ptr(), x.numel(), 2)
+    for name, a, b in (("mish", got, ref.detach()), ("mish backward", got_grad, ref_grad)):
+        if not torch.allclose(a, b, rtol=1e-5, atol=1e-6):
+            raise RuntimeError(f"self-test mismatch {name}: {(a - b).abs().max():.3g}")
 
 
 def available() -> bool:
@@ -346,6 +408,35 @@ def ln_mish(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, bias: torc
     _check(x, out, bias, gamma, beta)
     _call(x, out, bias, gamma, beta, eps, torch.get_num_threads() if threads is None else threads)
     return out
+
+
+class _Mish(torch.autograd.Function):
+    """Mish with the kernels' forward and backward (one exp per element each), on the calling
+    thread only: between torch's parallel ops its OpenMP workers spin-wait on the other cores
+    (OMP_WAIT_POLICY's default), and a thread of ours started there would compete with them."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        y = torch.empty_like(x)
+        _lib.tdmpc_mish_fwd(x.data_ptr(), y.data_ptr(), x.numel(), 1)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        dx = torch.empty_like(x)
+        _lib.tdmpc_mish_bwd(x.data_ptr(), grad.data_ptr(), dx.data_ptr(), x.numel(), 1)
+        return dx
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """F.mish for training: the kernels' forward and backward for a contiguous fp32 CPU tensor
+    when they are available (values within ~1e-6 relative of torch's), else F.mish itself."""
+    if x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous() and available():
+        return _Mish.apply(x)
+    return torch.nn.functional.mish(x)
 
 
 def ln_simnorm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, group: int,

@@ -34,6 +34,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tdmpc_lib.train import DistillConfig, Distiller, Learner, Teacher, TrainConfig
 from tdmpc_lib.world_model import make_world_model
@@ -294,6 +295,29 @@ def test_fused_layer_norm_mish_equals_the_eager_layers_and_their_gradient(affine
         assert (gg - gr).abs().max() <= 1e-5 * gr.abs().max()
     x = torch.tensor([[-1e30, -100.0, 0.0, 100.0, 1e30]])
     assert torch.isfinite(_fused_layer_norm_mish(x, torch.ones(5), torch.zeros(5))).all()
+
+
+def test_training_mish_equals_torch_mish_and_its_gradient():
+    """fused_cpu.mish (the eager training forward's Mish on the CPU): F.mish's values and
+    gradient to float rounding over the whole range, inside no_grad too; other dtypes and
+    layouts go to F.mish itself."""
+    from tdmpc_lib import fused_cpu
+    if not fused_cpu.available():
+        pytest.skip(f"fused kernel: {fused_cpu.unavailable_reason()}")
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(3, 1000, generator=g).view(-1) * 8,
+                   torch.tensor([-1e30, -100.0, -20.0, -1e-8, 0.0, 1e-8, 19.99, 20.01, 100.0, 1e30])])
+    x = x[:3008].view(8, 376).requires_grad_()  # whole vectors and a remainder per call
+    grad_out = torch.randn(x.shape, generator=g)
+    got, ref = fused_cpu.mish(x), F.mish(x)
+    assert got.grad_fn is not None and type(got.grad_fn).__name__ == "_MishBackward"
+    assert torch.allclose(got, ref, rtol=2e-6, atol=1e-7)
+    (dg,), (dr,) = torch.autograd.grad(got, x, grad_out), torch.autograd.grad(ref, x, grad_out)
+    assert torch.allclose(dg, dr, rtol=2e-6, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(fused_cpu.mish(x), ref, rtol=2e-6, atol=1e-7)
+    for other in (x.double(), x.t()):  # float64, non-contiguous: torch's own Mish
+        assert torch.equal(fused_cpu.mish(other), F.mish(other))
 
 
 def test_compile_falls_back_to_the_eager_layers_when_the_compiler_fails(monkeypatch):
