@@ -402,11 +402,14 @@ def ln_mish(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, bias: torc
             threads: int | None = None) -> torch.Tensor:
     """mish(layer_norm(x + bias) * gamma + beta) over the last dim of a 2-D CPU tensor x (N, M)
     whose rows may be strided (e.g. a column block of a wider matmul output); fp32 or bf16 in
-    and out; bias/gamma/beta fp32 contiguous (M,). Call only when `available()`."""
+    and out; bias/gamma/beta fp32 contiguous (M,). `threads`: split the rows over that many
+    threads (default 1: between torch's parallel ops its OpenMP workers spin-wait on the other
+    cores, and threads of ours started there compete with them; the output does not depend on
+    it). Call only when `available()`."""
     if out is None:
         out = torch.empty(x.shape, dtype=out_dtype or x.dtype)
     _check(x, out, bias, gamma, beta)
-    _call(x, out, bias, gamma, beta, eps, torch.get_num_threads() if threads is None else threads)
+    _call(x, out, bias, gamma, beta, eps, 1 if threads is None else threads)
     return out
 
 
@@ -450,5 +453,5 @@ def ln_simnorm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, group: 
     _check(x, out, bias, gamma, beta)
     if x.shape[-1] % group:
         raise ValueError(f"fused_cpu: width {x.shape[-1]} is not a multiple of the SimNorm group {group}")
-    _call(x, out, bias, gamma, beta, eps, torch.get_num_threads() if threads is None else threads, group=group)
+    _call(x, out, bias, gamma, beta, eps, 1 if threads is None else threads, group=group)
     return out
