@@ -150,8 +150,7 @@ def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
     out.mkdir(parents=True, exist_ok=True)
     notebook_dir = Path(spec["notebook_dir"]) if spec["notebook_dir"] else NOTEBOOK_DIR
     output = out / f"{spec['notebook']}.ipynb"
-    res = execute(str(notebook_dir / f"{spec['notebook']}.ipynb"), str(output), spec["parameters"],
-                          str(REPO_ROOT))
+    res = execute(str(notebook_dir / f"{spec['notebook']}.ipynb"), str(output), spec["parameters"], str(REPO_ROOT))
     return {**status, **res, "result_digest": _digest(out / RESULT_FILE)}, _files(out, study_dir)
 
 
@@ -164,7 +163,6 @@ def _one_line(e: BaseException) -> str:
 def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path | None, report: dict,
                address: str | None = None, log=print) -> None:
     """Run runner.pending()'s executions as Ray tasks and book each in `report` as it finishes."""
-
     if profile.device.startswith("cuda:") and profile.device != "cuda:0":
         raise ValueError(f"device {profile.device!r}: with --backend ray use device 'cuda' "
                          f"(Ray shows each task only its own GPU, as cuda:0)")
@@ -207,7 +205,6 @@ def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path
 
 def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict, log) -> None:
     """Book one finished task; copy its files into the driver's study dir when they are not there."""
-
     output = ex.out_dir(study_dir) / f"{ex.notebook}.ipynb"
     try:
         res = ray.get(ref)

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from ..files import OutputLock, atomic_write_json
-from .execution import NOTEBOOK_DIR, REPO_ROOT, Execution, die_with_the_runner, execute, log_line, not_run
-from .execution import record
+from .execution import (NOTEBOOK_DIR, REPO_ROOT, Execution, die_with_the_runner, execute, log_line, not_run,
+                        record)
 from .params import check_profile, check_values, default_study_dir, profile_fingerprint, read_result, validate
 from .pipeline import teacher_key
 from .profiles import PROFILE_FILE, Profile
