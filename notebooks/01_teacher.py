@@ -22,23 +22,15 @@
 # ensemble dominates the large presets). The per-task table and bar chart show the teacher's mean
 # episode return per task; the *normalized score* is the mean over tasks of return / 10 (0-100).
 #
-# Parameters left at `None` take the profile's value (`runs/<profile>/profile.json` when the study
-# runner wrote one). A bad parameter stops the notebook in the next cell with a one-line message.
+# The configuration is the profile's (`runs/<profile>/profile.json` when the study runner wrote one)
+# with `overrides` applied; the next cell lists every field that differs. A bad parameter stops the
+# notebook there with a one-line message.
 
 # %% tags=["parameters"]
-profile = "mini"      # smoke | mini | paper
-study_dir = None      # the study's folder (None: runs/<profile>)
-out = None            # this notebook's output folder (None: <study_dir>/01_teacher/<member>)
-member = None         # sweep member name (set by the study runner)
-teacher = None        # hub name (mt30-317M), checkpoint path, 'auto' or 'train:SIZE'
-tasks = None          # evaluation tasks: 'mt30' or comma-separated MT30 task names
-episodes = None       # episodes per task
-seed = None           # evaluation seed
-protocol = None       # clean | paper
-policy = None         # plan (MPPI) | prior (policy network only)
-precision = None      # fp32 | bf16 | fp16
-device = None         # cpu | cuda
-threads = None        # torch CPU threads (0: torch's default)
+profile = "mini"   # smoke | mini | paper
+member = None      # a sweep member (one per teacher: python -m tdmpc_lib.study --list); None: the profile's teacher
+overrides = {}     # dotted profile fields, e.g. {"eval.episodes": 5, "eval.policy": "prior"}
+study_dir = None   # the study's folder (None: runs/<profile>)
 
 # %%
 import os
@@ -59,7 +51,7 @@ run
 from tdmpc_lib.data import open_store
 from tdmpc_lib.study import pipeline
 
-teacher_info = pipeline.resolve_teacher(run.profile, run.study_dir, run.p.teacher, run.p.device, run.p.threads or 0)
+teacher_info = pipeline.resolve_teacher(run.profile, run.study_dir, run.profile.train.distill.teacher)
 print(f"teacher: {teacher_info.label}\n  source {teacher_info.source}, file {teacher_info.path}")
 data_dir = pipeline.ensure_dataset(run.profile, run.study_dir)
 print("training data:", open_store(data_dir).summary())
@@ -73,7 +65,7 @@ print("held-out data:", open_store(heldout_dir).summary() if heldout_dir else "n
 import tdmpc_lib
 from tdmpc_lib.study import tables
 
-model = tdmpc_lib.load_checkpoint(teacher_info.path, device=run.p.device)
+model = tdmpc_lib.load_checkpoint(teacher_info.path, device=run.profile.device)
 print(model)
 tables.component_table(model)
 
@@ -89,15 +81,15 @@ import dataclasses
 
 from tdmpc_lib.evaluate import format_table
 
-eval_cfg = dataclasses.replace(
-    pipeline.eval_config(run.profile, episodes=run.p.episodes, device=run.p.device, precision=run.p.precision),
-    tasks=run.p.tasks, seed=run.p.seed, protocol=run.p.protocol, policy=run.p.policy)
+teacher_cfg = run.profile.teacher  # its episodes per task and planning precision
+eval_cfg = dataclasses.replace(pipeline.eval_config(run.profile), episodes=teacher_cfg.episodes,
+                               precision=teacher_cfg.precision)
 result = pipeline.evaluate_checkpoint(run.profile, teacher_info.path, run.path("eval.json"), model=model, cfg=eval_cfg)
 print(format_table(result))
-floor = pipeline.random_floor(run.profile, run.path("floor.json"), episodes=run.p.episodes)
+floor = pipeline.random_floor(run.profile, run.path("floor.json"))
 print(f"random policy (floor): normalized score {floor['normalized_score']:.2f}")
 teacher_err = pipeline.heldout_reward_error(run.profile, run.study_dir, teacher_info.path,
-                                            run.path("heldout_reward_error.json"), device=run.p.device)
+                                            run.path("heldout_reward_error.json"))
 if teacher_err:
     print(f"the teacher's reward head on {teacher_err['transitions']} held-out transitions: "
           f"MSE vs the true reward {teacher_err['mse_true']:.4f}")
@@ -111,13 +103,13 @@ import seaborn as sns
 from tdmpc_lib.study import plots
 
 plots.theme()
-per_task = pd.concat([tables.task_table(result).reset_index().assign(policy=f"teacher ({run.p.policy})"),
+per_task = pd.concat([tables.task_table(result).reset_index().assign(policy=f"teacher ({eval_cfg.policy})"),
                       tables.task_table(floor).reset_index().assign(policy="random (floor)")])
 fig, ax = plt.subplots(figsize=(8, 0.5 * len(result["tasks"]) + 1.6))
 sns.barplot(data=per_task, y="task", x="mean return", hue="policy", ax=ax, palette=[plots.OURS, plots.PAPER])
 ax.set_title(f"{teacher_info.label}: mean return per task (normalized score {result['normalized_score']:.2f}, "
              f"random {floor['normalized_score']:.2f})\n{run.profile.label()}", fontsize=10)
-ax.set_xlabel(f"mean episode return ({run.p.episodes} episode(s), protocol {run.p.protocol})")
+ax.set_xlabel(f"mean episode return ({eval_cfg.episodes} episode(s), protocol {eval_cfg.protocol})")
 ax.set_ylabel("")
 fig.tight_layout()
 fig.savefig(run.path("teacher_returns.png"), dpi=110)

@@ -27,20 +27,10 @@
 # CIs. Expect fp16 / bf16 / int8 to keep the score within evaluation noise and `paper-int8` to collapse.
 
 # %% tags=["parameters"]
-profile = "mini"        # smoke | mini | paper
-study_dir = None        # the study's folder (None: runs/<profile>)
-out = None              # this notebook's output folder (None: <study_dir>/04_quantization)
-member = None           # sweep member name (set by the study runner)
-checkpoint = None       # the model to quantize (None: the profile's default distilled student)
-formats = None          # e.g. ["fp16", "bf16", "int8", "paper-int8"] (fp32 is always the reference)
-tasks = None            # evaluation tasks: 'mt30' or comma-separated MT30 task names
-episodes = None         # episodes per task
-seed = None             # evaluation seed
-error_batch = None      # size of the fixed batch the output errors are measured on
-latency_envs = None     # environments per timed agent step
-latency_repeats = None  # timed agent steps per format (median reported)
-device = None           # cpu | cuda
-threads = None          # torch CPU threads (0: torch's default)
+profile = "mini"   # smoke | mini | paper
+member = None      # (04 has no sweep members)
+overrides = {}     # dotted profile fields, e.g. {"quant.formats": ["fp16", "int8"], "eval.episodes": 5}
+study_dir = None   # the study's folder (None: runs/<profile>)
 
 # %%
 import os
@@ -61,16 +51,15 @@ from pathlib import Path
 
 from tdmpc_lib.study import pipeline
 
-prof = run.profile.replace(**{"eval.tasks": run.p.tasks, "eval.episodes": run.p.episodes, "eval.seed": run.p.seed})
-if run.p.checkpoint is None:  # the profile's default distilled students (trained here if missing)
-    students = [pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0, seed=s)
-                for s in run.profile.seeds]
+quant = run.profile.quant
+if quant.checkpoint is None:  # the profile's own run of every seed (trained here if missing)
+    students = [pipeline.default_student(run.profile, run.study_dir, seed=s) for s in run.profile.sweep.seeds]
     models = {s["seed"]: (s["checkpoint"], Path(s["run_dir"]) / "final_eval.json") for s in students}
     for s in students:
         print(f"student seed {s['seed']}: d_coef {s['d_coef']:g}, {s['steps']} updates, score {s['normalized_score']:.2f}")
 else:
-    models = {0: (run.p.checkpoint, None)}
-    print(f"quantizing {run.p.checkpoint}")
+    models = {0: (quant.checkpoint, None)}
+    print(f"quantizing {quant.checkpoint}")
 
 # %% [markdown]
 # ## The table
@@ -78,15 +67,14 @@ else:
 # %%
 import pandas as pd
 
-from tdmpc_lib.study import quantization, stats
+from tdmpc_lib import stats
+from tdmpc_lib.study import quantization
 
 rows = []
 for seed, (model_file, fp32_eval) in models.items():
     print(f"-- seed {seed}: {model_file}")
     for r in quantization.quantization_table(
-            model_file, run.p.formats, run.path(f"files/seed{seed}"), profile=prof, device=run.p.device,
-            error_batch=run.p.error_batch, latency_envs=run.p.latency_envs, latency_repeats=run.p.latency_repeats,
-            fp32_eval=fp32_eval):
+            model_file, run.path(f"files/seed{seed}"), profile=run.profile, fp32_eval=fp32_eval):
         rows.append({"seed": seed, "checkpoint": model_file, **r})
 quantization.write_table(rows, run.path("quantization.csv"))
 run.save_json("quantization.json", rows)

@@ -15,7 +15,7 @@
 # score vs `d_coef` beside the paper's Table 1, score vs updates (distilled vs scratch) beside the
 # paper's curve, teacher size, the latent ablation, the quantization trade-off, and per-task scores.
 #
-# **Why.** One place to compare the runs of notebooks 01-04 with each other and with the paper.
+# **Why.** One place to compare the runs of notebooks 01, 02 and 04 with each other and with the paper.
 #
 # **How to read it.** In every figure the left panel is ours and the right panel the paper's. The
 # title names the profile; a footnote says when the numbers come from a small CPU profile rather
@@ -24,13 +24,10 @@
 # evaluation noise: read the shapes, not the decimals.
 
 # %% tags=["parameters"]
-profile = "mini"      # smoke | mini | paper
-study_dir = None      # the study's folder (None: runs/<profile>)
-out = None            # this notebook's output folder (None: <study_dir>/05_results)
-member = None         # sweep member name (set by the study runner)
-figures_dir = None    # where the figures go (None: the profile's; runs/<profile>/figures if it has none)
-device = None         # unused here (kept for a uniform command line)
-threads = None        # unused here (kept for a uniform command line)
+profile = "mini"   # smoke | mini | paper
+member = None      # (05 has no sweep members)
+overrides = {}     # dotted profile fields, e.g. {"figures_dir": "my-figures"}
+study_dir = None   # the study's folder (None: runs/<profile>)
 
 # %%
 from tdmpc_lib import study
@@ -43,11 +40,11 @@ from pathlib import Path
 
 from tdmpc_lib.study import results
 
-figures = Path(run.p.figures_dir) if run.p.figures_dir else run.study_dir / "figures"
+figures = Path(run.profile.figures_dir) if run.profile.figures_dir else run.study_dir / "figures"
 st = results.load_study(run.study_dir)
 if st.teachers.empty and st.runs.empty:  # e.g. a fresh clone: nothing to draw yet
     raise study.ParameterError(f"{run.study_dir} holds no results of profile {run.profile.name!r} yet: run the "
-                               f"study first (bash scripts/study.sh, or the notebooks 01-04), or set study_dir")
+                               f"study first (bash scripts/study.sh, or the notebooks 01, 02 and 04), or set study_dir")
 print(st.summary())
 print(f"figures go to {figures}")
 
@@ -61,7 +58,7 @@ print(f"figures go to {figures}")
 # resolve; overlapping ones are not.
 
 # %%
-from tdmpc_lib.study import stats
+from tdmpc_lib import stats
 
 agg = st.aggregate(run.profile)
 print(stats.format_aggregate(agg))

@@ -31,22 +31,10 @@
 # planner with the profile's settings (what the evaluation uses; slower on a CPU).
 
 # %% tags=["parameters"]
-profile = "mini"      # smoke | mini | paper
-study_dir = None      # the study's folder (None: runs/<profile>)
-out = None            # this notebook's output folder (None: <study_dir>/06_rollout_viewer)
-member = None         # sweep member name (set by the study runner)
-checkpoint = None     # checkpoint file or hub name (None: the profile's default distilled student)
-compare = None        # shown beside it in lockstep: 'teacher', 'none' (off), a file or hub name (None: the profile's)
-task = None           # an MT30 task
-seed = None           # environment seed (episode 0 of that seed, as the evaluation starts it)
-policy = None         # prior | plan
-steps = None          # agent steps rendered (at most 500)
-width = None          # frame size in pixels
-height = None
-camera_id = None
-fps = None            # frames per second of the Play button and the videos
-device = None         # cpu | cuda
-threads = None        # torch CPU threads (0: torch's default)
+profile = "mini"   # smoke | mini | paper
+member = None      # (06 has no sweep members)
+overrides = {}     # dotted profile fields, e.g. {"viewer.task": "walker-walk", "viewer.policy": "plan"}
+study_dir = None   # the study's folder (None: runs/<profile>)
 
 # %%
 import os
@@ -62,23 +50,24 @@ run
 # %%
 from tdmpc_lib.study import pipeline, results
 
-from tdmpc_lib.study.viewer import checkpoint_file
+from tdmpc_lib.checkpoint import checkpoint_path
 
+view = run.profile.viewer
 choices = results.checkpoints(results.load_study(run.study_dir))
-if run.p.checkpoint is None:  # the profile's default distilled student (trained here if missing)
-    default_file = pipeline.default_student(run.profile, run.study_dir, run.p.device, run.p.threads or 0)["checkpoint"]
+if view.checkpoint is None:  # the profile's own run (trained here if missing)
+    default_file = pipeline.default_student(run.profile, run.study_dir)["checkpoint"]
 else:
-    default_file = checkpoint_file(run.p.checkpoint)
+    default_file = str(checkpoint_path(view.checkpoint))
 if default_file not in choices.values():
     choices = {f"given: {default_file}": default_file, **choices}
 compare_file = None  # no comparison
-if run.p.compare == "teacher":  # the profile's teacher (trained here if missing)
-    teacher = pipeline.resolve_teacher(run.profile, run.study_dir, device=run.p.device, threads=run.p.threads or 0)
+if view.compare == "teacher":  # the profile's teacher (trained here if missing)
+    teacher = pipeline.resolve_teacher(run.profile, run.study_dir)
     compare_file = teacher.path
     if compare_file not in choices.values():
         choices[f"teacher: {teacher.label}"] = compare_file
-elif run.p.compare not in (None, "none"):
-    compare_file = checkpoint_file(run.p.compare)
+elif view.compare not in (None, "none"):
+    compare_file = str(checkpoint_path(view.compare))
     if compare_file not in choices.values():
         choices[f"given: {compare_file}"] = compare_file
 for label, path in choices.items():
@@ -93,12 +82,10 @@ print(f"\nA: {default_file}\nB: {compare_file or 'no comparison'}")
 # %%
 import dataclasses
 
-from tdmpc_lib.study.profiles import ViewerConfig
 from tdmpc_lib.study.viewer import RolloutViewer
 
-viewer_cfg = ViewerConfig(**{f.name: getattr(run.p, f.name) for f in dataclasses.fields(ViewerConfig)
-                             if f.name not in ("checkpoint", "compare")}, checkpoint=default_file, compare=compare_file)
-viewer = RolloutViewer(choices, viewer_cfg, device=run.p.device, planner=run.profile.eval.planner)
+viewer_cfg = dataclasses.replace(view, checkpoint=default_file, compare=compare_file)
+viewer = RolloutViewer(choices, viewer_cfg, device=run.profile.device, planner=run.profile.eval.planner)
 shown = viewer.render()  # a Comparison of A and B, or A's Rollout
 viewer
 
@@ -109,20 +96,20 @@ viewer
 # %%
 from IPython.display import Image, Video, display
 
-from tdmpc_lib.study.viewer import write_video
+from tdmpc_lib.render import write_video
 
 rollout, comparison = viewer.rollout, viewer.comparison
 compare_mp4 = None
 if comparison is not None:
-    compare_mp4 = write_video(comparison, run.path("compare.mp4"), fps=run.p.fps)
+    compare_mp4 = write_video(comparison, run.path("compare.mp4"), fps=view.fps)
     print(f"A: {comparison.labels[0]}: return {comparison.a.episode_return:.1f}\n"
           f"B: {comparison.labels[1]}: return {comparison.b.episode_return:.1f}\nmp4: {compare_mp4}")
-    display(Video(str(compare_mp4), embed=True, width=2 * run.p.width, html_attributes="controls loop"))
-mp4 = write_video(rollout, run.path("rollout.mp4"), fps=run.p.fps)
-gif = write_video(rollout, run.path("rollout.gif"), fps=run.p.fps, every=max(1, len(rollout.frames) // 60))
+    display(Video(str(compare_mp4), embed=True, width=2 * view.width, html_attributes="controls loop"))
+mp4 = write_video(rollout, run.path("rollout.mp4"), fps=view.fps)
+gif = write_video(rollout, run.path("rollout.gif"), fps=view.fps, every=max(1, len(rollout.frames) // 60))
 print(f"{rollout.task}, seed {rollout.seed}, policy {rollout.policy}: return {rollout.episode_return:.1f} over "
       f"{len(rollout.rewards)} steps\nmp4: {mp4}\ngif: {gif}")
-display(Video(str(mp4), embed=True, width=run.p.width, html_attributes="controls loop"))
+display(Video(str(mp4), embed=True, width=view.width, html_attributes="controls loop"))
 display(Image(filename=str(gif)))
 
 # %% [markdown]

@@ -146,6 +146,17 @@ def field_names(cls, prefix: str = "") -> list[str]:
     return out
 
 
+def leaf_values(obj) -> dict:
+    """{dotted key: value} of every settable field of a config dataclass instance (field_names' keys)."""
+    out = {}
+    for key in field_names(type(obj)):
+        value = obj
+        for part in key.split("."):
+            value = getattr(value, part)
+        out[key] = value
+    return out
+
+
 def field_type(cls, key: str):
     """The type of a dotted key ('distill.d_coef') of a config dataclass; KeyError if unknown."""
     tp = cls
@@ -167,7 +178,7 @@ def from_dict(cls, d: dict, where: str):
     return cls(**{k: coerce(f"{where}.{k}", v, hints[k]) for k, v in d.items()})
 
 
-def replace(obj, changes: dict, where: str = "config"):
+def replace(obj, changes: dict, where: str = "config", prefix: str = ""):
     """A copy of a (nested, possibly frozen) config dataclass with dotted keys changed; values
     are Python values checked against the fields' types (unknown keys: a ConfigError)."""
     nested: dict[str, dict] = {}
@@ -177,13 +188,16 @@ def replace(obj, changes: dict, where: str = "config"):
         try:
             tp = field_type(type(obj), key)
         except KeyError:
-            raise ConfigError(f"unknown {where} field {key!r}; known: {', '.join(field_names(type(obj)))}") from None
+            known = [prefix + k for k in field_names(type(obj))]
+            close = difflib.get_close_matches(prefix + key, known, n=3)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {', '.join(known)}"
+            raise ConfigError(f"unknown {where} field {prefix + key!r}; {hint}") from None
         if dot:
             nested.setdefault(head, {})[rest] = value
         else:
-            flat[key] = coerce(key, value, tp)
+            flat[key] = coerce(prefix + key, value, tp)
     for head, sub in nested.items():
-        flat[head] = replace(flat.get(head, getattr(obj, head)), sub, where)
+        flat[head] = replace(flat.get(head, getattr(obj, head)), sub, where, f"{prefix}{head}.")
     return dataclasses.replace(obj, **flat)
 
 

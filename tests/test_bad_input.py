@@ -118,11 +118,11 @@ CASES = [
     # the study
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "train.lr=abc"], "lr='abc': expected float"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "train.distill.d_coef=nan"], "must be a finite number >= 0"),
-    ("study", ["--list", "--study-dir", f"{W}/s", "--set", "d_coefs=0,inf"], "finite numbers >= 0"),
+    ("study", ["--list", "--study-dir", f"{W}/s", "--set", "sweep.d_coefs=0,inf"], "finite numbers >= 0"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "eval.tasks=walker-fly"], "unknown task 'walker-fly'"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--set", "stepz=3"], "not a settable field; did you mean"),
     ("study", ["--list", "--study-dir", f"{W}/s", "--only", "07"], "matches no notebook"),
-    ("study", ["--list", "--study-dir", f"{W}/s", "--set", "teacher=train:1"], "collected by the teacher"),
+    ("study", ["--list", "--study-dir", f"{W}/s", "--set", "teacher.checkpoint=train:1"], "collected by the teacher"),
 ]
 if NO_CUDA:
     CASES.append(("evaluate", ["--checkpoint", f"{I}/tiny.pt", "--device", "cuda"], "no CUDA GPU is available"))
@@ -180,7 +180,7 @@ def test_api_bad_input(call, exc, message, inputs):
 # ---------------------------------------------------------------------------- the full matrix
 # Every class of bad input through every way in: the command lines (tyro-generated), the Python
 # API (the config dataclasses' validate() and the library functions), a notebook parameter as
-# papermill injects it (params.validate, in-process) and a `--set KEY=VALUE` override (train and
+# papermill injects it (params.validate and resolve, in-process) and a `--set KEY=VALUE` override (train and
 # study). Each row: (class, entry, target, input, expected message). CLI and --set rows exit 2
 # with one line and leave the watched folder and the inputs as they were; API rows raise
 # ValueError (or its subclass) with one line; papermill rows raise ParameterError with one line.
@@ -236,8 +236,9 @@ MATRIX = [
     ("type", "set", "train", TRAIN + ["--set", "distill.all_steps=maybe"], "all_steps='maybe': expected bool"),
     ("type", "set", "study", S + ["--set", "train.steps=ten"], "'ten': expected int"),
     ("type", "set", "study", S + ["--set", "train.batch_size=2.5"], "'2.5': expected int"),
-    ("type", "papermill", "02_distillation", {"steps": "10"}, "parameter 'steps' must be int or None, got str"),
-    ("type", "papermill", "01_teacher", {"episodes": 1.5}, "parameter 'episodes' must be int or None"),
+    ("type", "papermill", "02_distillation", {"overrides": {"train.steps": "10"}}, "train.steps must be int, got str"),
+    ("type", "papermill", "01_teacher", {"overrides": {"teacher.episodes": 1.5}}, "teacher.episodes must be int"),
+    ("type", "papermill", "01_teacher", {"member": 2}, "parameter 'member' must be a string or None, got 2"),
     ("type", "api", "TrainConfig.from_dict", None, "TrainConfig.steps must be int, got str 'ten'"),
     ("type", "api", "train(steps=2.5)", None, "TrainConfig.steps must be int, got float 2.5"),
     ("type", "api", "EvalConfig(episodes=1.5)", None, "episodes must be a whole number"),
@@ -250,8 +251,8 @@ MATRIX = [
     ("range", "set", "train", TRAIN + ["--set", "eval.planner.num_samples=0"], "num_samples must be a whole number >= 1"),
     ("range", "set", "study", S + ["--set", "eval.episodes=0"], "must be at least 1, got 0"),
     ("range", "set", "study", S + ["--set", "eval.planner.num_elites=500"], "num_elites <= num_samples"),
-    ("range", "papermill", "01_teacher", {"episodes": 0}, "'episodes' must be at least 1"),
-    ("range", "papermill", "02_distillation", {"batch_size": -4}, "'batch_size' must be >= 1, got -4"),
+    ("range", "papermill", "01_teacher", {"overrides": {"teacher.episodes": 0}}, "teacher.episodes must be at least 1"),
+    ("range", "papermill", "02_distillation", {"overrides": {"train.batch_size": -4}}, "batch_size must be >= 1, got -4"),
     ("range", "api", "EvalConfig(episodes=0)", None, "episodes must be at least 1, got 0"),
     ("range", "api", "PlannerConfig(num_elites)", None, "num_elites <= num_samples"),
     ("range", "api", "collect(episodes=0)", None, "episodes must be at least 1, got 0"),
@@ -263,9 +264,11 @@ MATRIX = [
     ("finite", "set", "train", TRAIN + ["--teacher", f"{I}/tiny.pt", "--set", "distill.d_coef=nan"],
      "d_coef must be a finite number >= 0, got nan"),
     ("finite", "set", "study", S + ["--set", "train.distill.latent_coef=inf"], "must be a finite number >= 0"),
-    ("finite", "set", "study", S + ["--set", "d_coefs=0,nan"], "finite numbers >= 0"),
-    ("finite", "papermill", "02_distillation", {"d_coef": float("inf")}, "must be a finite number >= 0"),
-    ("finite", "papermill", "03_latent_ablation", {"latent_coef": float("nan")}, "must be a finite number >= 0"),
+    ("finite", "set", "study", S + ["--set", "sweep.d_coefs=0,nan"], "finite numbers >= 0"),
+    ("finite", "papermill", "02_distillation", {"overrides": {"train.distill.d_coef": float("inf")}},
+     "must be a finite number >= 0"),
+    ("finite", "papermill", "02_distillation", {"member": "pca_s1", "overrides": {"train.distill.latent_coef": float("nan")}},
+     "must be a finite number >= 0"),
     ("finite", "api", "DistillConfig(d_coef=inf)", None, "d_coef must be a finite number >= 0, got inf"),
     ("finite", "api", "TrainConfig(lr=nan)", None, "lr must be a finite number >= 0, got nan"),
     ("finite", "api", "PlannerConfig(temperature)", None, "temperature must be a finite number > 0, got nan"),
@@ -278,8 +281,9 @@ MATRIX = [
      "cartpole-balance given more than once"),
     ("duplicate", "set", "study", S + ["--set", "eval.tasks=cartpole-balance,cartpole-balance"],
      "cartpole-balance given more than once"),
-    ("duplicate", "set", "study", S + ["--set", "seeds=1,1"], "must not repeat"),
-    ("duplicate", "papermill", "04_quantization", {"tasks": "reacher-easy,reacher-easy"}, "given more than once"),
+    ("duplicate", "set", "study", S + ["--set", "sweep.seeds=1,1"], "must not repeat"),
+    ("duplicate", "papermill", "04_quantization", {"overrides": {"eval.tasks": "reacher-easy,reacher-easy"}},
+     "given more than once"),
     ("duplicate", "api", "EvalConfig(tasks dup)", None, "cartpole-balance given more than once"),
     ("duplicate", "api", "TrainConfig(eval tasks dup)", None, "cartpole-balance given more than once"),
     ("duplicate", "api", "collect(tasks dup)", None, "cartpole-balance given more than once"),
@@ -296,8 +300,10 @@ MATRIX = [
      "schedule must be one of constant, decrease, increase, got 'cosine'"),
     ("choice", "set", "study", S + ["--set", "eval.protocol=fast"], "must be one of clean, paper"),
     ("choice", "set", "study", S + ["--set", "quant.formats=fp16,int4"], "int4"),
-    ("choice", "papermill", "01_teacher", {"policy": "greedy"}, "'policy' must be one of plan, prior"),
-    ("choice", "papermill", "03_latent_ablation", {"latent": "pcaa"}, "must be one of none, linear, linear-frozen, pca"),
+    ("choice", "papermill", "01_teacher", {"overrides": {"eval.policy": "greedy"}}, "policy must be one of plan, prior"),
+    ("choice", "papermill", "02_distillation", {"overrides": {"train.distill.latent": "pcaa"}},
+     "must be one of none, linear, linear-frozen, pca"),
+    ("choice", "papermill", "02_distillation", {"member": "pca_s9"}, "02_distillation has no member 'pca_s9'"),
     ("choice", "api", "EvalConfig(protocol)", None, "protocol must be one of clean, paper, got 'fast'"),
     ("choice", "api", "DistillConfig(latent)", None, "latent must be one of none, linear, linear-frozen, pca"),
     ("choice", "api", "TrainConfig(precision)", None, "precision must be one of fp32, bf16, got 'fp16'"),
@@ -313,8 +319,9 @@ MATRIX = [
     ("path", "cli", "export", ["--checkpoint", f"{I}/tiny.pt", "--output", f"{I}/tiny.pt/x.pt"], "which is a file"),
     ("path", "cli", "export", ["--checkpoint", f"{I}/missing.pt", "--output", f"{W}/e.pt"], "does not exist"),
     ("path", "cli", "quantize", QUANT + ["--output", f"{I}/tiny.pt"], "is the input checkpoint"),
-    ("path", "set", "study", S + ["--set", "teacher=/nonexistent/teacher.pt"], "neither an existing checkpoint"),
-    ("path", "papermill", "04_quantization", {"checkpoint": "/nonexistent/m.pt"}, "neither an existing checkpoint"),
+    ("path", "set", "study", S + ["--set", "teacher.checkpoint=/nonexistent/teacher.pt"], "neither an existing checkpoint"),
+    ("path", "papermill", "04_quantization", {"overrides": {"quant.checkpoint": "/nonexistent/m.pt"}},
+     "neither an existing checkpoint"),
     ("path", "api", "TrainConfig(out is a file)", None, "is a file; choose a folder path"),
     ("path", "api", "save_quantized(folder)", None, "is a folder"),
 ]
@@ -323,7 +330,8 @@ MATRIX = [
 @pytest.mark.parametrize("kind, entry, target, given, message", MATRIX,
                          ids=[f"{r[0]}-{r[1]}-{r[2]}-{i}" for i, r in enumerate(MATRIX)])
 def test_bad_input_matrix(kind, entry, target, given, message, inputs, tmp_path):
-    from tdmpc_lib.study.params import ParameterError, validate
+    from tdmpc_lib.study.params import ParameterError, resolve, validate
+    from tdmpc_lib.study.profiles import SMOKE
 
     work = tmp_path / "work"
     work.mkdir()
@@ -340,8 +348,9 @@ def test_bad_input_matrix(kind, entry, target, given, message, inputs, tmp_path)
         assert code == 2, (code, text)
         assert text.startswith("error: ") and "\n" not in text and "Traceback" not in text, text
     elif entry == "papermill":
-        with pytest.raises(ParameterError) as e:
-            validate(target, {"profile": "smoke", "study_dir": str(work / "s"), **given})
+        with pytest.raises(ParameterError) as e:  # what setup() checks, without making the output folder
+            values = validate(target, {"profile": "smoke", "study_dir": str(work / "s"), **given})
+            resolve(target, SMOKE, values["member"], values["overrides"])
         text = str(e.value)
     else:
         with pytest.raises(ValueError) as e:

@@ -243,10 +243,9 @@ def lab_notebooks(smoke_study, tmp_path_factory):
     assert report["failed"] == [], report["failed"]
     root = tmp_path_factory.mktemp("lab")
     figures = root / "out" / "figures"
-    for name, extra in (("06_rollout_viewer", {}), ("05_results", {"figures_dir": str(figures)})):
+    for name, overrides in (("06_rollout_viewer", {}), ("05_results", {"figures_dir": str(figures)})):
         pm.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(root / f"{name}.ipynb"), prepare_only=True,
-                            parameters={"profile": "smoke", "study_dir": str(study_dir),
-                                        "out": str(root / "out" / name), **extra},
+                            parameters={"profile": "smoke", "study_dir": str(study_dir), "overrides": overrides},
                             kernel_name="python3", progress_bar=False)
     return root, figures
 
@@ -261,7 +260,7 @@ def test_jupyterlab_viewer_and_results_in_a_browser(lab_notebooks, tmp_path):
     pytest.importorskip("psutil")  # Lab watches the processes it starts with it
 
     from tdmpc_lib.study import plots, profiles
-    from tdmpc_lib.study.viewer import Comparison, marker_column, reward_traces
+    from tdmpc_lib.render import Comparison, marker_column, reward_traces
 
     root, figures_dir = lab_notebooks
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -49,13 +49,13 @@ NUM_SAMPLES = 8
 
 def _paper_dryrun_profile(teacher: Path, chunk_files: list[Path], figures: Path) -> profiles.Profile:
     return profiles.PAPER.replace(**{
-        "teacher": str(teacher), "compare_teachers": (), "device": "cpu",
+        "teacher.checkpoint": str(teacher), "teacher.compare": (), "device": "cpu",
         "data.chunk_files": tuple(str(p) for p in chunk_files), "data.tasks": EVAL_TASK,
         "data.max_steps": 10, "data.heldout_episodes": 1,
-        "eval.tasks": EVAL_TASK, "eval.episodes": 1, "teacher_episodes": 1,
-        "train.steps": 2, "train.batch_size": 256, "d_coefs": (0.0, 0.4), "seeds": (1,), "arms": ("all",),
-        "curve_steps": 4, "curve_eval_points": 2,
-        "latent_modes": ("linear-frozen", "linear", "pca"), "train.distill.pca_samples": 256,
+        "eval.tasks": EVAL_TASK, "eval.episodes": 1, "teacher.episodes": 1,
+        "train.steps": 2, "train.batch_size": 256, "sweep.d_coefs": (0.0, 0.4), "sweep.seeds": (1,),
+        "sweep.arms": ("all",), "sweep.curve_steps": 4, "sweep.curve_eval_points": 2,
+        "sweep.latent_modes": ("linear-frozen", "linear", "pca"), "train.distill.pca_samples": 256,
         "eval.planner.num_samples": NUM_SAMPLES, "eval.planner.num_elites": 2, "eval.planner.num_pi_trajs": 2,
         "eval.planner.iterations": 1,
         "quant.latency_repeats": 1, "quant.error_batch": 32,
@@ -97,16 +97,17 @@ def paper(tmp_path_factory):
 
     profile = _paper_dryrun_profile(teacher, chunk_files, root / "figures")
     study_dir = root / "study" / "paper"
-    real_plan = runner.plan
+    real_pending = runner.pending
 
-    def plan_teacher_prior(prof):  # see the module docstring: 01 evaluates the teacher's prior
-        out = real_plan(prof)
-        for ex in out["01_teacher"]:
-            ex.parameters["policy"] = "prior"
-        return out
+    def teacher_prior(*args, **kwargs):  # see the module docstring: 01 evaluates the teacher's prior
+        todo = real_pending(*args, **kwargs)
+        for ex, injected in todo:
+            if ex.notebook == "01_teacher":
+                injected["overrides"] = {**injected["overrides"], "eval.policy": "prior"}
+        return todo
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "plan", plan_teacher_prior)
+        mp.setattr(runner, "pending", teacher_prior)
         tic = time.perf_counter()
         report = run_study(profile, study_dir, workers=2, log=lambda msg: print(msg, flush=True))
     report["wall_s"] = time.perf_counter() - tic
@@ -222,7 +223,7 @@ def test_quantization_viewer_and_figures(paper):
     study_dir, prof = paper["study_dir"], paper["profile"]
     st = results.load_study(study_dir)
     assert list(st.quant["format"]) == ["fp32", *prof.quant.formats]
-    assert set(st.runs["latent"]) == {"none", *prof.latent_modes}
+    assert set(st.runs["latent"]) == {"none", *prof.sweep.latent_modes}
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
     viewer = _read(study_dir / "06_rollout_viewer" / "result.json")
     assert viewer["rollout"]["steps"] == prof.viewer.steps and viewer["rollout"]["policy"] == "plan"

@@ -109,7 +109,7 @@ def _notebook(path: Path, code: str) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("study_dir = None\nmember = None")
+    params = nbformat.v4.new_code_cell("profile = None\nmember = None\noverrides = {}\nstudy_dir = None")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(code)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -141,8 +141,8 @@ def test_notebook_error_is_not_retried_and_a_dead_worker_is(tmp_path):
                        log=lambda msg: None)
     failed = {f["name"]: f["error"] for f in report["failed"]}
     assert failed == {"01_teacher [train-tiny]": "RuntimeError: teacher broke",
-                      "02_distillation [d0.4_s1]": "not run: it needs 01_teacher [train-tiny]",
-                      "02_distillation [all_s1]": "not run: it needs 01_teacher [train-tiny]"}
+                      **{f"02_distillation [{m}_s1]": "not run: it needs 01_teacher [train-tiny]"
+                         for m in ("d0.4", "all", "linear-frozen", "linear", "pca")}}
     assert (study_dir / "attempts_01").read_text() == "x"  # a notebook error runs once
     assert [e["name"] for e in report["executed"]] == ["02_distillation [d0_s1]"]
     assert (study_dir / "crashed_d0_s1").is_file()  # the first attempt died; the retry passed
@@ -155,12 +155,11 @@ def test_task_resources():
 
     gpu = profiles.PAPER  # device cuda, MPPI evaluation, a hub teacher
     assert task_resources("02_distillation", gpu) == {"num_cpus": 1, "num_gpus": 1}
-    assert task_resources("03_latent_ablation", gpu)["num_gpus"] == 1
     assert task_resources("04_quantization", gpu)["num_gpus"] == 1
     assert task_resources("01_teacher", gpu)["num_gpus"] == 1  # evaluates with MPPI
     prior = gpu.replace(**{"eval.policy": "prior"})
     assert task_resources("01_teacher", prior)["num_gpus"] == LIGHT_GPU  # only its policy prior
-    assert task_resources("01_teacher", prior, {"teacher": "train:1"})["num_gpus"] == 1  # trains one
+    assert task_resources("01_teacher", prior, {"train.distill.teacher": "train:1"})["num_gpus"] == 1  # trains one
     assert task_resources("06_rollout_viewer", gpu)["num_gpus"] == LIGHT_GPU
     assert task_resources("05_results", gpu) == {"num_cpus": 1, "num_gpus": 0}
     assert task_resources("02_distillation", gpu.replace(threads=4)) == {"num_cpus": 4, "num_gpus": 1}
@@ -203,34 +202,30 @@ def test_driver_without_the_shared_filesystem_gets_the_files(tmp_path):
         @staticmethod
         def get(ref):
             fetched.append(ref)
-            return files if ref == "files" else status
+            return files
 
     status = {"name": ex.name, "ok": True, "seconds": 1.0,
               "result_digest": __import__("hashlib").sha256(b'{"a": 1}').hexdigest()}
-    report = {"executed": [], "failed": []}
-    ray_backend._finish(FakeRay, "status", "files", ex, tmp_path, set(), report, lambda msg: None)
-    assert fetched == ["status", "files"]
+    assert ray_backend._collect(FakeRay, status, "files", ex, tmp_path, lambda msg: None) == status
+    assert fetched == ["files"]
     for rel, data in files.items():
         assert (tmp_path / rel).read_bytes() == data
-    assert [e["name"] for e in report["executed"]] == [ex.name]
     fetched.clear()  # now the driver's copy is the task's: nothing to fetch
-    ray_backend._finish(FakeRay, "status", "files", ex, tmp_path, set(), report, lambda msg: None)
-    assert fetched == ["status"]
+    ray_backend._collect(FakeRay, status, "files", ex, tmp_path, lambda msg: None)
+    assert fetched == []
 
 
 def test_task_checks_its_dependencies_before_running(tmp_path, monkeypatch):
-    """Without Ray: a task whose dependency failed does not run; one whose dependency's results
-    are not on its node says the study dir must be shared (no notebook starts in either case)."""
+    """Without Ray: a task whose dependency's results are not on its node says the study dir must
+    be shared, and no notebook starts (a failed dependency is not run at all: execution.schedule)."""
     from tdmpc_lib.study import ray_backend
 
     monkeypatch.setattr(ray_backend, "SHARED_FS_WAIT_S", 0.0)
     spec = {"name": "02_distillation [d0.4_s1]", "notebook": "02_distillation", "study_dir": str(tmp_path),
             "out_dir": str(tmp_path / "02_distillation" / "d0.4_s1"), "profile": profiles.SMOKE.to_dict(),
-            "notebook_dir": None, "parameters": {}}
-    need = {"name": "01_teacher [train-tiny]", "out_dir": str(tmp_path / "01_teacher" / "train-tiny")}
-    status, files = ray_backend._task(spec, {**need, "ok": False})
-    assert status["not_run"] == [need["name"]] and not status["ok"] and files == {}
-    status, files = ray_backend._task(spec, {**need, "ok": True})
+            "notebook_dir": None, "parameters": {}, "needs": [str(tmp_path / "01_teacher" / "train-tiny")]}
+    status, files = ray_backend._task(spec)
     assert not status["ok"] and files == {}
+    assert "01_teacher/train-tiny are not in" in status["error"]
     assert "needs the study dir on a filesystem every node shares" in status["error"]
     assert "\n" not in status["error"] and not Path(spec["out_dir"]).exists()

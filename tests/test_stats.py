@@ -1,10 +1,10 @@
-"""tdmpc_lib.study.stats: score matrices, IQM / mean with bootstrap CIs, per-seed CIs."""
+"""tdmpc_lib.stats: score matrices, IQM / mean with bootstrap CIs, per-seed CIs."""
 import json
 
 import numpy as np
 import pytest
 
-from tdmpc_lib.study import stats
+from tdmpc_lib import stats
 
 # 4 runs x 2 tasks. Pooled, sorted: 0 10 20 30 | 50 60 80 100; the IQM drops the 2 lowest and
 # the 2 highest of the 8 scores: (20 + 30 + 50 + 60) / 4 = 40.

@@ -2,7 +2,6 @@
 fails the first cell after `parameters` with a one-line message, the runner skips executions
 whose results exist, the viewer builds its widgets and renders frames (OSMesa on the CPU), and
 the stored notebooks are clean (no outputs, paired with their py:percent scripts)."""
-import dataclasses
 import json
 import os
 import time
@@ -14,7 +13,7 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from tdmpc_lib.study import params, profiles  # noqa: E402
-from tdmpc_lib.study.params import NOTEBOOKS, ParameterError, validate  # noqa: E402
+from tdmpc_lib.study.params import PARAMETERS, ParameterError, resolve, validate  # noqa: E402
 from tdmpc_lib.study.execution import NOTEBOOK_DIR, use_this_interpreter_kernel  # noqa: E402
 from tdmpc_lib.study.runner import ORDER, plan, run_study, select, sync_notebooks  # noqa: E402
 
@@ -57,11 +56,11 @@ def test_figures_and_results_come_from_files(smoke):
     assert names == sorted(plots.figures_for(profiles.SMOKE)) == sorted(set(plots.FIGURES) - {"score_vs_steps", "teacher_size"})
     st = results.load_study(study_dir)
     assert len(st.teachers) == 1 and st.teachers["normalized_score"].notna().all()
-    assert set(st.runs["latent"]) == {"none", *profiles.SMOKE.latent_modes}
-    assert set(st.runs["d_coef"]) == set(profiles.SMOKE.d_coefs)
-    # the reward-only latent member and the d_coef 0.4 member share one training run
-    shared = st.runs[(st.runs["latent"] == "none") & (st.runs["d_coef"] == 0.4) & (st.runs["arm"] == "reward")]["run_dir"]
-    assert shared.nunique() == 1 and len(shared) == 2
+    assert set(st.runs["latent"]) == {"none", *profiles.SMOKE.sweep.latent_modes}
+    assert set(st.runs["d_coef"]) == set(profiles.SMOKE.sweep.d_coefs)
+    # the profile's own run, quantized by 04, is the d_coef 0.4 member's training run (trained once)
+    own = st.runs[(st.runs["latent"] == "none") & (st.runs["d_coef"] == 0.4) & (st.runs["arm"] == "reward")]["run_dir"]
+    assert len(own) == 1 and set(st.quant["checkpoint"]) == {str(Path(own.iloc[0]) / "model.pt")}
     assert {"consistency_loss", "reward_loss", "value_loss", "distill_reward_loss", "distill_value_loss",
             "distill_policy_loss"} <= set(st.losses["term"])
     # the transfer arm beyond the paper: all three terms, with held-out diagnostics
@@ -71,10 +70,13 @@ def test_figures_and_results_come_from_files(smoke):
     assert set(diag["per_task"]) == set(profiles.SMOKE.eval.tasks.split(",")) and "q_action_std" in diag["mean"]
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
     assert list(st.quant["format"]) == ["fp32", *profiles.SMOKE.quant.formats]
+    # every execution saved the profile it ran: the study's, with its member's changes
+    pca = json.loads((study_dir / "02_distillation" / "pca_s1" / "result.json").read_text())
+    assert pca["config"]["train"]["distill"]["latent"] == "pca" and pca["parameters"]["member"] == "pca_s1"
     # every arm of the study has every episode's return, and an rliable aggregate with a CI
     arms = st.arms(profiles.SMOKE)
     assert set(arms) == {"teacher", "random", "scratch", "d_coef 0.4", "reward+value+policy", *profiles.SMOKE.quant.formats,
-                         *(f"d_coef 0.4 + latent {m}" for m in profiles.SMOKE.latent_modes)}
+                         *(f"d_coef 0.4 + latent {m}" for m in profiles.SMOKE.sweep.latent_modes)}
     tasks = profiles.SMOKE.eval.tasks.split(",")
     assert all(sorted(a) == sorted(tasks) and all(len(v) == 1 for v in a.values()) for a in arms.values())
     agg = st.aggregate(profiles.SMOKE)
@@ -122,7 +124,8 @@ def test_results_notebook_on_an_empty_study_says_what_to_run(tmp_path):
 
     with pytest.raises(PapermillExecutionError) as err:
         pm.execute_notebook(str(NOTEBOOK_DIR / "05_results.ipynb"), str(tmp_path / "05.ipynb"), kernel_name="python3",
-                            parameters={"study_dir": str(tmp_path / "empty"), "figures_dir": str(tmp_path / "f")},
+                            parameters={"study_dir": str(tmp_path / "empty"),
+                                        "overrides": {"figures_dir": str(tmp_path / "f")}},
                             cwd=str(NOTEBOOK_DIR), progress_bar=False)
     assert err.value.ename == "ParameterError"
     assert "holds no results" in err.value.evalue and "scripts/study.sh" in err.value.evalue
@@ -151,43 +154,51 @@ def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"episodes": "2"}, "parameter 'episodes' must be int or None, got str '2'"),
-    ({"tasks": "walker-walk,walker-fly"}, "parameter 'tasks': unknown task 'walker-fly'"),
-    ({"episodes": 1.5}, "parameter 'episodes' must be int or None"),
-    ({"protocol": "fast"}, "parameter 'protocol' must be one of clean, paper"),
-    ({"teacher": "mt30-2M"}, "neither an existing checkpoint file nor a bundled or hub name"),
+    ({"overrides": {"eval.episodes": "2"}}, "eval.episodes must be int, got str '2'"),
+    ({"overrides": {"eval.tasks": "walker-walk,walker-fly"}}, "unknown task 'walker-fly'"),
+    ({"overrides": {"eval.episodes": 1.5}}, "eval.episodes must be int, got float 1.5"),
+    ({"overrides": {"eval.protocol": "fast"}}, "protocol must be one of clean, paper"),
+    ({"overrides": {"teacher.checkpoint": "mt30-2M"}}, "neither an existing checkpoint file nor a bundled or hub name"),
+    ({"overrides": {"eval.epsiodes": 2}}, "unknown profile field 'eval.epsiodes'; did you mean 'eval.episodes'"),
+    ({"overrides": {"eval.episodes": 0}}, "eval: episodes must be at least 1"),
+    ({"overrides": {"train.distill.d_coef": float("nan")}}, "d_coef must be a finite number >= 0"),
     ({"epsiodes": 2}, "unknown parameter 'epsiodes' for 01_teacher"),
     ({"profile": "huge"}, "parameter 'profile' must be one of smoke, mini, paper"),
-    ({"episodes": 0}, "parameter 'episodes' must be at least 1"),
+    ({"overrides": [("eval.episodes", 2)]}, "parameter 'overrides' must be a dict"),
+    ({"member": "d9_s1"}, "01_teacher has no member 'd9_s1'"),
 ])
 def test_parameter_checks(given, message):
     with pytest.raises(ParameterError) as err:
-        validate("01_teacher", {"profile": "smoke", **given})
+        values = validate("01_teacher", {"profile": "smoke", **given})
+        resolve("01_teacher", profiles.SMOKE, values["member"], values["overrides"])
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_parameter_types_and_defaults(tmp_path):
-    ns = {"profile": "smoke", "study_dir": str(tmp_path), "d_coef": 1, "seed": 3, "get_ipython": print, "os": os}
+def test_a_run_is_the_profile_with_its_member_and_overrides(tmp_path):
+    ns = {"profile": "smoke", "study_dir": str(tmp_path), "member": "pca_s1", "get_ipython": print, "os": os,
+          "overrides": {"train.distill.d_coef": 1, "train.seed": 3}}
     run = params.setup("02_distillation", ns)
-    assert run.p.d_coef == 1.0 and isinstance(run.p.d_coef, float) and run.p.seed == 3
-    assert run.p.steps == profiles.SMOKE.train.steps and run.p.teacher == profiles.SMOKE.teacher
-    assert run.out == tmp_path / "02_distillation"
+    d = run.profile.train.distill
+    assert d.latent == "pca" and d.d_coef == 1.0 and isinstance(d.d_coef, float) and run.profile.train.seed == 3
+    assert run.profile.train.steps == profiles.SMOKE.train.steps and run.base == profiles.SMOKE
+    assert run.changes() == {"train.distill.d_coef": 1.0, "train.distill.latent": "pca", "train.seed": 3}
+    assert "train.seed" in repr(run) and "(override)" in repr(run) and "(member)" in repr(run)
+    assert run.out == tmp_path / "02_distillation" / "pca_s1"
     ns["made_by_a_later_cell"] = "x"  # re-running the check cell in JupyterLab
     params.setup("02_distillation", ns)
 
 
-def test_every_parameter_is_a_config_field():
-    for nb, spec in NOTEBOOKS.items():
-        for name, (cls, key) in spec.items():
-            assert name in {f.name for f in dataclasses.fields(cls)}, (nb, name)
-            if key:
-                params.profile_default(profiles.MINI, key)  # the profile has the default
+def test_every_member_resolves_for_every_profile():
+    for prof in profiles.PROFILES.values():
+        for nb, members in profiles.sweep_members(prof).items():
+            for member in members:
+                resolve(nb, prof, member, {})  # a member's changes are profile fields with valid values
 
 
 # ---------------------------------------------------------------------------- stored notebooks
 def test_notebooks_stored_clean_and_paired():
     assert sync_notebooks(check=True) == [], "run: python -m tdmpc_lib.study --sync-notebooks"
-    for nb_name, spec in NOTEBOOKS.items():
+    for nb_name in ORDER:
         nb = nbformat.read(NOTEBOOK_DIR / f"{nb_name}.ipynb", as_version=4)
         assert nb.metadata["kernelspec"]["name"] == "python3"
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -195,7 +206,7 @@ def test_notebooks_stored_clean_and_paired():
         assert nb.cells[0].cell_type == "markdown"
         assert code[0].metadata.get("tags") == ["parameters"], nb_name
         names = [line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line]
-        assert sorted(names) == sorted(spec) and len(names) == len(spec), nb_name
+        assert names == list(PARAMETERS), nb_name
         assert f'study.setup("{nb_name}", globals())' in code[1].source
 
 
@@ -204,7 +215,8 @@ def test_viewer_builds_widgets_and_frames(tmp_path):
     import ipywidgets
 
     from tdmpc_lib import make_world_model, save_checkpoint
-    from tdmpc_lib.study.viewer import RolloutViewer, write_video
+    from tdmpc_lib.render import write_video
+    from tdmpc_lib.study.viewer import RolloutViewer
 
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(make_world_model("tiny", seed=0), ckpt)
@@ -229,42 +241,42 @@ def test_profiles_plan_and_overrides():
         assert profiles.Profile.from_dict(prof.to_dict()) == prof
     mini = plan(profiles.MINI)
     assert [e.member for e in mini["01_teacher"]] == ["tdmpc-opt-mt30-1M"]
-    members = {e.member for e in mini["02_distillation"]}
-    assert members == ({f"d{d}_s{s}" for d in ("0", "0.45") for s in (1, 2)}
-                       | {f"{a}_s{s}" for a in ("value", "policy", "all") for s in (1, 2)})
-    arms = {e.member: e.parameters.get("arm") for e in mini["02_distillation"]}
-    assert arms["policy_s2"] == "policy" and arms["d0_s1"] is None  # None: the reward arm (the paper's)
-    latent = {e.member: e.after for e in mini["03_latent_ablation"]}
-    assert set(latent) == {f"{m}_s{s}" for m in ("none", "linear-frozen", "linear", "pca") for s in (1, 2)}
-    assert latent["none_s2"] == ["02_distillation [d0.45_s2]"]  # reward-only = 02's run of that seed
-    assert latent["pca_s1"] == []  # a bundled teacher: students wait only on the dataset's lock
+    members = {e.member: e for e in mini["02_distillation"]}
+    assert set(members) == ({f"d{d}_s{s}" for d in ("0", "0.45") for s in (1, 2)}
+                            | {f"{a}_s{s}" for a in ("value", "policy", "all", "linear-frozen", "linear", "pca")
+                               for s in (1, 2)})
+    assert members["policy_s2"].overrides == {"train.distill.pi_coef": 1.0, "train.distill.detach_encoder": True,
+                                              "train.distill.d_coef": 0.0, "train.seed": 2}
+    assert members["pca_s1"].overrides == {"train.distill.latent": "pca", "train.seed": 1}
+    assert members["pca_s1"].after == []  # a bundled teacher: students wait only on the dataset's lock
     assert mini["04_quantization"][0].after == [f"02_distillation [d0.45_s{s}]" for s in (1, 2)]
+    smoke = plan(profiles.SMOKE)  # a teacher trained here: its students wait for it
+    assert {e.member: e.after for e in smoke["02_distillation"]}["all_s1"] == ["01_teacher [train-tiny]"]
+    assert {e.member: e.after for e in smoke["02_distillation"]}["d0_s1"] == []
     paper = plan(profiles.PAPER)
     assert "d0.45_s1_1000000st" in {e.member for e in paper["02_distillation"]}
-    key, value = profiles.parse_override(profiles.MINI, "d_coefs=0,0.45")
-    assert (key, value) == ("d_coefs", (0.0, 0.45))
+    key, value = profiles.parse_override(profiles.MINI, "sweep.d_coefs=0,0.45")
+    assert (key, value) == ("sweep.d_coefs", (0.0, 0.45))
     assert profiles.MINI.replace(**{"viewer.task": "walker-walk"}).viewer.task == "walker-walk"
     with pytest.raises(ValueError, match="unknown profile field"):
         profiles.MINI.replace(stepz=3)
     with pytest.raises(ParameterError):
         profiles.MINI.replace(**{"train.steps": "many"})
-    with pytest.raises(ParameterError, match="profile 'mini': unknown task 'walker-fly'"):
+    with pytest.raises(ParameterError, match="profile 'mini': eval: unknown task 'walker-fly'"):
         profiles.MINI.replace(**{"eval.tasks": "walker-fly"})  # caught before any notebook runs
     with pytest.raises(ParameterError, match="latent_modes"):
-        profiles.MINI.replace(latent_modes=("linear", "pcaa"))
+        profiles.MINI.replace(**{"sweep.latent_modes": ("linear", "pcaa")})
     with pytest.raises(ParameterError, match="collected by the teacher"):
-        profiles.MINI.replace(teacher="train:1")  # the teacher's data cannot come from a teacher trained on it
+        profiles.MINI.replace(**{"teacher.checkpoint": "train:1"})  # the teacher's data cannot come from a teacher trained on it
     with pytest.raises(ParameterError, match="data mixture entry 'prior-0.3'"):
         profiles.MINI.replace(**{"data.mixture": ("random", "prior-0.3")})
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ParameterError, match="must be a finite number >= 0"):
             profiles.MINI.replace(**{"train.distill.d_coef": bad})
         with pytest.raises(ParameterError, match="coefficients are finite numbers >= 0"):
-            profiles.MINI.replace(d_coefs=(0.0, bad))
-        with pytest.raises(ParameterError, match="must be a finite number >= 0"):
-            validate("02_distillation", {"profile": "smoke", "d_coef": bad})
+            profiles.MINI.replace(**{"sweep.d_coefs": (0.0, bad)})
     with pytest.raises(ParameterError, match="must not repeat"):
-        profiles.MINI.replace(seeds=(1, 1))
+        profiles.MINI.replace(**{"sweep.seeds": (1, 1)})
     with pytest.raises(ParameterError, match="num_elites <= num_samples"):
         profiles.MINI.replace(**{"eval.planner.num_elites": 500})
     assert profiles.parse_mixture_entry("plan+0.25") == ("plan", 0.25)

@@ -11,8 +11,9 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from tdmpc_lib import make_world_model, save_checkpoint  # noqa: E402
 from tdmpc_lib.planner import PlannerConfig  # noqa: E402
-from tdmpc_lib.study.viewer import (Comparison, RolloutViewer, compare, marker_column, reward_traces,  # noqa: E402
-                                    rollout, table_html, trace_with_marker, write_video)
+from tdmpc_lib.render import (Comparison, compare, marker_column, reward_traces, rollout,  # noqa: E402
+                              trace_with_marker, write_video)
+from tdmpc_lib.study.viewer import RolloutViewer, table_html  # noqa: E402
 
 TASK = "cartpole-swingup"
 SMALL = dict(width=64, height=48)
@@ -112,11 +113,11 @@ def test_viewer_widget_compares_and_switches_off(checkpoints):
 
 def test_compare_parameter_is_checked():
     from tdmpc_lib.study import profiles
-    from tdmpc_lib.study.params import ParameterError, validate
+    from tdmpc_lib.study.params import ParameterError, resolve
 
     for ok in ("teacher", "none", None):
-        assert validate("06_rollout_viewer", {"profile": "smoke", "compare": ok})["compare"] == ok
-    with pytest.raises(ParameterError, match="parameter 'compare'"):
-        validate("06_rollout_viewer", {"profile": "smoke", "compare": "no-such.pt"})
+        assert resolve("06_rollout_viewer", profiles.SMOKE, None, {"viewer.compare": ok}).viewer.compare == ok
+    with pytest.raises(ParameterError, match="'viewer.compare'"):
+        resolve("06_rollout_viewer", profiles.SMOKE, None, {"viewer.compare": "no-such.pt"})
     assert profiles.SMOKE.viewer.compare == profiles.MINI.viewer.compare == "teacher"
     assert profiles.MINI.replace(**{"viewer.compare": None}).viewer.compare is None

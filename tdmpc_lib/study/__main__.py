@@ -7,7 +7,7 @@ executions whose results exist, and prints where the figures are.
 Examples:
     python -m tdmpc_lib.study --profile mini --workers 2          # the whole study, offline, CPU
     python -m tdmpc_lib.study --profile mini --only 05            # redraw the figures
-    python -m tdmpc_lib.study --profile mini --set teacher=mt30-48M --set train.steps=1000
+    python -m tdmpc_lib.study --profile mini --set teacher.checkpoint=mt30-48M --set train.steps=1000
     python -m tdmpc_lib.study --profile paper --workers 1         # on a GPU machine (hours)
     python -m tdmpc_lib.study --list --profile mini               # show the plan, run nothing
     python -m tdmpc_lib.study --profile paper --backend ray --address auto   # on a Ray cluster (notebooks/README.md)
@@ -33,8 +33,8 @@ class StudyCommand:
     # comma-separated notebooks to run (numbers or names: 01_teacher, 02_distillation, ...)
     only: str | None = None
     workers: int = 2  # parallel notebook executions for sweeps
-    # override a profile field: train.steps=1000, teacher=mt30-48M, viewer.task=walker-walk;
-    # the old short keys (steps, d_coef, tasks, episodes, planner.X, ...) still work
+    # override a profile field by its dotted key: train.steps=1000, teacher.checkpoint=mt30-48M,
+    # train.distill.d_coef=0.9, viewer.task=walker-walk (--list prints every key)
     set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="KEY=VALUE")] = ()
     study_dir: str | None = None  # where executions go (default runs/<profile>)
     force: bool = False  # rerun executions even when their results exist
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         for nb, exs in plan(profile).items():
             if nb in chosen:
                 for ex in exs:
-                    print(f"  {ex.name:<55} {ex.parameters}")
+                    print(f"  {ex.name:<55} {ex.overrides}")
         print(f"settable fields: {', '.join(field_names())}")
         return 0
     try:

@@ -1,13 +1,16 @@
-"""Where the study's notebooks are and how one of them executes: the part the local pool
-(runner.py) and Ray (ray_backend.py) share. An Execution is one notebook, or one sweep member of
-it; `execute` runs it with papermill in the calling process (a pool worker or a Ray task);
-`record` / `not_run` book the outcome in the run's report and study_log.jsonl."""
+"""Where the study's notebooks are and how they execute: everything the local pool (runner.py)
+and Ray (ray_backend.py) share but the executor. An Execution is one notebook, or one sweep
+member of it; `schedule` starts each one when what it needs has finished, on whichever executor
+it is given; `execute` runs one with papermill in the calling process (a pool worker or a Ray
+task); `record` / `not_run` book the outcome in the run's report and study_log.jsonl."""
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,7 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 class Execution:
     notebook: str
     member: str | None
-    parameters: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # the member's dotted profile changes
     after: list[str] = field(default_factory=list)  # names of the executions it needs
 
     def out_dir(self, study_dir: Path) -> Path:
@@ -100,3 +103,34 @@ def not_run(report: dict, ex: Execution, missing: list[str], log=log_line) -> No
     report["failed"].append({"name": ex.name, "notebook": "", "seconds": 0.0,
                              "error": f"not run: it needs {', '.join(missing)}"})
     log(f"skip {ex.name}: it needs a failed execution")
+
+
+def schedule(todo: list, submit: Callable, outcome: Callable, limit: int, study_dir: Path, report: dict,
+             log=log_line) -> None:
+    """Run `todo` ([(Execution, its notebook parameters)], dependencies first): start each
+    execution with submit(ex, parameters) -> a concurrent.futures.Future once every execution it
+    needs has finished well, at most `limit` at a time; book each as it ends, by
+    outcome(ex, future) -> {'ok', 'seconds', 'error'?}. One whose dependency failed is not run."""
+    todo, pending = list(todo), {ex.name for ex, _ in todo}
+    done, failed, running = set(), set(), {}
+    while todo or running:
+        for ex, parameters in list(todo):  # start what is ready, in order, while there is room
+            if len(running) >= limit:
+                break
+            needs = [n for n in ex.after if n in pending]
+            if any(n in failed for n in needs):
+                todo.remove((ex, parameters))
+                failed.add(ex.name)
+                not_run(report, ex, [n for n in needs if n in failed], log)
+            elif all(n in done for n in needs):
+                todo.remove((ex, parameters))
+                log(f"run  {ex.name}")
+                running[submit(ex, parameters)] = ex
+        if not running:
+            continue
+        finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        for fut in finished:
+            ex = running.pop(fut)
+            res = outcome(ex, fut)
+            (done if res["ok"] else failed).add(ex.name)
+            record(study_dir, report, ex, ex.out_dir(study_dir) / f"{ex.notebook}.ipynb", res, log)

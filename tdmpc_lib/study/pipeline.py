@@ -3,7 +3,7 @@
     ensure_dataset(profile, study_dir)           -> Path of the profile's dataset store
     ensure_heldout(profile, study_dir)           -> Path of the held-out episodes (or None)
     resolve_teacher(profile, study_dir, spec)    -> TeacherInfo (bundled / hub / file / trained here)
-    student_config(profile, study_dir, ...)      -> TrainConfig of a student run (its folder is
+    student_config(profile, study_dir)           -> TrainConfig of a student run (its folder is
                                                     keyed by the config, so identical runs of two
                                                     notebooks are trained once)
     run_student(cfg, teacher, profile, study_dir) -> the run's record (trains, resumes or reuses;
@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from ..files import OutputLock, atomic_write, atomic_write_json, read_json_objec
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
-from .profiles import Profile
+from .profiles import Profile, teacher_key
 
 DATA_STAMP = "study_data.json"
 
@@ -54,7 +53,7 @@ def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed:
         if policy != "random" and model is None:
             model = load_checkpoint(resolve_teacher(profile, path.parent, progress=progress).path)
         collect(path, d.tasks, episodes, policy, None if policy == "random" else model, seed=seed + i,
-                precision=profile.teacher_precision, max_steps=d.max_steps, explore=policy != "random",
+                precision=profile.teacher.precision, max_steps=d.max_steps, explore=policy != "random",
                 action_noise=noise, planner=profile.eval.planner, progress=progress)
 
 
@@ -79,7 +78,7 @@ def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = Fal
     the hub's chunks) under <study_dir>/data; later calls return at once."""
     study_dir = Path(study_dir)
     path, d = study_dir / "data", profile.data
-    spec = {**dataclasses.asdict(d), "teacher": profile.teacher, "planner": dataclasses.asdict(profile.eval.planner)}
+    spec = {**dataclasses.asdict(d), "teacher": profile.teacher.checkpoint, "planner": dataclasses.asdict(profile.eval.planner)}
 
     def make() -> None:
         if d.source == "hub":  # convert_chunks resumes a half-converted store by itself
@@ -111,7 +110,7 @@ def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = Fal
     study_dir = Path(study_dir)
     path = study_dir / "heldout"
     spec = {"tasks": d.tasks, "heldout": list(d.heldout), "episodes": d.heldout_episodes, "seed": d.seed,
-            "max_steps": d.max_steps, "teacher": profile.teacher, "planner": dataclasses.asdict(profile.eval.planner)}
+            "max_steps": d.max_steps, "teacher": profile.teacher.checkpoint, "planner": dataclasses.asdict(profile.eval.planner)}
 
     def make() -> None:
         if path.exists():
@@ -147,29 +146,23 @@ def hub_cached(name: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def teacher_key(spec: str) -> str:
-    """A folder-safe short name for a teacher spec."""
-    if spec.startswith("train:"):
-        return "train-" + spec.split(":", 1)[1]
-    return Path(spec).stem.replace(" ", "_") if os.sep in spec or spec.endswith(".pt") else spec
-
-
-def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = None, device: str | None = None,
-                    threads: int = 0, progress: bool = False) -> TeacherInfo:
+def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = None, progress: bool = False
+                    ) -> TeacherInfo:
     """Turn a teacher spec into a checkpoint file, training the teacher here when asked.
 
-    A bundled name ('tdmpc-opt-mt30-1M') -> the released checkpoint shipped in the package
-    (sha256-checked). 'auto' -> the profile's teacher_hub when it is already in the local cache
-    (no download), otherwise 'train:<teacher_size>'. 'train:SIZE' -> a SIZE preset trained on the profile's
-    dataset for teacher_steps updates (once; resumed after an interruption)."""
+    `spec` (None: profile.teacher.checkpoint): a bundled name ('tdmpc-opt-mt30-1M') -> the released checkpoint
+    shipped in the package (sha256-checked). 'auto' -> teacher.hub when it is already in the
+    local cache (no download), otherwise 'train:<teacher.size>'. 'train:SIZE' -> a SIZE preset
+    trained on the profile's dataset for teacher.steps updates (once; resumed after an interruption)."""
     from ..checkpoint import BUNDLED_CHECKPOINTS, checkpoint_path, is_checkpoint_name
 
-    spec = spec or profile.teacher
+    t = profile.teacher
+    spec = spec or t.checkpoint
     if spec == "auto":
-        cached = hub_cached(profile.teacher_hub)
+        cached = hub_cached(t.hub)
         if cached:
-            return TeacherInfo("auto", cached, "hub", f"{profile.teacher_hub} (hub, cached)")
-        spec = f"train:{profile.teacher_size}"
+            return TeacherInfo("auto", cached, "hub", f"{t.hub} (hub, cached)")
+        spec = f"train:{t.size}"
         asked = "auto"
     else:
         asked = spec
@@ -187,10 +180,9 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
     # a starting checkpoint; the folder is named by them, so changing one trains another teacher.
     cfg = dataclasses.replace(
         profile.train, data=str(ensure_dataset(profile, study_dir)), out="", student_size=size, init=None,
-        steps=profile.teacher_steps, batch_size=profile.teacher_batch_size, seed=profile.eval.seed,
-        device=device or profile.device, threads=threads, eval_freq=0, eval_final=False,
-        checkpoint_freq=max(1, profile.teacher_steps // 4), keep_checkpoints=1,
-        log_freq=max(1, profile.teacher_steps // 50), progress=progress, resume=True, distill=DistillConfig())
+        steps=t.steps, batch_size=t.batch_size, seed=profile.eval.seed, device=profile.device,
+        threads=profile.threads, eval_freq=0, eval_final=False, checkpoint_freq=max(1, t.steps // 4),
+        keep_checkpoints=1, log_freq=max(1, t.steps // 50), progress=progress, resume=True, distill=DistillConfig())
     run_dir = study_dir / "teachers" / f"{teacher_key(spec)}_{fingerprint(_run_fields(cfg))}"
     cfg = dataclasses.replace(cfg, out=str(run_dir))
     summary = _train_once(cfg, run_dir)
@@ -238,74 +230,33 @@ def _ensure_teacher_cache(cfg: TrainConfig) -> None:
                                 d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False, kind=kind)
 
 
-def arm_distill(distill: DistillConfig, arm: str, d_coef: float, latent: str = "none") -> DistillConfig:
-    """The DistillConfig of a transfer arm, from the profile's `train.distill`:
-
-        reward  the paper's reward distillation at `d_coef` (with the latent ablation's term when
-                `latent` is set) and nothing else: q_coef = pi_coef = q_target_mix = 0, encoder
-                not detached;
-        value   value distillation alone (q_coef, q_target_mix), d_coef = pi_coef = 0;
-        policy  policy distillation alone (pi_coef), d_coef = q_coef = 0;
-        all     reward (d_coef), value (q_coef) and policy (pi_coef) together.
-
-    The value, policy and all arms keep the profile's detach_encoder."""
-    if arm == "reward":
-        return dataclasses.replace(distill, d_coef=d_coef, latent=latent, q_coef=0.0, pi_coef=0.0, q_target_mix=0.0,
-                                   detach_encoder=False)
-    if latent != "none":
-        raise ValueError(f"the latent ablation runs with the reward arm, not {arm!r}")
-    coefs = {"value": dict(d_coef=0.0, pi_coef=0.0), "policy": dict(d_coef=0.0, q_coef=0.0, q_target_mix=0.0),
-             "all": dict(d_coef=d_coef)}
-    if arm not in coefs:
-        raise ValueError(f"unknown transfer arm {arm!r}; choose reward, value, policy or all")
-    return dataclasses.replace(distill, latent="none", **coefs[arm])
-
-
-def student_config(profile: Profile, study_dir: str | Path, *, teacher: str | None = None, d_coef: float | None = None,
-                   schedule: str | None = None, latent: str = "none", latent_coef: float | None = None,
-                   pca_samples: int | None = None, student_size=None, batch_size: int | None = None,
-                   steps: int | None = None, seed: int | None = None, device: str | None = None, threads: int = 0,
-                   eval_freq: int | None = None, progress: bool = False, arm: str = "reward"
+def student_config(profile: Profile, study_dir: str | Path, progress: bool = False
                    ) -> tuple[TrainConfig, TeacherInfo | None]:
-    """The TrainConfig of one student run: the profile's `train` config with the run's own fields
-    replaced (values left at None come from the profile; every other field of profile.train, e.g.
-    tau, horizon or precision, reaches the run unchanged). `arm` picks the transfer terms
-    (arm_distill); the reward arm at d_coef 0 without a latent term is the from-scratch
-    baseline: no teacher at all. The final model is evaluated by `run_student` (every episode's
-    return kept); the trainer evaluates only for learning curves (eval_points > 1)."""
-    p = profile
-    study_dir = Path(study_dir)
-    d_coef = p.train.distill.d_coef if d_coef is None else float(d_coef)
-    steps = steps or p.train.steps
-    device = device or p.device
-    base = dataclasses.replace(p.train.distill, schedule=schedule or p.train.distill.schedule,
-                               latent_coef=p.train.distill.latent_coef if latent_coef is None else latent_coef,
-                               pca_samples=pca_samples or p.train.distill.pca_samples)
-    distill = arm_distill(base, arm, d_coef, latent)
-    info = None
-    if distill.d_coef > 0 or distill.q_coef > 0 or distill.pi_coef > 0 or latent != "none":
-        info = resolve_teacher(p, study_dir, teacher, device, threads, progress)
-        distill = dataclasses.replace(distill, teacher=info.path, cache="auto" if p.teacher_cache else None)
+    """The TrainConfig of the profile's run: `profile.train` (a sweep member's profile has its
+    changes in it already) with the fields the study sets per run: the dataset, the run folder
+    (named by the config, so identical runs of two notebooks are trained once), the device and
+    threads, the evaluation schedule (sweep.eval_points, evaluations as `profile.eval`) and the
+    teacher. A run with no distillation term on is the from-scratch baseline: no teacher at all.
+    The final model is evaluated by `run_student`."""
+    p, study_dir = profile, Path(study_dir)
+    distill, info = p.train.distill, None
+    if distill.d_coef > 0 or distill.q_coef > 0 or distill.pi_coef > 0 or distill.latent != "none":
+        info = resolve_teacher(p, study_dir, distill.teacher, progress)
+        distill = dataclasses.replace(distill, teacher=info.path, cache="auto" if p.teacher.cache else None)
     else:
         distill = dataclasses.replace(distill, teacher=None, d_coef=0.0, q_coef=0.0, pi_coef=0.0, q_target_mix=0.0,
                                       cache=None, detach_encoder=False)
-    if eval_freq is None:
-        eval_freq = steps // p.eval_points if p.eval_points > 1 else 0
+    steps = p.train.steps
     cfg = dataclasses.replace(
-        p.train, data=str(ensure_dataset(p, study_dir)), out="", student_size=student_size or p.train.student_size,
-        batch_size=batch_size or p.train.batch_size, steps=steps, seed=p.seeds[0] if seed is None else seed,
-        device=device, threads=threads, eval_freq=eval_freq, eval_final=False, eval=eval_config(p, device=device),
-        checkpoint_freq=max(1, steps // 4), keep_checkpoints=1, log_freq=max(1, steps // 50), progress=progress,
-        resume=False, distill=distill)
-    name = (f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size))
-    if arm != "reward":
-        name += f"_{arm}"
-    elif not info:
-        name += "_scratch"
-    else:
-        name += f"_d{format(distill.d_coef, 'g')}"
-    if latent != "none":
-        name += f"_{latent}"
+        p.train, data=str(ensure_dataset(p, study_dir)), out="", device=p.device, threads=p.threads,
+        eval_freq=steps // p.sweep.eval_points if p.sweep.eval_points > 1 else 0, eval_final=False,
+        eval=eval_config(p), checkpoint_freq=max(1, steps // 4), keep_checkpoints=1, log_freq=max(1, steps // 50),
+        progress=progress, resume=False, distill=distill)
+    arm = run_arm(dataclasses.asdict(distill))
+    name = f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size)
+    name += f"_{arm}" if arm != "reward" else "_scratch" if not info else f"_d{format(distill.d_coef, 'g')}"
+    if distill.latent != "none":
+        name += f"_{distill.latent}"
     name += f"_s{cfg.seed}_{steps}st_{fingerprint(_run_fields(cfg))}"
     return dataclasses.replace(cfg, out=str(study_dir / "train" / name)), info
 
@@ -317,19 +268,16 @@ def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile,
     _ensure_teacher_cache(cfg)
     run_dir = Path(cfg.out)
     summary = _train_once(cfg, run_dir)
-    evaluate_checkpoint(profile, summary["model"], run_dir / "final_eval.json", device=cfg.device)
-    heldout_reward_error(profile, study_dir, summary["model"], run_dir / "heldout_reward_error.json",
-                         device=cfg.device)
-    heldout_diagnostics(profile, study_dir, summary["model"], run_dir / "diagnostics.json", device=cfg.device)
+    evaluate_checkpoint(profile, summary["model"], run_dir / "final_eval.json")
+    heldout_reward_error(profile, study_dir, summary["model"], run_dir / "heldout_reward_error.json")
+    heldout_diagnostics(profile, study_dir, summary["model"], run_dir / "diagnostics.json")
     return run_record(run_dir, teacher, summary)
 
 
 # ---------------------------------------------------------------------------- evaluation
-def eval_config(profile: Profile, *, episodes: int | None = None, device: str | None = None,
-                precision: str | None = None) -> EvalConfig:
-    """The study's evaluation: the profile's tasks, seed, protocol, policy and MPPI settings."""
-    return dataclasses.replace(profile.eval, episodes=episodes or profile.eval.episodes,
-                               device=device or profile.device, precision=precision or profile.eval.precision)
+def eval_config(profile: Profile) -> EvalConfig:
+    """The study's evaluation (`profile.eval`) on the profile's device."""
+    return dataclasses.replace(profile.eval, device=profile.device)
 
 
 def cached_result(out: str | Path, inputs: dict, compute) -> dict:
@@ -345,15 +293,14 @@ def cached_result(out: str | Path, inputs: dict, compute) -> dict:
     return result
 
 
-def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, episodes: int | None = None,
-                        device: str | None = None, precision: str | None = None, model=None,
+def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, model=None,
                         cfg: EvalConfig | None = None, progress: bool = False) -> dict:
     """Evaluate a checkpoint (or an already loaded `model` of it) with the study's evaluation
     (or `cfg`); the result (tdmpc_lib.evaluate's JSON: every episode's return) is written to
     `out` and reused while the evaluation settings and the checkpoint's sha256 are unchanged."""
     from ..checkpoint import cached_file_sha256, load_checkpoint
 
-    cfg = cfg or eval_config(profile, episodes=episodes, device=device, precision=precision)
+    cfg = cfg or eval_config(profile)
     if model is None and not Path(checkpoint).is_file():  # a bundled or hub name: load it to know its file
         model = load_checkpoint(checkpoint, device=cfg.device)
     sha256 = model.checkpoint_info["sha256"] if model is not None else cached_file_sha256(checkpoint)
@@ -369,7 +316,7 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
     from ..evaluate import normalized_score
     from ..tasks import get_task_set
 
-    episodes = episodes or profile.teacher_episodes
+    episodes = episodes or profile.teacher.episodes
     tasks = get_task_set("mt30").resolve(profile.eval.tasks)
 
     def compute():
@@ -401,7 +348,7 @@ def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute)
 
 
 def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
-                         device: str = "cpu") -> dict | None:
+                         ) -> dict | None:
     """The reward head of `checkpoint` on the held-out episodes: error against the true rewards
     and against the profile's teacher (tdmpc_lib.reward_error), cached in `out`. None when the
     profile has no held-out set."""
@@ -413,7 +360,7 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
     heldout = ensure_heldout(profile, study_dir)
     if heldout is None:
         return None
-    teacher = resolve_teacher(profile, study_dir, device=device)
+    teacher, device = resolve_teacher(profile, study_dir), profile.device
     stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
 
     def compute():
@@ -431,7 +378,7 @@ def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: st
 
 
 def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
-                        device: str = "cpu") -> dict | None:
+                        ) -> dict | None:
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes (Q against the Monte-Carlo
     return, Q's sensitivity to the action and its ranking of random actions against the
     profile's teacher, prior saturation), cached in `out`; None without a held-out set."""
@@ -442,7 +389,7 @@ def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str
     heldout = ensure_heldout(profile, study_dir)
     if heldout is None:
         return None
-    teacher = resolve_teacher(profile, study_dir, device=device)
+    teacher, device = resolve_teacher(profile, study_dir), profile.device
     stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
 
     def compute():
@@ -512,11 +459,12 @@ def run_arm(distill: dict) -> str:
     return "value" if on[1] else "policy" if on[2] else "reward"
 
 
-def default_student(profile: Profile, study_dir: str | Path, device: str | None = None, threads: int = 0,
-                    seed: int | None = None) -> dict:
-    """The profile's default distilled student (d_coef = profile.train.distill.d_coef, the default teacher;
-    the first seed unless `seed` is given): reused when notebook 02 trained it, trained here otherwise."""
-    cfg, info = student_config(profile, study_dir, device=device, threads=threads, seed=seed)
+def default_student(profile: Profile, study_dir: str | Path, seed: int | None = None) -> dict:
+    """The record of the profile's own run (with train.seed = `seed` when given): reused when
+    notebook 02 trained it, trained here otherwise."""
+    if seed is not None:
+        profile = profile.replace(**{"train.seed": seed})
+    cfg, info = student_config(profile, study_dir)
     return run_student(cfg, info, profile, study_dir)
 
 

@@ -131,11 +131,11 @@ def score_vs_dcoef(study: Study, profile: Profile, out_dir=None):
     episodes, the teacher and the random floor as references; the paper's Table 1 beside."""
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.4))
     agg = study.aggregate(profile)
-    arms = ["scratch" if d == 0 else f"d_coef {d:g}" for d in sorted(profile.d_coefs)]
+    arms = ["scratch" if d == 0 else f"d_coef {d:g}" for d in sorted(profile.sweep.d_coefs)]
     if _ci_panel(ax, agg, arms):
         ax.set_xlabel("reward-distillation coefficient (d_coef 0 = from scratch, no teacher)")
         ax.set_title(_ours_title(profile, f"{profile.train.steps:,} updates, batch {profile.train.batch_size}, "
-                                          f"{len(profile.seeds)} seed(s); {_runs_note(agg, arms)}"), fontsize=8)
+                                          f"{len(profile.sweep.seeds)} seed(s); {_runs_note(agg, arms)}"), fontsize=8)
     else:
         _empty(ax, "d_coef runs")
     d = pd.DataFrame({"d_coef": list(paper.TABLE1_DCOEF), "score": list(paper.TABLE1_DCOEF.values())})
@@ -157,8 +157,8 @@ def score_vs_steps(study: Study, profile: Profile, out_dir=None):
     """Distilled (curve d_coef) vs from scratch against updates, from the runs' eval.csv."""
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.2))
     c = study.curves
-    length = profile.curve_length
-    d_curve = profile.curve_d_coef
+    length = profile.sweep.curve_steps or profile.train.steps
+    d_curve = profile.sweep.curve_d_coef
     if len(c):
         c = c[(c["steps_total"] == length) & (c["label"].isin([f"d_coef {d_curve:g}", "scratch"]))]
         c = c[c["run_dir"].isin(_default_runs(study)["run_dir"]) | (c["label"] == "scratch")]
@@ -191,7 +191,7 @@ def teacher_size(study: Study, profile: Profile, out_dir=None):
     rows = []
     if len(r):
         r = r[(r["latent"] == "none") & (r["d_coef"] == profile.train.distill.d_coef) & (r["steps"] == profile.train.steps)
-              & (r["seed"] == profile.seeds[0])].drop_duplicates("run_dir")
+              & (r["seed"] == profile.sweep.seeds[0])].drop_duplicates("run_dir")
         t = study.teachers.drop_duplicates("spec").set_index("spec") if len(study.teachers) else pd.DataFrame()
         for _, row in r.iterrows():
             spec = row["teacher_spec"]
@@ -243,7 +243,7 @@ def latent_ablation(study: Study, profile: Profile, out_dir=None):
         pca = study.runs[study.runs["latent"] == "pca"]["pca_explained_variance"].dropna() if len(study.runs) else []
         extra = f"; PCA keeps {100 * float(np.mean(pca)):.0f}% of the variance" if len(pca) else ""
         ax.set_title(_ours_title(profile, f"d_coef {profile.train.distill.d_coef:g}, {profile.train.steps:,} updates, "
-                                          f"{len(profile.seeds)} seed(s){extra}"), fontsize=8)
+                                          f"{len(profile.sweep.seeds)} seed(s){extra}"), fontsize=8)
     else:
         _empty(ax, "latent ablation runs")
     names = [LATENT_NAMES[k] for k in paper.TABLE1_LATENT]
@@ -299,7 +299,7 @@ def reward_error(study: Study, profile: Profile, out_dir=None):
     """The mechanism, without planning: each student's reward-prediction error on the held-out
     episodes against the true reward and against the teacher's reward head (mean over seeds,
     95% bootstrap CI across seeds)."""
-    from . import stats
+    from .. import stats
 
     r = study.runs
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -386,10 +386,10 @@ def transfer(study: Study, profile: Profile, out_dir=None):
     of each arm, mean over tasks and seeds (right)."""
     fig, (ax, axd) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
     agg = study.aggregate(profile)
-    arms = ["scratch", *[f"d_coef {d:g}" for d in sorted(profile.d_coefs) if d > 0],
-            *[ARM_LABELS[a] for a in profile.arms]]
+    arms = ["scratch", *[f"d_coef {d:g}" for d in sorted(profile.sweep.d_coefs) if d > 0],
+            *[ARM_LABELS[a] for a in profile.sweep.arms]]
     if _ci_panel(ax, agg, arms, [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in arms]):
-        ax.set_title(_ours_title(profile, f"{profile.train.steps:,} updates, {len(profile.seeds)} seed(s); "
+        ax.set_title(_ours_title(profile, f"{profile.train.steps:,} updates, {len(profile.sweep.seeds)} seed(s); "
                                           f"{_runs_note(agg, arms)}"), fontsize=8)
     else:
         _empty(ax, "transfer-arm runs")
@@ -445,11 +445,11 @@ def figures_for(profile: Profile) -> tuple[str, ...]:
     """The figures a profile has results for: the score-against-updates figure only with curve
     runs longer than the sweep, the teacher-size figure only with teachers to compare."""
     skip = set()
-    if profile.curve_length == profile.train.steps:
+    if profile.sweep.curve_steps in (0, profile.train.steps):
         skip.add("score_vs_steps")
-    if not [t for t in profile.compare_teachers if t != profile.teacher]:
+    if not [t for t in profile.teacher.compare if t != profile.teacher.checkpoint]:
         skip.add("teacher_size")
-    if not profile.arms:
+    if not profile.sweep.arms:
         skip.add("transfer")
     return tuple(f for f in FIGURES if f not in skip)
 

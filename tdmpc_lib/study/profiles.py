@@ -4,23 +4,24 @@
 - `mini`:  the README's default; fully offline on a 2-core CPU in about half an hour: the
            released TD-MPC-Opt 1M MT30 model (bundled) is the teacher; it collects mixed-quality
            episodes on 4 MT30 tasks (random, policy prior with growing action noise, MPPI) plus
-           held-out episodes; 'tiny' students (87K parameters) train from scratch and distilled
-           (two d_coef values, the latent ablation), 3 seeds each; every model is evaluated with
-           MPPI; the distilled students are quantized; figures with 95% CIs.
+           held-out episodes; 'tiny' students (87K parameters) train from scratch, with the
+           paper's reward distillation, the latent ablation and value / policy / all-three
+           distillation, 2 seeds each; every model is evaluated with MPPI; the distilled students
+           are quantized; figures with 95% CIs.
 - `paper`: the paper's setting (317M hub teacher, the public MT30 dataset, batch 256,
            200K / 1M updates, GPU). Exercised on the CPU by tests/test_paper_dryrun.py with
            overrides that make it small.
 
-The training and evaluation knobs of a profile are the library's own configs, nested:
-`train` (a TrainConfig with its DistillConfig: student size, lr, batch size, steps, d_coef...)
-and `eval` (an EvalConfig: tasks, episodes, seed, protocol, policy, precision, planner); each
-named profile overrides the library defaults it needs. `--set train.steps=1000` changes one
-field (a dotted key); every value is checked by the one typed coercion (tdmpc_lib.typed) and
-the dataclasses' validate().
+A profile is one tree of typed dataclasses: {data, teacher, train: TrainConfig, eval: EvalConfig,
+sweep, quant, viewer} (TrainConfig and EvalConfig are the library's own). `--set train.steps=1000`
+or a notebook's `overrides` change a field by its dotted key, checked once by the one typed
+coercion (tdmpc_lib.typed) and the dataclasses' validate(). A run's config is the profile's
+`train` with the study's per-run fields set (pipeline.student_config); a sweep member is the
+profile with a few dotted keys changed (`sweep_members`).
 
-A notebook parameter left at None takes its value from the profile; the runner
-(`python -m tdmpc_lib.study`) writes the resolved profile to `runs/<profile>/profile.json`, so a
-notebook opened later in JupyterLab sees the same values (including `--set` overrides).
+The runner (`python -m tdmpc_lib.study`) writes the resolved profile to
+`runs/<profile>/profile.json`, so a notebook opened later in JupyterLab sees the same values
+(including `--set` overrides).
 """
 from __future__ import annotations
 
@@ -191,53 +192,117 @@ class ViewerConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """The teacher of every distilled student, and its evaluation (notebook 01).
+
+    checkpoint: 'auto' (`hub` when it is in the local Hugging Face cache, else a `size` preset
+    trained here on the data), a bundled or hub name ('mt30-317M'), a checkpoint file, or
+    'train:SIZE' (a SIZE preset trained here for `steps` updates of `batch_size`, with the
+    profile's other training settings). compare: further teachers, each distilled once (the
+    teacher-size comparison). cache: compute the teacher's targets once per dataset. episodes:
+    per task, for the teacher and the random floor. precision: autocast of the teacher's planning
+    (its evaluation and the 'plan' data)."""
+    checkpoint: str = "auto"
+    hub: str = "mt30-317M"
+    size: ModelSize = 5
+    steps: int = 1000
+    batch_size: int = 64
+    compare: tuple[str, ...] = ()
+    cache: bool = True
+    episodes: int = 10
+    precision: Precision = "fp32"
+
+    def validate(self) -> None:
+        for spec in (self.checkpoint, *self.compare):
+            check_checkpoint_spec("teacher.checkpoint" if spec == self.checkpoint else "teacher.compare", spec,
+                                  allow_train=True)
+        check_choice("teacher.precision", self.precision, Precision)
+        _at_least("teacher.episodes", self.episodes)
+        _at_least("teacher.batch_size", self.batch_size)
+        _at_least("teacher.steps", self.steps, 0)
+
+
+# The DistillConfig fields each arm beyond the paper takes from `sweep.transfer`; the terms' other
+# settings (q_random_actions, all_steps, ...) are the profile's train.distill.
+ARM_TERMS = {"value": ("q_coef", "q_target_mix", "detach_encoder"), "policy": ("pi_coef", "detach_encoder"),
+             "all": ("q_coef", "pi_coef", "q_target_mix", "detach_encoder")}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The members of notebook 02 besides the profile's own run (`sweep_members`), each with
+    every seed: the paper's reward distillation at each of `d_coefs` (0: from scratch, no
+    teacher), the latent ablation's `latent_modes`, and the `arms` beyond the paper (value,
+    policy, all), which switch on the terms of `transfer` (ARM_TERMS; value and policy without
+    the reward term). curve_steps > 0: distilled (curve_d_coef) and scratch runs of that length,
+    evaluated curve_eval_points times. eval_points: evaluations during a run (the last at its end)."""
+    d_coefs: tuple[float, ...] = (0.0, 0.4)
+    seeds: tuple[int, ...] = (1,)
+    latent_modes: tuple[LatentMode, ...] = ("linear-frozen", "linear", "pca")
+    arms: tuple[TransferArm, ...] = ()
+    transfer: DistillConfig = field(default_factory=lambda: DistillConfig(q_coef=1.0, pi_coef=1.0,
+                                                                          detach_encoder=True))
+    curve_steps: int = 0
+    curve_d_coef: float = 0.45
+    eval_points: int = 1
+    curve_eval_points: int = 5
+
+    def validate(self, distill: DistillConfig) -> None:
+        for d in self.d_coefs:
+            if not (math.isfinite(d) and d >= 0):
+                raise ValueError(f"sweep.d_coefs holds {d}; coefficients are finite numbers >= 0")
+        for name in ("d_coefs", "seeds", "arms", "latent_modes"):
+            if len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise ValueError(f"sweep.{name} must not repeat a value")
+        if not self.seeds:
+            raise ValueError("sweep.seeds is empty")
+        for arm in self.arms:
+            check_choice("sweep.arms", arm, TransferArm)
+            if arm == "reward":
+                raise ValueError("sweep.arms lists the arms beyond the paper's; 'reward' is sweep.d_coefs")
+            dataclasses.replace(distill, teacher="<the teacher>", **arm_changes(self, arm)).validate()
+            if not any(getattr(self.transfer, k) > 0 for k in ("q_coef", "pi_coef") if k in ARM_TERMS[arm]):
+                raise ValueError(f"arm {arm!r} needs sweep.transfer.q_coef and/or pi_coef > 0")
+        for mode in self.latent_modes:
+            check_choice("sweep.latent_modes", mode, LatentMode)
+            if mode == "none":
+                raise ValueError("sweep.latent_modes lists the ablation's modes; 'none' (reward only) always runs")
+        for key in ("eval_points", "curve_eval_points"):
+            _at_least(f"sweep.{key}", getattr(self, key))
+
+
+def arm_changes(sweep: SweepConfig, arm: str) -> dict:
+    """The DistillConfig fields of an arm beyond the paper: its terms from `sweep.transfer`, and
+    no reward term unless it is 'all'."""
+    changes = {k: getattr(sweep.transfer, k) for k in ARM_TERMS[arm]}
+    return changes if arm == "all" else {**changes, "d_coef": 0.0}
+
+
+@dataclass(frozen=True)
 class Profile:
+    """A whole study: its data, teacher, the training and evaluation of its runs (the library's
+    TrainConfig and EvalConfig), the sweep, quantization and viewer settings. `train` is the
+    profile's own run (notebook 02 without a member); every sweep member is this tree with a few
+    dotted keys changed (`sweep_members`)."""
     name: str
     summary: str
     # What the numbers of this profile can and cannot show; printed on every figure.
     caveat: str
     paper_setting: bool = False
     expected_cost: str = ""
-    device: str = "cpu"
-    threads: int = 0  # torch CPU threads per notebook (0: the runner divides the cores among workers)
+    device: str = "cpu"  # of every run, evaluation and teacher
+    threads: int = 0  # torch CPU threads per notebook (0: torch's default; the runner divides the cores)
     data: DataSpec = field(default_factory=DataSpec)
-    # --- the teacher: 'auto' (teacher_hub when it is in the local cache, else a teacher_size
-    #     preset trained here on the data), a hub name ('mt30-317M'), a checkpoint path, or
-    #     'train:SIZE' (a SIZE preset trained here)
-    teacher: str = "auto"
-    teacher_hub: str = "mt30-317M"
-    teacher_size: ModelSize = 5
-    teacher_steps: int = 1000
-    teacher_batch_size: int = 64
-    compare_teachers: tuple[str, ...] = ()  # further teachers for the teacher-size comparison
-    teacher_cache: bool = True  # compute the teacher's reward targets once per dataset
-    # --- the student runs: the library's TrainConfig (distill: its DistillConfig). student_size, lr,
-    #     batch_size, steps, distill.d_coef (the default run, also the latent ablation's reward
-    #     coefficient), distill.schedule / latent_coef / pca_samples, and every other update setting
-    #     (a teacher trained here uses them too, without distillation). data, out, seed, device,
-    #     threads and the evaluation schedule are set per run; its evaluations are `eval` below.
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # every run's data, out, device, threads and evaluation schedule are set by the study
+    # (pipeline.student_config); its evaluations are `eval`; train.distill.teacher None: the
+    # teacher above
     train: TrainConfig = field(default_factory=TrainConfig)
-    d_coefs: tuple[float, ...] = (0.0, 0.4)  # the sweep; 0.0 is the from-scratch baseline
-    seeds: tuple[int, ...] = (1,)
-    latent_modes: tuple[LatentMode, ...] = ("linear-frozen", "linear", "pca")
-    # Beyond the paper: transfer arms run beside the d_coef sweep, each with every seed
-    # ('value', 'policy', 'all'), their coefficients train.distill.q_coef / pi_coef / d_coef and
-    # train.distill.detach_encoder (pipeline.arm_distill says which arm uses what).
-    arms: tuple[TransferArm, ...] = ()
-    curve_steps: int = 0  # distilled-vs-scratch runs of this length (0: the sweep's steps)
-    curve_d_coef: float = 0.45
-    eval_points: int = 1  # evaluations during a sweep run (the last one at its end)
-    curve_eval_points: int = 5  # evaluations during a curve run
-    # --- evaluation: the library's EvalConfig (tasks, episodes per task and training seed, seed,
-    #     protocol, policy, precision, planner) for every student's final model, each quantized
-    #     format, the teacher (the ceiling) and a uniform random policy (the floor). device: above.
     eval: EvalConfig = field(default_factory=EvalConfig)
-    teacher_episodes: int = 10  # per task, for the teacher and for the random floor
-    teacher_precision: Precision = "fp32"  # autocast of the teacher's planning (evaluation and 'plan' data)
-    # --- notebooks 04 and 06, and where figures go (None: runs/<profile>/figures)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
-    figures_dir: str | None = None
+    figures_dir: str | None = None  # where 05 draws (None: <study folder>/figures)
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
@@ -251,7 +316,7 @@ class Profile:
     def replace(self, **changes) -> "Profile":
         """A copy with fields changed: dotted keys reach the nested configs ('train.steps',
         'eval.planner.num_samples', 'viewer.task'). Values are type-checked and the result
-        validated (a one-line ValueError)."""
+        validated (a one-line ParameterError)."""
         try:
             profile = _replace(self, changes, "profile")
         except ValueError as e:
@@ -260,55 +325,80 @@ class Profile:
         return profile
 
     def validate(self) -> None:
-        """Every rule of the profile, from the dataclasses that own the fields: the training and
-        evaluation configs, the data, quantization and viewer settings, and the study's own
-        (sweep values finite and not repeated, known latent modes, resolvable teachers). The
-        device is checked where it is used (a GPU profile can be listed on a CPU machine)."""
-        dataclasses.replace(self.train, data="<the study's data>", out="runs/train").validate()
+        """Every rule of the profile, from the dataclasses that own the fields. The device is
+        checked where it is used (a GPU profile can be listed on a CPU machine)."""
+        distill = dataclasses.replace(self.train.distill, teacher=self.train.distill.teacher or "<the teacher>")
+        for section, config in (("train", dataclasses.replace(self.train, data="<the study's data>",
+                                                              out="runs/train", distill=distill)),
+                                ("eval", self.eval)):
+            try:  # the library's own rules, named by the field's place in the profile
+                config.validate()
+            except ValueError as e:
+                raise ValueError(f"{section}: {e}") from None
         if self.train.eval != TrainConfig().eval:  # every run of the study evaluates as `eval` says
             raise ValueError("the study evaluates its runs with the profile's 'eval'; set eval.FIELD, not "
                              "train.eval.FIELD")
-        self.eval.validate()
-        self.data.validate(self.teacher)
+        self.data.validate(self.teacher.checkpoint)
+        self.teacher.validate()
+        self.sweep.validate(self.train.distill)
         self.quant.validate()
         self.viewer.validate()
-        for t in (self.teacher, *self.compare_teachers):
-            check_checkpoint_spec("teacher", t, allow_train=True)
+        if self.train.distill.teacher is not None:  # a member's teacher other than teacher.checkpoint
+            check_checkpoint_spec("train.distill.teacher", self.train.distill.teacher, allow_train=True)
+        for key, spec in (("quant.checkpoint", self.quant.checkpoint), ("viewer.checkpoint", self.viewer.checkpoint)):
+            check_checkpoint_spec(key, spec, allow_train=False)
         if self.viewer.compare not in (None, "none", "teacher"):
             check_checkpoint_spec("viewer.compare", self.viewer.compare, allow_train=False)
-        for d in self.d_coefs:
-            if not (math.isfinite(d) and d >= 0):
-                raise ValueError(f"profile field 'd_coefs' holds {d}; coefficients are finite numbers >= 0")
-        if len(set(self.d_coefs)) != len(self.d_coefs) or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError("profile fields 'd_coefs' and 'seeds' must not repeat a value")
-        if not self.seeds:
-            raise ValueError("profile field 'seeds' is empty")
-        for arm in self.arms:
-            check_choice("arms", arm, TransferArm)
-            if arm == "reward":
-                raise ValueError("arms lists the arms beyond the paper's; 'reward' is the d_coefs sweep")
-            d = self.train.distill
-            if (arm in ("value", "all") and d.q_coef <= 0) or (arm in ("policy", "all") and d.pi_coef <= 0):
-                raise ValueError(f"arm {arm!r} needs train.distill.q_coef and/or pi_coef > 0")
-        if len(set(self.arms)) != len(self.arms):
-            raise ValueError("profile field 'arms' must not repeat a value")
-        for mode in self.latent_modes:
-            check_choice("latent_modes", mode, LatentMode)
-            if mode == "none":
-                raise ValueError("latent_modes lists the ablation's modes; 'none' (reward only) is always run")
-        check_choice("teacher_precision", self.teacher_precision, Precision)
-        _at_least("teacher_episodes", self.teacher_episodes)
         if not (0 < self.train.lr < 1):
             raise ValueError(f"profile field 'train.lr' must lie in (0, 1), got {self.train.lr}")
-
-    @property
-    def curve_length(self) -> int:
-        return self.curve_steps or self.train.steps
 
     def label(self) -> str:
         """One line for figures: the profile and whether this is the paper's setting."""
         kind = "the paper's setting" if self.paper_setting else "a small CPU profile, NOT the paper's setting"
         return f"profile '{self.name}' ({kind})"
+
+
+def _fmt(x: float) -> str:
+    return format(float(x), "g")
+
+
+def teacher_key(spec: str) -> str:
+    """A folder-safe short name for a teacher spec."""
+    if spec.startswith("train:"):
+        return "train-" + spec.split(":", 1)[1]
+    return Path(spec).stem.replace(" ", "_") if "/" in spec or spec.endswith(".pt") else spec
+
+
+def sweep_members(profile: Profile) -> dict[str, dict[str, dict]]:
+    """{notebook: {member: its dotted profile changes}}: what the runner executes besides the
+    notebooks that have no members (04, 05, 06), and what a notebook's `member` parameter names."""
+    p, sw = profile, profile.sweep
+    teachers = list(dict.fromkeys([p.teacher.checkpoint, *p.teacher.compare]))
+    # A member with another teacher distils from it (train.distill.teacher); the data stays the
+    # study's (teacher.checkpoint collects it).
+    out = {"01_teacher": {teacher_key(t): {} if t == p.teacher.checkpoint else {"train.distill.teacher": t}
+                          for t in teachers}}
+    runs: dict[str, dict] = {}
+    for d in sw.d_coefs:
+        for s in sw.seeds:
+            runs[f"d{_fmt(d)}_s{s}"] = {"train.distill.d_coef": float(d), "train.seed": s}
+    if sw.curve_steps and sw.curve_steps != p.train.steps:  # distilled vs scratch over a longer schedule
+        for d in (sw.curve_d_coef, 0.0):
+            runs[f"d{_fmt(d)}_s{sw.seeds[0]}_{sw.curve_steps}st"] = {
+                "train.distill.d_coef": float(d), "train.seed": sw.seeds[0], "train.steps": sw.curve_steps,
+                "sweep.eval_points": sw.curve_eval_points}
+    for t in teachers[1:]:
+        runs[f"d{_fmt(p.train.distill.d_coef)}_s{sw.seeds[0]}_teacher-{teacher_key(t)}"] = {
+            "train.distill.teacher": t, "train.seed": sw.seeds[0]}
+    for arm in sw.arms:
+        for s in sw.seeds:
+            runs[f"{arm}_s{s}"] = {**{f"train.distill.{k}": v for k, v in arm_changes(sw, arm).items()},
+                                   "train.seed": s}
+    for mode in sw.latent_modes:
+        for s in sw.seeds:
+            runs[f"{mode}_s{s}"] = {"train.distill.latent": mode, "train.seed": s}
+    out["02_distillation"] = runs
+    return out
 
 
 def field_names(cls=None, prefix: str = "") -> list[str]:
@@ -336,14 +426,11 @@ SMOKE = Profile(
     device="cpu",
     data=DataSpec(source="synthetic", rows=2000, episode_length=40, seed=100, tasks="cartpole-balance,reacher-easy",
                   heldout=("random",), heldout_episodes=1, max_steps=20),
-    teacher="train:tiny", teacher_size="tiny", teacher_steps=6, teacher_batch_size=16,
-    compare_teachers=(), teacher_cache=True,
-    train=TrainConfig(student_size="tiny", batch_size=16, steps=6,
-                      distill=DistillConfig(d_coef=0.4, pca_samples=256, q_coef=1.0, pi_coef=1.0, detach_encoder=True)),
-    d_coefs=(0.0, 0.4), seeds=(1,), latent_modes=("linear-frozen", "linear", "pca"), arms=("all",),
-    curve_steps=0, curve_d_coef=0.4, eval_points=2, curve_eval_points=2,
+    teacher=TeacherConfig(checkpoint="train:tiny", size="tiny", steps=6, batch_size=16, episodes=1),
+    train=TrainConfig(student_size="tiny", batch_size=16, steps=6, distill=DistillConfig(d_coef=0.4, pca_samples=256)),
+    sweep=SweepConfig(d_coefs=(0.0, 0.4), seeds=(1,), arms=("all",), curve_d_coef=0.4, eval_points=2,
+                      curve_eval_points=2),
     eval=EvalConfig(tasks="cartpole-balance,reacher-easy", episodes=1, seed=1, protocol="clean", policy="prior"),
-    teacher_episodes=1,
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=32, latency_repeats=2),
     viewer=ViewerConfig(task="cartpole-balance", steps=12, width=96, height=96, fps=10),
 )
@@ -366,21 +453,19 @@ MINI = Profile(
                   mixture=("random", "prior", "prior+0.2", "prior+0.4", "prior+0.6", "prior+0.8", "prior+1.0",
                            "plan"),
                   heldout=("random", "prior+0.3", "plan"), heldout_episodes=1),
-    teacher="tdmpc-opt-mt30-1M", teacher_hub="mt30-48M", teacher_size=1, teacher_steps=0, teacher_batch_size=64,
-    compare_teachers=(), teacher_cache=True,
-    train=TrainConfig(student_size="tiny", lr=1e-3, batch_size=64, steps=5000,
-                      # value distillation through the TD target (q_target_mix, every horizon step):
-                      # the students' Q reaches the teacher's level in 5,000 updates
-                      distill=DistillConfig(d_coef=0.45, pca_samples=4096, q_coef=1.0, pi_coef=1.0,
-                                            q_random_actions=8, q_target_mix=1.0, detach_encoder=True)),
-    d_coefs=(0.0, 0.45), seeds=(1, 2), latent_modes=("linear-frozen", "linear", "pca"),
-    arms=("value", "policy", "all"),
-    curve_steps=0, curve_d_coef=0.45, eval_points=1, curve_eval_points=1,
-    eval=EvalConfig(tasks=MINI_TASKS, episodes=3, seed=1, protocol="clean", policy="plan", precision="fp32",
-                    planner=MINI_PLANNER),
     # fp32 planning for the teacher (its evaluation and the 'plan' data): bf16 rounds differently on
     # different CPU kinds, and the collected episodes, hence every student, would follow.
-    teacher_episodes=8, teacher_precision="fp32",
+    teacher=TeacherConfig(checkpoint="tdmpc-opt-mt30-1M", hub="mt30-48M", size=1, steps=0, batch_size=64,
+                          episodes=8, precision="fp32"),
+    train=TrainConfig(student_size="tiny", lr=1e-3, batch_size=64, steps=5000,
+                      distill=DistillConfig(d_coef=0.45, pca_samples=4096, q_random_actions=8)),
+    # value distillation through the TD target (q_target_mix, every horizon step): the students' Q
+    # reaches the teacher's level in 5,000 updates
+    sweep=SweepConfig(d_coefs=(0.0, 0.45), seeds=(1, 2), arms=("value", "policy", "all"),
+                      transfer=DistillConfig(q_coef=1.0, pi_coef=1.0, q_target_mix=1.0, detach_encoder=True),
+                      curve_d_coef=0.45, eval_points=1, curve_eval_points=1),
+    eval=EvalConfig(tasks=MINI_TASKS, episodes=3, seed=1, protocol="clean", policy="plan", precision="fp32",
+                    planner=MINI_PLANNER),
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=5),
     viewer=ViewerConfig(task="pendulum-swingup", policy="plan", steps=150, width=240, height=240, fps=25),
 )
@@ -400,14 +485,12 @@ PAPER = Profile(
     device="cuda",
     data=DataSpec(source="hub", tasks="mt30", chunks=None, seed=100, heldout=("prior+0.3", "plan"),
                   heldout_episodes=1),
-    teacher="mt30-317M", teacher_hub="mt30-317M", teacher_size=317, teacher_steps=0, teacher_batch_size=256,
-    compare_teachers=("mt30-48M",), teacher_cache=True,
+    teacher=TeacherConfig(checkpoint="mt30-317M", hub="mt30-317M", size=317, steps=0, batch_size=256,
+                          compare=("mt30-48M",)),
     train=TrainConfig(student_size=1, batch_size=256, steps=200_000,
-                      distill=DistillConfig(d_coef=0.4, pca_samples=25600, q_coef=1.0, pi_coef=1.0,
-                                            detach_encoder=True)),
-    d_coefs=(0.0, 0.05, 0.25, 0.4, 0.55, 0.6, 0.9), seeds=(1,),
-    latent_modes=("linear-frozen", "linear", "pca"), arms=("value", "policy", "all"),
-    curve_steps=1_000_000, curve_d_coef=0.45, eval_points=1, curve_eval_points=5,
+                      distill=DistillConfig(d_coef=0.4, pca_samples=25600)),
+    sweep=SweepConfig(d_coefs=(0.0, 0.05, 0.25, 0.4, 0.55, 0.6, 0.9), seeds=(1,), arms=("value", "policy", "all"),
+                      curve_steps=1_000_000, curve_d_coef=0.45, eval_points=1, curve_eval_points=5),
     eval=EvalConfig(tasks="mt30", episodes=10, seed=1, protocol="paper", policy="plan"),
     quant=QuantConfig(formats=("fp16", "bf16", "int8", "paper-int8"), error_batch=256, latency_repeats=10),
     viewer=ViewerConfig(task="walker-run", policy="plan", steps=500, width=384, height=384, fps=30),

@@ -66,10 +66,10 @@ def _latency_ms(model, precision: str, planner_cfg, envs: int, repeats: int, see
     return statistics.median(times)
 
 
-def quantization_table(checkpoint: str, formats, workdir: str | Path, *, profile, device: str = "cpu",
-                       error_batch: int = 256, latency_envs: int = 1, latency_repeats: int = 5,
-                       fp32_eval: str | Path | None = None, log=print) -> list[dict]:
-    """Write every format of `checkpoint` into `workdir` and measure it (see the module doc).
+def quantization_table(checkpoint: str, workdir: str | Path, *, profile, fp32_eval: str | Path | None = None,
+                       log=print) -> list[dict]:
+    """Write every format of `checkpoint` (profile.quant.formats) into `workdir` and measure it
+    (see the module doc; batch size and timing from profile.quant, on profile.device).
     Every format is evaluated with the study's evaluation (`pipeline.evaluate_checkpoint`: the
     profile's tasks, episodes, protocol, policy and MPPI settings; every episode's return kept);
     the fp32 row evaluates `checkpoint` itself, reusing `fp32_eval` (e.g. the training run's
@@ -78,31 +78,32 @@ def quantization_table(checkpoint: str, formats, workdir: str | Path, *, profile
 
     from ..checkpoint import load_checkpoint
     from ..quantize import fixed_batch, output_errors
-    from .pipeline import evaluate_checkpoint
+    from .pipeline import eval_config, evaluate_checkpoint
 
+    q, device = profile.quant, profile.device
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ref = load_checkpoint(checkpoint)
-    batch = fixed_batch(ref, error_batch, seed=0)
+    batch = fixed_batch(ref, q.error_batch, seed=0)
     planner_cfg = dataclasses.replace(profile.eval.planner, mpc=profile.eval.policy == "plan")
     rows = []
     fp32_bytes = None
-    for fmt in ("fp32",) + tuple(f for f in formats if f != "fp32"):
+    for fmt in ("fp32",) + tuple(f for f in q.formats if f != "fp32"):
         path = workdir / f"{fmt}.pt"
         nbytes = _write(ref, fmt, path)
         fp32_bytes = fp32_bytes or nbytes
         model, precision, dtype, compute, notes = _load(fmt, path)
         errors = output_errors(ref, model, batch, dtype)
         model = model.to(device)
-        latency = _latency_ms(model, precision, planner_cfg, latency_envs, latency_repeats)
+        latency = _latency_ms(model, precision, planner_cfg, q.latency_envs, q.latency_repeats)
         if fmt == "fp32":  # the model as trained: the same evaluation as the run's own
-            result = evaluate_checkpoint(profile, checkpoint, fp32_eval or workdir / "fp32_eval.json", device=device)
+            result = evaluate_checkpoint(profile, checkpoint, fp32_eval or workdir / "fp32_eval.json")
         else:
-            result = evaluate_checkpoint(profile, str(path), workdir / f"{fmt}_eval.json", device=device,
-                                         precision=precision, model=model)
+            cfg = dataclasses.replace(eval_config(profile), precision=precision)
+            result = evaluate_checkpoint(profile, str(path), workdir / f"{fmt}_eval.json", cfg=cfg, model=model)
         row = {"format": fmt, "file": str(path), "file_bytes": nbytes, "size_ratio": nbytes / fp32_bytes,
                "compute": compute, "planner_precision": precision, "latency_ms": latency,
-               "latency_envs": latency_envs, "normalized_score": result["normalized_score"],
+               "latency_envs": q.latency_envs, "normalized_score": result["normalized_score"],
                "task_scores": {t: v["score"] for t, v in result["tasks"].items()},
                "returns": {t: v["returns"] for t, v in result["tasks"].items()}, "notes": notes,
                **{f"err_{h}_max": errors[h]["max"] for h in HEADS},

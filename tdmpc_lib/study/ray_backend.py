@@ -1,10 +1,9 @@
 """Run the study's executions as Ray tasks: `python -m tdmpc_lib.study --backend ray [--address A]`.
 
-The plan, the skip-if-done check and the `after` dependencies are runner.py's (the same
-executions, parameters and folders as the local backend). Each execution that still has to run
-becomes one Ray task; the task of an execution that needs others gets their ObjectRefs as
-arguments, so Ray itself starts it once they have finished, wherever its resources
-(task_resources) are free. A task whose dependency failed does not run its notebook.
+Everything but the executor is the local backend's: the plan, the skip-if-done check, and the
+scheduling (execution.schedule starts each execution once what it needs has finished). Here an
+execution is one Ray task, submitted when it is ready; Ray places it wherever its resources
+(task_resources) are free, and the driver waits on the task's future.
 
 Assumptions and guarantees:
 - Shared filesystem. Executions read each other's files (the dataset, teachers and student
@@ -40,14 +39,14 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write, atomic_write_json
-from .execution import NOTEBOOK_DIR, REPO_ROOT, execute, not_run, record
+from .execution import NOTEBOOK_DIR, REPO_ROOT, execute, schedule
 from .params import RESULT_FILE
 from .profiles import PROFILE_FILE, Profile
 
 # Ray retries a task whose worker died this many times (a notebook error is not retried).
 RETRIES = 2
 # Notebooks that train or plan (MPPI) for long: a whole GPU each.
-GPU_NOTEBOOKS = ("02_distillation", "03_latent_ablation", "04_quantization")
+GPU_NOTEBOOKS = ("02_distillation", "04_quantization")
 # Notebooks that only load a model on the profile's device (the viewer, a teacher evaluated with
 # its policy prior) share a GPU: Ray places them on a GPU node and packs 1/LIGHT_GPU of them onto
 # one GPU. They cannot take no GPU: the device is part of every run's fingerprint, so running
@@ -71,22 +70,22 @@ def import_ray():
     return ray
 
 
-def task_resources(notebook: str, profile: Profile, parameters: dict | None = None) -> dict:
+def task_resources(notebook: str, profile: Profile, overrides: dict | None = None) -> dict:
     """The Ray resources one execution of `notebook` asks for: {'num_cpus': c, 'num_gpus': g}.
 
     CPUs: profile.threads (1 when 0); the execution's torch threads are set to the same number.
     GPUs, only when profile.device is CUDA:
-      1          02 and 03 (training), 04 (MPPI evaluation of every format), 01 when it trains
+      1          02 (training), 04 (MPPI evaluation of every format), 01 when it trains
                  its teacher here (teacher 'train:...' or 'auto') or evaluates it with MPPI
                  (policy 'plan');
       LIGHT_GPU  06 (the viewer) and 01 otherwise (the teacher's policy prior);
       0          05 (plots from files).
-    `parameters` are the execution's own (an 01 member names its teacher)."""
+    `overrides` are the execution's member's (an 01 member may name its teacher)."""
     cpus = max(1, int(profile.threads))
     if not profile.device.startswith("cuda") or notebook == "05_results":
         return {"num_cpus": cpus, "num_gpus": 0}
     if notebook == "01_teacher":
-        teacher = (parameters or {}).get("teacher", profile.teacher)
+        teacher = (overrides or {}).get("train.distill.teacher", profile.teacher.checkpoint)
         heavy = profile.eval.policy == "plan" or teacher == "auto" or teacher.startswith("train:")
         return {"num_cpus": cpus, "num_gpus": 1 if heavy else LIGHT_GPU}
     return {"num_cpus": cpus, "num_gpus": 1 if notebook in GPU_NOTEBOOKS else LIGHT_GPU}
@@ -125,26 +124,23 @@ def _files(out: Path, study_dir: Path) -> dict[str, bytes]:
     return files
 
 
-def _task(spec: dict, *needs: dict) -> tuple[dict, dict]:
-    """One execution on a Ray worker. `needs`: the status dicts of the executions it needs (Ray
-    resolves them, i.e. waits for them, before this starts). Returns (status, files): a small
-    status the driver and dependent tasks read, and the folder's files, fetched only when the
-    driver's study dir lacks them."""
+def _task(spec: dict) -> tuple[dict, dict]:
+    """One execution on a Ray worker, started once the executions it needs have finished (their
+    folders: spec['needs']). Returns (status, files): a small status the driver reads, and the
+    folder's files, fetched only when the driver's study dir lacks them."""
     status = {"name": spec["name"], "out_dir": spec["out_dir"], "host": socket.gethostname(), "seconds": 0.0}
-    failed = [n["name"] for n in needs if not n["ok"]]
-    if failed:
-        return {**status, "ok": False, "not_run": failed}, {}
     study_dir, out = Path(spec["study_dir"]), Path(spec["out_dir"])
     deadline = time.monotonic() + SHARED_FS_WAIT_S
     while True:
-        unseen = [n["name"] for n in needs if not (Path(n["out_dir"]) / RESULT_FILE).is_file()]
+        unseen = [n for n in spec["needs"] if not (Path(n) / RESULT_FILE).is_file()]
         if not unseen or time.monotonic() > deadline:
             break
         time.sleep(2.0)
     if unseen:
+        names = ", ".join(str(Path(n).relative_to(study_dir)) for n in unseen)
         return {**status, "ok": False,
-                "error": f"the results of {', '.join(unseen)} are not in {study_dir} on {status['host']}: "
-                         f"--backend ray needs the study dir on a filesystem every node shares (e.g. NFS)"}, {}
+                "error": f"the results of {names} are not in {study_dir} on {status['host']}: --backend ray needs "
+                         f"the study dir on a filesystem every node shares (e.g. NFS)"}, {}
     if not (study_dir / PROFILE_FILE).is_file():  # a driver outside the shared filesystem (ray://)
         atomic_write_json(study_dir / PROFILE_FILE, spec["profile"])
     out.mkdir(parents=True, exist_ok=True)
@@ -168,61 +164,43 @@ def run_on_ray(todo: list, profile: Profile, study_dir: Path, notebook_dir: Path
                          f"(Ray shows each task only its own GPU, as cuda:0)")
     ray = import_ray()
     started = connect(address)
+    custom_notebooks = notebook_dir and Path(notebook_dir).resolve() != NOTEBOOK_DIR.resolve()
+    out_dirs = {ex.name: str(ex.out_dir(study_dir)) for ex, _ in todo}
+    files: dict[str, object] = {}  # execution name -> the ObjectRef of its folder's files
     try:
         # max_calls=1: a fresh worker process per execution, so nothing (stderr redirected to the
         # execution's log, GPU memory) carries over to the next one.
         task = ray.remote(num_returns=2, max_retries=RETRIES, retry_exceptions=False, max_calls=1)(_task)
-        names = {ex.name for ex, _ in todo}
-        refs: dict[str, object] = {}  # execution name -> its status ObjectRef
-        waiting: dict = {}  # status ObjectRef -> (submission index, execution, files ObjectRef)
-        custom_notebooks = notebook_dir and Path(notebook_dir).resolve() != NOTEBOOK_DIR.resolve()
-        for i, (ex, injected) in enumerate(todo):
-            needs = [n for n in ex.after if n in names]
-            if any(n not in refs for n in needs):  # runner.START_ORDER puts what is needed first
-                raise RuntimeError(f"{ex.name} is planned before {', '.join(n for n in needs if n not in refs)}")
-            res = task_resources(ex.notebook, profile, ex.parameters)
+
+        def submit(ex, injected: dict):
+            res = task_resources(ex.notebook, profile, ex.overrides)
             spec = {"name": ex.name, "notebook": ex.notebook, "study_dir": str(study_dir),
-                    "out_dir": str(ex.out_dir(study_dir)), "profile": profile.to_dict(),
+                    "out_dir": out_dirs[ex.name], "profile": profile.to_dict(),
+                    "needs": [out_dirs[n] for n in ex.after if n in out_dirs],
                     "notebook_dir": str(Path(notebook_dir).resolve()) if custom_notebooks else None,
-                    "parameters": {**injected, "threads": res["num_cpus"]}}
-            status_ref, files_ref = task.options(name=ex.name, **res).remote(spec, *(refs[n] for n in needs))
-            refs[ex.name] = status_ref
-            waiting[status_ref] = (i, ex, files_ref)
+                    "parameters": {**injected, "overrides": {**injected["overrides"], "threads": res["num_cpus"]}}}
+            status_ref, files[ex.name] = task.options(name=ex.name, **res).remote(spec)
             gpus = f", {res['num_gpus']:g} GPU" if res["num_gpus"] else ""
-            log(f"queue {ex.name}  ({res['num_cpus']} CPU{'s' if res['num_cpus'] > 1 else ''}{gpus})")
-        failed: set[str] = set()
-        while waiting:
-            ray.wait(list(waiting), num_returns=1)
-            # Everything finished by now, in plan order: a dependency before what needs it.
-            ready, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
-            for ref in sorted(ready, key=lambda r: waiting[r][0]):
-                _, ex, files_ref = waiting.pop(ref)
-                _finish(ray, ref, files_ref, ex, study_dir, failed, report, log)
+            log(f"  as a Ray task ({res['num_cpus']} CPU{'s' if res['num_cpus'] > 1 else ''}{gpus})")
+            return status_ref.future()
+
+        def outcome(ex, fut) -> dict:
+            try:
+                status = fut.result()
+            except ray.exceptions.RayError as e:  # its worker or node died past the retries
+                return {"ok": False, "seconds": 0.0, "error": _one_line(e)}
+            return _collect(ray, status, files.pop(ex.name), ex, study_dir, log)
+
+        schedule(todo, submit, outcome, max(1, len(todo)), study_dir, report, log)
     finally:
         if started:
             ray.shutdown()
 
 
-def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict, log) -> None:
-    """Book one finished task; copy its files into the driver's study dir when they are not there."""
-    output = ex.out_dir(study_dir) / f"{ex.notebook}.ipynb"
-    try:
-        res = ray.get(ref)
-    except ray.exceptions.RayError as e:
-        # A dependency that died past its retries fails what needs it without running it.
-        lost = [n for n in ex.after if n in failed]
-        failed.add(ex.name)
-        if lost:
-            not_run(report, ex, lost, log)
-        else:
-            record(study_dir, report, ex, output, {"ok": False, "seconds": 0.0, "error": _one_line(e)}, log)
-        return
-    if res.get("not_run"):
-        failed.add(ex.name)
-        not_run(report, ex, res["not_run"], log)
-        return
+def _collect(ray, status: dict, files_ref, ex, study_dir: Path, log) -> dict:
+    """A finished task's status; its files copied into the driver's study dir when they are not there."""
     here = ex.out_dir(study_dir) / RESULT_FILE
-    if res.get("result_digest") != _digest(here) or not output.is_file():
+    if status.get("result_digest") != _digest(here) or not (ex.out_dir(study_dir) / f"{ex.notebook}.ipynb").is_file():
         # The driver does not share the workers' filesystem: keep a copy of the folder's files here.
         try:
             files = ray.get(files_ref)
@@ -231,6 +209,4 @@ def _finish(ray, ref, files_ref, ex, study_dir: Path, failed: set, report: dict,
             files = {}
         for rel, data in files.items():
             atomic_write(study_dir / rel, lambda f, data=data: f.write(data))
-    if not res["ok"]:
-        failed.add(ex.name)
-    record(study_dir, report, ex, output, res, log)
+    return status

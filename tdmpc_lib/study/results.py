@@ -3,7 +3,7 @@ notebook JSON): result.json of every execution, and each training run's metrics.
 
     study = load_study("runs/mini")
     study.teachers   one row per teacher (01): label, params, normalized_score
-    study.runs       one row per student execution (02 and 03): notebook, member, d_coef, seed,
+    study.runs       one row per student execution (02): notebook, member, d_coef, seed,
                      steps, latent, teacher, normalized_score, run_dir, pca_explained_variance
     study.curves     score against updates, from every run's eval.csv
     study.losses     every loss term against updates, from every run's metrics.csv (long form)
@@ -79,7 +79,8 @@ class Study:
 
         t = self.teachers
         if len(t):
-            main = t[t["spec"] == profile.teacher] if (t["spec"] == profile.teacher).any() else t.iloc[:1]
+            own = t["spec"] == profile.teacher.checkpoint
+            main = t[own] if own.any() else t.iloc[:1]
             add("teacher", main.iloc[0]["returns"])
             add("random", main.iloc[0]["floor_returns"])
         r = self.runs
@@ -100,7 +101,7 @@ class Study:
     def aggregate(self, profile) -> dict[str, dict]:
         """IQM and mean normalized score of every arm with 95% stratified-bootstrap CIs (rliable)."""
         if self._aggregate is None:
-            from . import stats
+            from .. import stats
             arms = self.arms(profile)
             self._aggregate = stats.aggregate({name: stats.score_matrix(rets, sorted(rets))
                                                for name, rets in arms.items()
@@ -149,40 +150,40 @@ def load_study(study_dir: str | Path) -> Study:
     st.teachers = pd.DataFrame(teachers)
 
     runs, curves, losses = [], [], []
-    for nb in ("02_distillation", "03_latent_ablation"):
-        for r in _results(study_dir / nb):
-            rec = r.get("run") or {}
-            teacher = rec.get("teacher") or {}
-            row = {"notebook": nb, "member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
-                   "arm": rec.get("arm", "reward"), "diagnostics": rec.get("diagnostics"),
-                   "seed": rec.get("seed"), "steps": rec.get("steps"), "latent": rec.get("latent", "none"),
-                   "schedule": rec.get("schedule"), "batch_size": rec.get("batch_size"),
-                   "teacher_spec": teacher.get("spec"), "teacher": teacher.get("label", "none"),
-                   "teacher_params": rec.get("teacher_params"), "student_params": rec.get("student_params"),
-                   "normalized_score": rec.get("normalized_score"), "run_dir": rec.get("run_dir"),
-                   "train_s": rec.get("train_s"), "default_teacher": r.get("default_teacher", True),
-                   "returns": rec.get("returns") or None}
-            err = rec.get("reward_error") or {}
-            row.update(reward_mse_true=err.get("mse_true"), reward_mse_teacher=err.get("mse_teacher"))
-            run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
-            metrics = read_metrics(run_dir / "metrics.csv") if run_dir else pd.DataFrame()
-            row["pca_explained_variance"] = _last(metrics, "pca_explained_variance")
-            row["label"] = run_label(row)
-            runs.append(row)
-            evals = read_metrics(run_dir / "eval.csv") if run_dir else pd.DataFrame()
-            if len(evals):
-                curves.append(evals[["step", "normalized_score"]].assign(run_dir=row["run_dir"], label=row["label"],
-                                                                          d_coef=row["d_coef"], seed=row["seed"],
-                                                                          steps_total=row["steps"],
-                                                                          teacher=row["teacher"]))
-            if len(metrics):
-                cols = loss_columns(metrics)
-                losses.append(metrics[["step", *cols]].melt("step", var_name="term", value_name="value")
-                              .assign(run_dir=row["run_dir"], label=row["label"]))
-            for task, score in (rec.get("task_scores") or {}).items():
-                task_rows.append({"model": f"student {row['label']}" + ("" if row["default_teacher"] else
-                                                                        f" ({row['teacher']})"),
-                                  "kind": "student", "task": task, "score": score, "run_dir": row["run_dir"]})
+    nb = "02_distillation"
+    for r in _results(study_dir / nb):
+        rec = r.get("run") or {}
+        teacher = rec.get("teacher") or {}
+        row = {"notebook": nb, "member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
+               "arm": rec.get("arm", "reward"), "diagnostics": rec.get("diagnostics"),
+               "seed": rec.get("seed"), "steps": rec.get("steps"), "latent": rec.get("latent", "none"),
+               "schedule": rec.get("schedule"), "batch_size": rec.get("batch_size"),
+               "teacher_spec": teacher.get("spec"), "teacher": teacher.get("label", "none"),
+               "teacher_params": rec.get("teacher_params"), "student_params": rec.get("student_params"),
+               "normalized_score": rec.get("normalized_score"), "run_dir": rec.get("run_dir"),
+               "train_s": rec.get("train_s"), "default_teacher": r.get("default_teacher", True),
+               "returns": rec.get("returns") or None}
+        err = rec.get("reward_error") or {}
+        row.update(reward_mse_true=err.get("mse_true"), reward_mse_teacher=err.get("mse_teacher"))
+        run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
+        metrics = read_metrics(run_dir / "metrics.csv") if run_dir else pd.DataFrame()
+        row["pca_explained_variance"] = _last(metrics, "pca_explained_variance")
+        row["label"] = run_label(row)
+        runs.append(row)
+        evals = read_metrics(run_dir / "eval.csv") if run_dir else pd.DataFrame()
+        if len(evals):
+            curves.append(evals[["step", "normalized_score"]].assign(run_dir=row["run_dir"], label=row["label"],
+                                                                      d_coef=row["d_coef"], seed=row["seed"],
+                                                                      steps_total=row["steps"],
+                                                                      teacher=row["teacher"]))
+        if len(metrics):
+            cols = loss_columns(metrics)
+            losses.append(metrics[["step", *cols]].melt("step", var_name="term", value_name="value")
+                          .assign(run_dir=row["run_dir"], label=row["label"]))
+        for task, score in (rec.get("task_scores") or {}).items():
+            task_rows.append({"model": f"student {row['label']}" + ("" if row["default_teacher"] else
+                                                                    f" ({row['teacher']})"),
+                              "kind": "student", "task": task, "score": score, "run_dir": row["run_dir"]})
     st.runs = pd.DataFrame(runs)
     st.curves = pd.concat(curves, ignore_index=True).drop_duplicates(["run_dir", "step"]) if curves else pd.DataFrame()
     st.losses = (pd.concat(losses, ignore_index=True).drop_duplicates(["run_dir", "step", "term"]) if losses
@@ -219,7 +220,7 @@ def pooled_aggregate(study_dirs: list[str | Path], profile) -> dict:
     study folder): a run is then a (dataset, training seed, episode) triple. Also each study's
     own aggregate, so a claim can be checked on every dataset. Only arms present in every study
     are pooled."""
-    from . import stats
+    from .. import stats
 
     per = {str(d): load_study(d).arms(profile) for d in study_dirs}
     common = set.intersection(*(set(a) for a in per.values())) if per else set()

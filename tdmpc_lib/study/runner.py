@@ -1,23 +1,23 @@
 """Execute the study's notebooks with papermill, in order, into runs/<profile>/.
 
-Executions (one per notebook, or one per sweep member), in this order:
+Executions (one per notebook, or one per sweep member: profiles.sweep_members):
     01_teacher            one member per teacher (the profile's, then the comparison ones)
     02_distillation       d_coef x seed sweep (0.0 = from scratch), the transfer arms beyond the
-                          paper x seed, the curve runs, one run per comparison teacher
-    03_latent_ablation    one member per latent mode (plus reward-only)
-    04_quantization, 06_rollout_viewer   (on the profile's default distilled student)
+                          paper x seed, the latent ablation x seed, the curve runs, one run per
+                          comparison teacher
+    04_quantization, 06_rollout_viewer   (on the profile's own run)
     05_results            the figures, from the files the others wrote
 
 Up to `workers` executions run at once, each in its own worker process (and kernel); an
 execution starts when what it needs has finished: a student run waits for its teacher's 01
-member (a from-scratch run waits for nothing), 04 and 06 for the default student run, 05 for
+member when the teacher is trained here, 04 and 06 for the profile's own run, 05 for
 everything. Shared work is guarded by file locks (pipeline.py), so the dataset and every
 teacher are made once. That is the local backend; with backend 'ray' (ray_backend.py) the same
 pending executions become Ray tasks that Ray starts when what they need has finished.
 
-An execution is skipped when its folder holds a result.json written for the same parameters
-and the same resolved profile, so an interrupted study reruns only what is missing (training
-runs resume from their last checkpoint). Each execution writes its executed notebook
+An execution is skipped when its folder holds a result.json written for the same member and
+overrides and the same resolved profile, so an interrupted study reruns only what is missing
+(training runs resume from their last checkpoint). Each execution writes its executed notebook
 (<folder>/<notebook>.ipynb) and its result files into its folder.
 """
 from __future__ import annotations
@@ -29,77 +29,43 @@ import time
 from pathlib import Path
 
 from ..files import OutputLock, atomic_write_json
-from .execution import (NOTEBOOK_DIR, REPO_ROOT, Execution, die_with_the_runner, execute, log_line, not_run,
-                        record)
-from .params import check_profile, check_values, default_study_dir, profile_fingerprint, read_result, validate
-from .pipeline import teacher_key
-from .profiles import PROFILE_FILE, Profile
+from .execution import NOTEBOOK_DIR, REPO_ROOT, Execution, die_with_the_runner, execute, log_line, schedule
+from .params import default_study_dir, profile_fingerprint, read_result
+from .profiles import PROFILE_FILE, Profile, check_profile, sweep_members
 
-ORDER = ("01_teacher", "02_distillation", "03_latent_ablation", "04_quantization", "06_rollout_viewer", "05_results")
-# Which ready execution takes a free worker first: 04 (one long execution) as soon as the
-# distilled runs it quantizes exist, so it runs beside the latent members instead of alone at the end.
-START_ORDER = ("01_teacher", "02_distillation", "04_quantization", "06_rollout_viewer", "03_latent_ablation",
-               "05_results")
+ORDER = ("01_teacher", "02_distillation", "04_quantization", "06_rollout_viewer", "05_results")
 
 
-def _fmt(x: float) -> str:
-    return format(float(x), "g")
+def start_rank(ex: Execution) -> int:
+    """Which ready execution takes a free worker first: 04 (one long execution) as soon as the
+    runs it quantizes exist, so it runs beside the latent members instead of alone at the end."""
+    if ex.notebook == "02_distillation" and "train.distill.latent" in ex.overrides:
+        return ORDER.index("06_rollout_viewer") + 1
+    return ORDER.index(ex.notebook) + (2 if ex.notebook == "05_results" else 0)
 
 
 def plan(profile: Profile) -> dict[str, list[Execution]]:
-    """The executions of every notebook for a profile (parameters beyond profile/study_dir)."""
-    p = profile
-    teachers = list(dict.fromkeys([p.teacher, *p.compare_teachers]))
-    out: dict[str, list[Execution]] = {nb: [] for nb in ORDER}
-    for t in teachers:
-        out["01_teacher"].append(Execution("01_teacher", teacher_key(t), {"teacher": t}))
-    seen = set()
-
-    def add(nb: str, member: str, params: dict) -> None:
-        if (nb, member) not in seen:
-            seen.add((nb, member))
-            out[nb].append(Execution(nb, member, params))
-
-    for d in p.d_coefs:
-        for s in p.seeds:
-            add("02_distillation", f"d{_fmt(d)}_s{s}", {"d_coef": float(d), "seed": s})
-    if p.curve_length != p.train.steps:  # distilled vs scratch over a longer schedule
-        freq = max(1, p.curve_length // max(1, p.curve_eval_points))
-        for d in (p.curve_d_coef, 0.0):
-            add("02_distillation", f"d{_fmt(d)}_s{p.seeds[0]}_{p.curve_length}st",
-                {"d_coef": float(d), "seed": p.seeds[0], "steps": p.curve_length, "eval_freq": freq})
-    for t in p.compare_teachers:
-        if t != p.teacher:
-            add("02_distillation", f"d{_fmt(p.train.distill.d_coef)}_s{p.seeds[0]}_teacher-{teacher_key(t)}",
-                {"d_coef": float(p.train.distill.d_coef), "seed": p.seeds[0], "teacher": t})
-    for arm in p.arms:  # beyond the paper: value / policy / all-three distillation, every seed
-        for s in p.seeds:
-            add("02_distillation", f"{arm}_s{s}", {"arm": arm, "seed": s})
-    for mode in ("none", *p.latent_modes):
-        for s in p.seeds:
-            add("03_latent_ablation", f"{mode}_s{s}", {"latent": mode, "seed": s})
-    out["04_quantization"].append(Execution("04_quantization", None))
-    out["06_rollout_viewer"].append(Execution("06_rollout_viewer", None))
-    out["05_results"].append(Execution("05_results", None))
-    # What each execution needs. A teacher trained here must exist before its students start; a
-    # checkpoint teacher needs nothing (students wait on the dataset's file lock, not on 01's
-    # evaluation of the teacher).
-    teacher_of = {ex.parameters["teacher"]: ex.name for ex in out["01_teacher"]
-                  if ex.parameters["teacher"].startswith("train:") or ex.parameters["teacher"] == "auto"}
-    for nb in ("02_distillation", "03_latent_ablation"):
-        for ex in out[nb]:
-            uses_teacher = (ex.parameters.get("d_coef", p.train.distill.d_coef) > 0 or ex.parameters.get("latent", "none") != "none"
-                            or ex.parameters.get("arm", "reward") != "reward")
-            spec = ex.parameters.get("teacher", p.teacher)
-            ex.after = [teacher_of[spec]] if uses_teacher and spec in teacher_of else []
-    default = {s: [ex.name for ex in out["02_distillation"] if ex.member == f"d{_fmt(p.train.distill.d_coef)}_s{s}"]
-               for s in p.seeds}
-    for ex in out["03_latent_ablation"]:
-        if ex.parameters["latent"] == "none":  # the same training run as 02's default: reuse it
-            ex.after += default[ex.parameters["seed"]]
-    all_default = [n for names in default.values() for n in names]
-    out["04_quantization"][0].after = all_default or [ex.name for ex in out["02_distillation"]]
-    out["06_rollout_viewer"][0].after = default[p.seeds[0]] or [ex.name for ex in out["02_distillation"]]
+    """Every execution of the study: each notebook's sweep members (profiles.sweep_members, their
+    `overrides`), or one execution of a notebook without members; `after`: what each needs."""
+    members = sweep_members(profile)
+    out = {nb: [Execution(nb, m, changes) for m, changes in members.get(nb, {None: {}}).items()] for nb in ORDER}
+    # A teacher trained here must exist before its students start; a checkpoint teacher needs
+    # nothing (students wait on the dataset's file lock, not on 01's evaluation of the teacher).
+    trained = {p.teacher.checkpoint: ex.name for ex in out["01_teacher"]
+               for p in [profile.replace(**ex.overrides)] if p.teacher.checkpoint == "auto"
+               or (p.train.distill.teacher or p.teacher.checkpoint).startswith("train:")}
+    own = profile.train
+    for ex in out["02_distillation"]:
+        d = profile.replace(**ex.overrides).train.distill
+        spec = d.teacher or profile.teacher.checkpoint
+        uses_teacher = d.d_coef > 0 or d.q_coef > 0 or d.pi_coef > 0 or d.latent != "none"
+        ex.after = [trained[spec]] if uses_teacher and spec in trained else []
+    # 04 and 06 use the profile's own run (of every seed): after the members that train it
+    own_runs = [ex.name for ex in out["02_distillation"] if ex.member in
+                {f"d{format(own.distill.d_coef, 'g')}_s{s}" for s in profile.sweep.seeds}]
+    first = [n for n in own_runs if n.endswith(f"_s{profile.sweep.seeds[0]}]")]
+    out["04_quantization"][0].after = own_runs
+    out["06_rollout_viewer"][0].after = first
     out["05_results"][0].after = [ex.name for nb in ORDER if nb != "05_results" for ex in out[nb]]
     return out
 
@@ -118,11 +84,15 @@ def select(only: str | None) -> list[str]:
 
 
 def is_done(ex: Execution, study_dir: Path, profile: Profile, injected: dict) -> bool:
+    """A result.json of the same study profile, member and overrides (the thread count aside)."""
     result = read_result(ex.out_dir(study_dir))
     if not result or result.get("profile_fingerprint") != profile_fingerprint(profile):
         return False
     recorded = result.get("parameters", {})
-    return all(recorded.get(k) == v for k, v in injected.items() if k not in ("threads",))
+
+    def same(a: dict, b: dict) -> bool:
+        return {k: v for k, v in a.items() if k != "threads"} == {k: v for k, v in b.items() if k != "threads"}
+    return recorded.get("member") == injected["member"] and same(recorded.get("overrides") or {}, injected["overrides"])
 
 
 def prepare(profile: Profile, study_dir: Path) -> None:
@@ -133,23 +103,18 @@ def prepare(profile: Profile, study_dir: Path) -> None:
 
 def pending(profile: Profile, study_dir: Path, chosen: list[str], force: bool, report: dict, log=log_line
             ) -> list[tuple[Execution, dict]]:
-    """The executions to run, in START_ORDER, each with its notebook parameters (no `threads`:
-    each backend sets it); the ones whose results exist are logged and put in report['skipped']."""
+    """The executions to run, in start_rank order, each with its notebook parameters (each backend
+    adds its `threads` override); the ones whose results exist are logged and put in
+    report['skipped']. plan() resolved every member's profile, so a bad one has failed already."""
     executions = plan(profile)
     todo = []
-    for nb in START_ORDER:
-        if nb not in chosen:
+    for ex in sorted((ex for nb in chosen for ex in executions[nb]), key=start_rank):
+        injected = {"profile": profile.name, "member": ex.member, "overrides": {}, "study_dir": str(study_dir)}
+        if not force and is_done(ex, study_dir, profile, injected):
+            report["skipped"].append(ex.name)
+            log(f"skip {ex.name}: results exist ({ex.out_dir(study_dir)})")
             continue
-        for ex in executions[nb]:
-            injected = {"profile": profile.name, "study_dir": str(study_dir), **ex.parameters}
-            if ex.member:
-                injected["member"] = ex.member
-            check_values(validate(nb, injected))  # a bad parameter fails before any kernel starts
-            if not force and is_done(ex, study_dir, profile, injected):
-                report["skipped"].append(ex.name)
-                log(f"skip {ex.name}: results exist ({ex.out_dir(study_dir)})")
-                continue
-            todo.append((ex, injected))
+        todo.append((ex, injected))
     return todo
 
 
@@ -204,56 +169,32 @@ def _run_study_locked(profile: Profile, study_dir: Path, chosen, workers: int, t
 def _run_local(todo: list[tuple[Execution, dict]], study_dir: Path, notebook_dir: Path, workers: int, threads: int,
                report: dict, log=log_line) -> None:
     """Run the executions in a process pool of `workers`, each when what it needs has finished."""
-    todo = [(ex, {**injected, "threads": threads}) for ex, injected in todo]
-    pending_names = {ex.name for ex, _ in todo}
-    done: set[str] = set()
-    failed: set[str] = set()
-    running: dict = {}
-    ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_the_runner)
+    todo = [(ex, {**injected, "overrides": {**injected["overrides"], "threads": threads}}) for ex, injected in todo]
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=die_with_the_runner)
+    running: list[Execution] = []
+
+    def submit(ex: Execution, parameters: dict) -> cf.Future:
+        running.append(ex)
+        output = ex.out_dir(study_dir) / f"{ex.notebook}.ipynb"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return pool.submit(execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), parameters,
+                           str(REPO_ROOT))
+
+    def outcome(ex: Execution, fut: cf.Future) -> dict:
+        running.remove(ex)
+        return fut.result()
+
     try:
-        _schedule(pool, workers, todo, pending_names, done, failed, running, study_dir, notebook_dir, report, log)
+        schedule(todo, submit, outcome, workers, study_dir, report, log)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: stop the workers now, keep what finished
         for child in multiprocessing.active_children():
             child.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
-        names = ", ".join(ex.name for ex, _ in running.values()) or "none"
+        names = ", ".join(ex.name for ex in running) or "none"
         raise type(e)(f"the study stopped while running {names}; the finished executions are kept: rerun the same "
                       f"command to run the rest") from None
     pool.shutdown()
-
-
-def _schedule(pool, workers: int, todo, pending_names, done, failed, running, study_dir, notebook_dir, report,
-              log) -> None:
-    """Start each execution on `pool` when what it needs has finished; record each as it ends."""
-    while todo or running:
-        # start what is ready, in order, while a worker is free
-        for ex, injected in list(todo):
-            if len(running) >= workers:
-                break
-            needs = [n for n in ex.after if n in pending_names]
-            if any(n in failed for n in needs):
-                todo.remove((ex, injected))
-                failed.add(ex.name)
-                not_run(report, ex, [n for n in needs if n in failed], log)
-                continue
-            if all(n in done for n in needs):
-                todo.remove((ex, injected))
-                out = ex.out_dir(study_dir)
-                out.mkdir(parents=True, exist_ok=True)
-                output = out / f"{ex.notebook}.ipynb"
-                log(f"run  {ex.name}")
-                fut = pool.submit(execute, str(notebook_dir / f"{ex.notebook}.ipynb"), str(output), injected,
-                                  str(REPO_ROOT))
-                running[fut] = (ex, output)
-        if not running:
-            continue
-        finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-        for fut in finished:
-            ex, output = running.pop(fut)
-            res = fut.result()
-            (done if res["ok"] else failed).add(ex.name)
-            record(study_dir, report, ex, output, res, log)
 
 
 def sync_notebooks(notebook_dir: str | Path | None = None, check: bool = False) -> list[str]:

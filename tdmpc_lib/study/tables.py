@@ -59,7 +59,7 @@ def table1(study: Study, profile: Profile) -> pd.DataFrame:
         sel = base[base["latent"] == mode] if len(base) else base
         score, n = ours(sel) if len(sel) else ("-", 0)
         rows.append({"setting": name, "ours": score, "runs": n, "paper": paper.TABLE1_LATENT.get(mode)})
-    d_values = sorted(set(profile.d_coefs) | set(paper.TABLE1_DCOEF))
+    d_values = sorted(set(profile.sweep.d_coefs) | set(paper.TABLE1_DCOEF))
     for d in d_values:
         sel = base[(base["latent"] == "none") & (base["d_coef"] == d)] if len(base) else base
         score, n = ours(sel) if len(sel) else ("-", 0)

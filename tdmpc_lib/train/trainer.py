@@ -37,7 +37,7 @@ from .cache import TeacherTargetCache, find_complete_cache
 from .config import RESUME_WARN_FIELDS, TrainConfig
 from .distill import Distiller, Teacher
 from .records import MetricsLog, rng_state, seed_everything, set_rng_state
-from .update import Learner
+from .update import LOSS_WEIGHTS, Learner
 
 CHECKPOINT_KIND = "tdmpc-distill-train-state"
 
@@ -409,6 +409,30 @@ def _init_wandb(cfg: TrainConfig, run_dir: Path):
         return None
     return wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), dir=str(run_dir), name=run_dir.name,
                       id=run_dir.name, resume="allow")
+
+
+def loss_terms(cfg: TrainConfig) -> list[dict]:
+    """Every loss term of the finished run `cfg` (its last checkpoint, with its optimizer and
+    distiller state) on the next batch its sampler draws, each with the config field that weighs
+    it: [{'term', 'value', 'weight_field', 'weight'}]. One update runs in memory; nothing is
+    written (the run folder's lock is held meanwhile)."""
+    trainer = Trainer(dataclasses.replace(cfg, resume=True, progress=False))
+    try:
+        out = trainer.learner.update(trainer.sampler.sample(), step=max(0, trainer.step - 1))
+    finally:
+        trainer.lock.release()
+    rows = []
+    for term, key in LOSS_WEIGHTS.items():
+        if f"{term}_loss" not in out:
+            continue
+        weight = cfg
+        for part in (key or "").split("."):
+            weight = getattr(weight, part) if part else 1.0
+        if term == "distill_reward":  # d_coef after its schedule
+            weight = out["d_coef"]
+        rows.append({"term": term, "value": float(out[f"{term}_loss"]), "weight_field": key or "-",
+                     "weight": float(weight)})
+    return rows
 
 
 def train(config: TrainConfig | dict | None = None, **overrides) -> dict:

@@ -103,6 +103,13 @@ def world_model_param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict]:
     return groups
 
 
+# Each loss term of `Learner.update` and the TrainConfig field that weighs it in the total; 'pi'
+# is the policy's whole loss (its distillation term included), of weight 1.
+LOSS_WEIGHTS = {"consistency": "consistency_coef", "reward": "reward_coef", "value": "value_coef",
+                "distill_reward": "distill.d_coef", "distill_value": "distill.q_coef",
+                "distill_latent": "distill.latent_coef", "distill_policy": "distill.pi_coef", "pi": None}
+
+
 class Learner:
     """Owns the optimizers, the RunningScale and the update step of one student."""
 
