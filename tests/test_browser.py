@@ -233,8 +233,11 @@ def _slider_value(page) -> int:
 # ---------------------------------------------------------------------------- the test
 @pytest.fixture(scope="module")
 def lab_notebooks(smoke_study, tmp_path_factory):
-    """Copies of 06 and 05 with their parameters set (papermill prepare_only) for the session's
-    smoke study, writing into temporary folders; (lab root, figures folder)."""
+    """Copies of 06 and 05 with their parameters set (papermill prepare_only) for a copy of the
+    session's smoke study (they write their results into it), figures into a temporary folder;
+    (lab root, figures folder)."""
+    import shutil
+
     import papermill as pm
 
     from tdmpc_lib.study.execution import NOTEBOOK_DIR
@@ -243,9 +246,10 @@ def lab_notebooks(smoke_study, tmp_path_factory):
     assert report["failed"] == [], report["failed"]
     root = tmp_path_factory.mktemp("lab")
     figures = root / "out" / "figures"
+    lab_study = shutil.copytree(study_dir, root / "study")
     for name, overrides in (("06_rollout_viewer", {}), ("05_results", {"figures_dir": str(figures)})):
         pm.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(root / f"{name}.ipynb"), prepare_only=True,
-                            parameters={"profile": "smoke", "study_dir": str(study_dir), "overrides": overrides},
+                            parameters={"profile": "smoke", "study_dir": str(lab_study), "overrides": overrides},
                             kernel_name="python3", progress_bar=False)
     return root, figures
 
