@@ -257,6 +257,10 @@ def test_profiles_plan_and_overrides():
     assert {e.member: e.after for e in smoke["02_distillation"]}["d0_s1"] == []
     paper = plan(profiles.PAPER)
     assert "d0.45_s1_1000000st" in {e.member for e in paper["02_distillation"]}
+    # a comparison teacher trained here: its students wait for its 01 member, the others do not
+    other = plan(profiles.PAPER.replace(**{"teacher.compare": ("train:5",)}))
+    after = {e.member: e.after for e in other["02_distillation"]}
+    assert after["d0.4_s1_teacher-train-5"] == ["01_teacher [train-5]"] and after["d0.4_s1"] == []
     key, value = profiles.parse_override(profiles.MINI, "sweep.d_coefs=0,0.45")
     assert (key, value) == ("sweep.d_coefs", (0.0, 0.45))
     assert profiles.MINI.replace(**{"viewer.task": "walker-walk"}).viewer.task == "walker-walk"

@@ -33,7 +33,7 @@ from ..files import OutputLock, atomic_write, atomic_write_json, read_json_objec
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
 from .params import fingerprint
-from .profiles import Profile, teacher_key
+from .profiles import Profile, distils, teacher_key, teacher_spec
 
 DATA_STAMP = "study_data.json"
 
@@ -240,8 +240,8 @@ def student_config(profile: Profile, study_dir: str | Path, progress: bool = Fal
     The final model is evaluated by `run_student`."""
     p, study_dir = profile, Path(study_dir)
     distill, info = p.train.distill, None
-    if distill.d_coef > 0 or distill.q_coef > 0 or distill.pi_coef > 0 or distill.latent != "none":
-        info = resolve_teacher(p, study_dir, distill.teacher, progress)
+    if distils(p):
+        info = resolve_teacher(p, study_dir, teacher_spec(p), progress)
         distill = dataclasses.replace(distill, teacher=info.path, cache="auto" if p.teacher.cache else None)
     else:
         distill = dataclasses.replace(distill, teacher=None, d_coef=0.0, q_coef=0.0, pi_coef=0.0, q_target_mix=0.0,

@@ -358,6 +358,19 @@ class Profile:
         return f"profile '{self.name}' ({kind})"
 
 
+def teacher_spec(profile: Profile) -> str:
+    """The teacher a profile's run distils from: train.distill.teacher (a member's other teacher)
+    or the profile's teacher.checkpoint."""
+    return profile.train.distill.teacher or profile.teacher.checkpoint
+
+
+def distils(profile: Profile) -> bool:
+    """Whether the profile's run has a distillation term on (else it is trained from scratch,
+    without a teacher)."""
+    d = profile.train.distill
+    return d.d_coef > 0 or d.q_coef > 0 or d.pi_coef > 0 or d.latent != "none"
+
+
 def _fmt(x: float) -> str:
     return format(float(x), "g")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from ..files import OutputLock, atomic_write_json
 from .execution import NOTEBOOK_DIR, REPO_ROOT, Execution, die_with_the_runner, execute, log_line, schedule
 from .params import default_study_dir, profile_fingerprint, read_result
-from .profiles import PROFILE_FILE, Profile, check_profile, sweep_members
+from .profiles import PROFILE_FILE, Profile, check_profile, distils, sweep_members, teacher_spec
 
 ORDER = ("01_teacher", "02_distillation", "04_quantization", "06_rollout_viewer", "05_results")
 
@@ -51,15 +51,16 @@ def plan(profile: Profile) -> dict[str, list[Execution]]:
     out = {nb: [Execution(nb, m, changes) for m, changes in members.get(nb, {None: {}}).items()] for nb in ORDER}
     # A teacher trained here must exist before its students start; a checkpoint teacher needs
     # nothing (students wait on the dataset's file lock, not on 01's evaluation of the teacher).
-    trained = {p.teacher.checkpoint: ex.name for ex in out["01_teacher"]
-               for p in [profile.replace(**ex.overrides)] if p.teacher.checkpoint == "auto"
-               or (p.train.distill.teacher or p.teacher.checkpoint).startswith("train:")}
+    trained = {}  # teacher spec -> the 01 execution that trains it
+    for ex in out["01_teacher"]:
+        spec = teacher_spec(profile.replace(**ex.overrides))
+        if spec == "auto" or spec.startswith("train:"):
+            trained[spec] = ex.name
     own = profile.train
     for ex in out["02_distillation"]:
-        d = profile.replace(**ex.overrides).train.distill
-        spec = d.teacher or profile.teacher.checkpoint
-        uses_teacher = d.d_coef > 0 or d.q_coef > 0 or d.pi_coef > 0 or d.latent != "none"
-        ex.after = [trained[spec]] if uses_teacher and spec in trained else []
+        member = profile.replace(**ex.overrides)
+        spec = teacher_spec(member)
+        ex.after = [trained[spec]] if distils(member) and spec in trained else []
     # 04 and 06 use the profile's own run (of every seed): after the members that train it
     own_runs = [ex.name for ex in out["02_distillation"] if ex.member in
                 {f"d{format(own.distill.d_coef, 'g')}_s{s}" for s in profile.sweep.seeds}]
