@@ -32,6 +32,7 @@ from ..device import resolve_device
 from ..files import OutputLock, atomic_write_json
 from ..checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint_file, save_checkpoint
 from ..config import _parse_size
+from ..typed import leaf_values
 from ..world_model import WorldModel, make_world_model
 from .cache import TeacherTargetCache, find_complete_cache
 from .config import RESUME_WARN_FIELDS, TrainConfig
@@ -421,15 +422,13 @@ def loss_terms(cfg: TrainConfig) -> list[dict]:
         out = trainer.learner.update(trainer.sampler.sample(), step=max(0, trainer.step - 1))
     finally:
         trainer.lock.release()
+    fields = leaf_values(cfg)
     rows = []
     for term, key in LOSS_WEIGHTS.items():
         if f"{term}_loss" not in out:
             continue
-        weight = cfg
-        for part in (key or "").split("."):
-            weight = getattr(weight, part) if part else 1.0
-        if term == "distill_reward":  # d_coef after its schedule
-            weight = out["d_coef"]
+        # d_coef as its schedule set it at this step; the policy's own loss has weight 1
+        weight = out["d_coef"] if term == "distill_reward" else 1.0 if key is None else fields[key]
         rows.append({"term": term, "value": float(out[f"{term}_loss"]), "weight_field": key or "-",
                      "weight": float(weight)})
     return rows
