@@ -86,6 +86,12 @@ eval_cfg = dataclasses.replace(pipeline.eval_config(run.profile), episodes=teach
                                precision=teacher_cfg.precision)
 result = pipeline.evaluate_checkpoint(run.profile, teacher_info.path, run.path("eval.json"), model=model, cfg=eval_cfg)
 print(format_table(result))
+# The policy prior alone as well, when the study plans: the reference for the students' priors.
+prior = (pipeline.evaluate_checkpoint(run.profile, teacher_info.path, run.path("prior_eval.json"), model=model,
+                                      cfg=dataclasses.replace(eval_cfg, policy="prior"))
+         if eval_cfg.policy == "plan" else None)
+if prior:
+    print(f"its policy prior alone: normalized score {prior['normalized_score']:.2f}")
 floor = pipeline.random_floor(run.profile, run.path("floor.json"))
 print(f"random policy (floor): normalized score {floor['normalized_score']:.2f}")
 teacher_err = pipeline.heldout_reward_error(run.profile, run.study_dir, teacher_info.path,
@@ -103,10 +109,10 @@ import seaborn as sns
 from tdmpc_lib.study import plots
 
 plots.theme()
-per_task = pd.concat([tables.task_table(result).reset_index().assign(policy=f"teacher ({eval_cfg.policy})"),
-                      tables.task_table(floor).reset_index().assign(policy="random (floor)")])
+shown = {f"teacher ({eval_cfg.policy})": result, "teacher (prior only)": prior, "random (floor)": floor}
+per_task = pd.concat([tables.task_table(r).reset_index().assign(policy=name) for name, r in shown.items() if r])
 fig, ax = plt.subplots(figsize=(8, 0.5 * len(result["tasks"]) + 1.6))
-sns.barplot(data=per_task, y="task", x="mean return", hue="policy", ax=ax, palette=[plots.OURS, plots.PAPER])
+sns.barplot(data=per_task, y="task", x="mean return", hue="policy", ax=ax)
 ax.set_title(f"{teacher_info.label}: mean return per task (normalized score {result['normalized_score']:.2f}, "
              f"random {floor['normalized_score']:.2f})\n{run.profile.label()}", fontsize=10)
 ax.set_xlabel(f"mean episode return ({eval_cfg.episodes} episode(s), protocol {eval_cfg.protocol})")
@@ -121,6 +127,7 @@ _ = run.finish({"teacher": vars(teacher_info), "total_params": model.total_param
                 "normalized_score": result["normalized_score"], "eval_file": str(run.path("eval.json")),
                 "task_scores": {t: v["score"] for t, v in result["tasks"].items()},
                 "returns": {t: v["returns"] for t, v in result["tasks"].items()},
+                "prior_returns": {t: v["returns"] for t, v in prior["tasks"].items()} if prior else None,
                 "reward_error": teacher_err,
                 "floor": {"normalized_score": floor["normalized_score"],
                           "returns": {t: v["returns"] for t, v in floor["tasks"].items()}},

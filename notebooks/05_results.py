@@ -100,8 +100,8 @@ table1
 st.teachers[["label", "params", "normalized_score"]] if len(st.teachers) else st.teachers
 
 # %%
-(st.runs.drop_duplicates("run_dir")[["notebook", "member", "teacher", "d_coef", "latent", "seed", "steps",
-                                     "normalized_score", "train_s"]].sort_values(["notebook", "member"])
+(st.runs.drop_duplicates("run_dir")[["member", "teacher", "d_coef", "latent", "seed", "steps",
+                                     "normalized_score", "train_s"]].sort_values("member")
  if len(st.runs) else st.runs)
 
 # %% [markdown]

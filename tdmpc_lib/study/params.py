@@ -157,11 +157,13 @@ def setup(notebook: str, namespace: dict) -> NotebookRun:
     return NotebookRun(notebook, values, base, profile, study_dir, out)
 
 
-def read_result(out: str | Path) -> dict | None:
-    path = Path(out) / RESULT_FILE
-    if not path.is_file():
-        return None
+def read_json(path: str | Path) -> dict | None:
+    """The JSON at `path`, or None when it is missing or unreadable (an interrupted writer)."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
         return None
+
+
+def read_result(out: str | Path) -> dict | None:
+    return read_json(Path(out) / RESULT_FILE)

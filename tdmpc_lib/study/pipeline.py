@@ -7,24 +7,25 @@
                                                     keyed by the config, so identical runs of two
                                                     notebooks are trained once)
     run_student(cfg, teacher, profile, study_dir) -> the run's record (trains, resumes or reuses;
-                                                    evaluates the final model; held-out reward error)
+                                                    evaluates the final model, with MPPI and with its
+                                                    policy prior alone; held-out measures)
     evaluate_checkpoint(profile, ckpt, out)      -> the study's evaluation of a checkpoint (cached)
     random_floor(profile, out)                   -> a uniform random policy on the same initial states
     heldout_reward_error(profile, study_dir, ckpt, out) -> the reward head on the held-out episodes
+    heldout_diagnostics(profile, study_dir, ckpt, out)  -> Q calibration, action sensitivity, prior
     default_student(profile, study_dir)          -> record of the profile's default distilled run
 
 Folders under the study folder (runs/<profile>/): data/ (the store and its teacher-target
 caches), heldout/ (episodes no student trains on, and the teacher's predictions on them),
 teachers/train-SIZE_<config hash>/ (teachers trained here), train/<key>/ (student runs: config.json,
 metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json, final_eval.json,
-heldout_reward_error.json). A file lock guards
-each of them, so parallel sweep members wait for a shared dataset or teacher instead of racing.
+heldout_reward_error.json, diagnostics.json). Each is made by `once`: under a file lock, so
+parallel sweep members wait for a shared dataset, teacher or run instead of racing, and reused
+while what it was made from is unchanged.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,17 +33,56 @@ from pathlib import Path
 from ..files import OutputLock, atomic_write, atomic_write_json, read_json_object
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
-from .params import fingerprint
+from .params import fingerprint, read_json
+from .results import read_metrics
 from .profiles import Profile, distils, teacher_key, teacher_spec
 
 DATA_STAMP = "study_data.json"
 
 
+# ---------------------------------------------------------------------------- made once
+def once(out: Path, inputs, compute, lock: Path | None = None) -> dict:
+    """compute()'s dict, made once per `inputs`: kept at `out` (JSON) with the fingerprint of
+    `inputs` as its 'key', and returned without calling compute while the inputs are the same.
+    Under a waiting file lock on `lock` (default `out`: the folder compute writes, when it writes
+    more than `out`), so a parallel notebook that needs the same thing waits and reuses it."""
+    out, key = Path(out), fingerprint(inputs)
+    with OutputLock(lock or out, "study output", wait=True):
+        old = read_json(out)
+        if old is not None and old.get("key") == key:
+            return old
+        result = {**compute(), "key": key}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, result)
+    return result
+
+
 # ---------------------------------------------------------------------------- data
-def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed: int, progress: bool) -> None:
-    """Collect `episodes` per task of every mixture entry into the store at `path`; entry i uses
-    environment seed `seed + i`, so no two entries (and no evaluation, seed profile.eval.seed) share
-    initial states."""
+HELDOUT_SEED_OFFSET = 1000  # held-out episodes use environment seeds data.seed + 1000 + i
+
+
+def _store(profile: Profile, path: Path, spec: dict, fill, resumes: bool = False) -> Path:
+    """The episode store at `path`, made by fill() once per spec; a half-made or different earlier
+    store is removed first, unless fill `resumes` it (a hub conversion). Stamped DATA_STAMP."""
+    from ..data import open_store
+
+    spec = {**spec, "teacher": profile.teacher.checkpoint, "planner": dataclasses.asdict(profile.eval.planner)}
+
+    def make() -> dict:
+        if path.exists() and not resumes:
+            shutil.rmtree(path)
+        fill()
+        store = open_store(path)
+        counts = {"rows": store.num_rows, "episodes": store.num_episodes}
+        store.close()
+        return {"spec": spec, **counts}
+    once(path / DATA_STAMP, spec, make, lock=path)
+    return path
+
+
+def _collect(profile: Profile, path: Path, entries, episodes: int, seed: int, progress: bool) -> None:
+    """`episodes` per task of every mixture entry; entry i uses environment seed `seed + i`, so no
+    two entries (and no evaluation, seed profile.eval.seed) share initial states."""
     from ..checkpoint import load_checkpoint
     from ..data import collect
     from .profiles import parse_mixture_entry
@@ -57,72 +97,33 @@ def _collect_entries(profile: Profile, path: Path, entries, episodes: int, seed:
                 action_noise=noise, planner=profile.eval.planner, progress=progress)
 
 
-def _made_once(path: Path, spec: dict, make) -> Path:
-    """Run make() into `path` unless a finished store of the same spec is there (the store's
-    lock, waited for; a half-made or different earlier store is removed first)."""
-    spec = json.loads(json.dumps(spec))  # as the stamp stores it (tuples become lists)
-    with OutputLock(path, "store", wait=True):
-        stamp = path / DATA_STAMP
-        if stamp.is_file() and read_json_object(stamp, "data stamp").get("spec") == spec:
-            return path
-        make()
-        from ..data import open_store
-        store = open_store(path)
-        atomic_write_json(stamp, {"spec": spec, "rows": store.num_rows, "episodes": store.num_episodes})
-        store.close()
-    return path
-
-
 def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path:
-    """Make the profile's dataset once (synthetic, collected with dm_control, or converted from
-    the hub's chunks) under <study_dir>/data; later calls return at once."""
-    study_dir = Path(study_dir)
-    path, d = study_dir / "data", profile.data
-    spec = {**dataclasses.asdict(d), "teacher": profile.teacher.checkpoint, "planner": dataclasses.asdict(profile.eval.planner)}
+    """The profile's dataset under <study_dir>/data (synthetic, collected with dm_control, or
+    converted from the hub's chunks), made once; later calls return at once."""
+    path, d = Path(study_dir) / "data", profile.data
 
-    def make() -> None:
-        if d.source == "hub":  # convert_chunks resumes a half-converted store by itself
+    def fill() -> None:
+        if d.source == "hub":
             from ..data import convert_chunks, download_chunks
             files = list(d.chunk_files) if d.chunk_files else download_chunks("mt30", d.chunks)
             convert_chunks(files, path, trust_pickle=True, progress=progress)
-            return
-        if path.exists():  # an interrupted or different earlier attempt
-            shutil.rmtree(path)
-        if d.source == "synthetic":
+        elif d.source == "synthetic":
             from ..data.benchmark_support import make_synthetic_store
             make_synthetic_store(path, rows=d.rows, episode_length=d.episode_length, seed=d.seed, progress=progress)
-        elif d.source == "collect":
-            _collect_entries(profile, path, d.mixture, d.episodes, d.seed, progress)
         else:
-            raise ValueError(f"unknown data source {d.source!r}; choose synthetic, collect or hub")
-
-    return _made_once(path, spec, make)
-
-
-HELDOUT_SEED_OFFSET = 1000  # held-out episodes use environment seeds data.seed + 1000 + i
+            _collect(profile, path, d.mixture, d.episodes, d.seed, progress)
+    return _store(profile, path, dataclasses.asdict(d), fill, resumes=d.source == "hub")
 
 
 def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path | None:
     """The held-out episodes (<study_dir>/heldout, collected once), or None when the profile has none."""
-    d = profile.data
+    d, path = profile.data, Path(study_dir) / "heldout"
     if not d.heldout:
         return None
-    study_dir = Path(study_dir)
-    path = study_dir / "heldout"
     spec = {"tasks": d.tasks, "heldout": list(d.heldout), "episodes": d.heldout_episodes, "seed": d.seed,
-            "max_steps": d.max_steps, "teacher": profile.teacher.checkpoint, "planner": dataclasses.asdict(profile.eval.planner)}
-
-    def make() -> None:
-        if path.exists():
-            shutil.rmtree(path)
-        _collect_entries(profile, path, d.heldout, d.heldout_episodes, d.seed + HELDOUT_SEED_OFFSET, progress)
-
-    return _made_once(path, spec, make)
-
-
-def dataset_info(study_dir: str | Path) -> dict:
-    stamp = Path(study_dir) / "data" / DATA_STAMP
-    return read_json_object(stamp, "data stamp") if stamp.is_file() else {}
+            "max_steps": d.max_steps}
+    return _store(profile, path, spec, lambda: _collect(profile, path, d.heldout, d.heldout_episodes,
+                                                        d.seed + HELDOUT_SEED_OFFSET, progress))
 
 
 # ---------------------------------------------------------------------------- teachers
@@ -178,19 +179,25 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
     study_dir = Path(study_dir)
     # The profile's training settings (lr, tau, horizon, precision, ...) without distillation or
     # a starting checkpoint; the folder is named by them, so changing one trains another teacher.
-    cfg = dataclasses.replace(
-        profile.train, data=str(ensure_dataset(profile, study_dir)), out="", student_size=size, init=None,
-        steps=t.steps, batch_size=t.batch_size, seed=profile.eval.seed, device=profile.device,
-        threads=profile.threads, eval_freq=0, eval_final=False, checkpoint_freq=max(1, t.steps // 4),
-        keep_checkpoints=1, log_freq=max(1, t.steps // 50), progress=progress, resume=True, distill=DistillConfig())
+    cfg = _run_config(profile, study_dir, t.steps, progress, student_size=size, init=None, batch_size=t.batch_size,
+                      seed=profile.eval.seed, eval_freq=0, distill=DistillConfig())
     run_dir = study_dir / "teachers" / f"{teacher_key(spec)}_{fingerprint(_run_fields(cfg))}"
-    cfg = dataclasses.replace(cfg, out=str(run_dir))
-    summary = _train_once(cfg, run_dir)
+    summary = _train_once(dataclasses.replace(cfg, out=str(run_dir)))
     label = f"{size}M trained here" if isinstance(size, int) else f"{size} trained here"
     return TeacherInfo(asked, summary["model"], "trained here", label, summary)
 
 
 # ---------------------------------------------------------------------------- students
+def _run_config(profile: Profile, study_dir: Path, steps: int, progress: bool, **changes) -> TrainConfig:
+    """profile.train with what the study sets for every run it trains: the dataset, the device
+    and threads, `steps`, checkpoints and logs in proportion, no evaluation during the run
+    (run_student evaluates the final model), and `changes`."""
+    return dataclasses.replace(
+        profile.train, data=str(ensure_dataset(profile, study_dir)), out="", device=profile.device,
+        threads=profile.threads, steps=steps, eval_final=False, checkpoint_freq=max(1, steps // 4), keep_checkpoints=1,
+        log_freq=max(1, steps // 50), progress=progress, resume=True, **changes)
+
+
 def _run_fields(cfg: TrainConfig) -> dict:
     d = cfg.to_dict()
     for k in ("out", "progress", "threads", "resume", "log_freq", "checkpoint_freq", "keep_checkpoints",
@@ -200,22 +207,18 @@ def _run_fields(cfg: TrainConfig) -> dict:
     return d
 
 
-def _train_once(cfg: TrainConfig, run_dir: Path) -> dict:
-    """Train `cfg` into run_dir unless a finished run of the same config is there; resumes an
-    interrupted one. Returns its summary (summary.json)."""
+def _train_once(cfg: TrainConfig) -> dict:
+    """Train `cfg` into its run folder once (the summary, reused while the run's fields are the
+    same); an interrupted run resumes from its last checkpoint."""
     from ..train import train
 
-    with OutputLock(run_dir, "run folder", wait=True):  # a worker that needs the same run waits, then reuses it
-        summary_path = run_dir / "summary.json"
-        config_path = run_dir / "config.json"
-        if summary_path.is_file() and config_path.is_file():
-            saved = TrainConfig.from_dict(read_json_object(config_path, "run config").get("train_config") or {})
-            summary = read_json_object(summary_path, "run summary")
-            if _run_fields(saved) == _run_fields(cfg) and summary.get("steps") == cfg.steps:
-                return summary
+    run_dir = Path(cfg.out)
+
+    def make() -> dict:
         if run_dir.exists() and not any((run_dir / "checkpoints").glob("step_*.pt")):
             shutil.rmtree(run_dir)  # an attempt that died before its first checkpoint
         return train(dataclasses.replace(cfg, resume=True))
+    return once(run_dir / "study_run.json", _run_fields(cfg), make, lock=run_dir)
 
 
 def _ensure_teacher_cache(cfg: TrainConfig) -> None:
@@ -247,11 +250,8 @@ def student_config(profile: Profile, study_dir: str | Path, progress: bool = Fal
         distill = dataclasses.replace(distill, teacher=None, d_coef=0.0, q_coef=0.0, pi_coef=0.0, q_target_mix=0.0,
                                       cache=None, detach_encoder=False)
     steps = p.train.steps
-    cfg = dataclasses.replace(
-        p.train, data=str(ensure_dataset(p, study_dir)), out="", device=p.device, threads=p.threads,
-        eval_freq=steps // p.sweep.eval_points if p.sweep.eval_points > 1 else 0, eval_final=False,
-        eval=eval_config(p), checkpoint_freq=max(1, steps // 4), keep_checkpoints=1, log_freq=max(1, steps // 50),
-        progress=progress, resume=False, distill=distill)
+    cfg = _run_config(p, study_dir, steps, progress, eval=eval_config(p), distill=distill,
+                      eval_freq=steps // p.sweep.eval_points if p.sweep.eval_points > 1 else 0)
     arm = run_arm(dataclasses.asdict(distill))
     name = f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size)
     name += f"_{arm}" if arm != "reward" else "_scratch" if not info else f"_d{format(distill.d_coef, 'g')}"
@@ -267,8 +267,11 @@ def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile,
     episode's return, per-task scores, reward-prediction errors, the evaluation curve, config)."""
     _ensure_teacher_cache(cfg)
     run_dir = Path(cfg.out)
-    summary = _train_once(cfg, run_dir)
+    summary = _train_once(cfg)
     evaluate_checkpoint(profile, summary["model"], run_dir / "final_eval.json")
+    if profile.eval.policy == "plan":  # the policy prior alone too: what transfers without the planner
+        evaluate_checkpoint(profile, summary["model"], run_dir / "prior_eval.json",
+                            cfg=dataclasses.replace(eval_config(profile), policy="prior"))
     heldout_reward_error(profile, study_dir, summary["model"], run_dir / "heldout_reward_error.json")
     heldout_diagnostics(profile, study_dir, summary["model"], run_dir / "diagnostics.json")
     return run_record(run_dir, teacher, summary)
@@ -278,19 +281,6 @@ def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile,
 def eval_config(profile: Profile) -> EvalConfig:
     """The study's evaluation (`profile.eval`) on the profile's device."""
     return dataclasses.replace(profile.eval, device=profile.device)
-
-
-def cached_result(out: str | Path, inputs: dict, compute) -> dict:
-    """compute()'s dict, stored at `out` with a fingerprint of `inputs` (its 'key') and reused,
-    without calling compute, while the inputs are the same."""
-    out, key = Path(out), fingerprint(inputs)
-    old = _read_json(out)
-    if old is not None and old.get("key") == key:
-        return old
-    result = {**compute(), "key": key}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, result)
-    return result
 
 
 def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, model=None,
@@ -305,7 +295,7 @@ def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, m
         model = load_checkpoint(checkpoint, device=cfg.device)
     sha256 = model.checkpoint_info["sha256"] if model is not None else cached_file_sha256(checkpoint)
     # reused without loading the model (a 317M teacher takes seconds)
-    return cached_result(out, {"eval": dataclasses.asdict(cfg), "sha256": sha256}, lambda: evaluate(
+    return once(out, {"eval": dataclasses.asdict(cfg), "sha256": sha256}, lambda: evaluate(
         model if model is not None else load_checkpoint(checkpoint, device=cfg.device), cfg, progress=progress))
 
 
@@ -327,117 +317,95 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
         return {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}),
                 "tasks": per_task, "policy": "random", "protocol": "random", "seed": profile.eval.seed,
                 "episodes": episodes}
-    return cached_result(out, {"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"},
-                         compute)
+    return once(out, {"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"}, compute)
 
 
 def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute):
     """An array the teacher gives on the held-out store, computed once per teacher file by
-    compute(teacher model) and kept beside the store (<heldout>/teacher_<name>_<sha>.npy), so
-    every student reads it without loading the teacher again."""
+    compute(teacher model) into <heldout>/teacher_<name>.npy, so every student reads it without
+    loading the teacher again."""
     import numpy as np
 
     from ..checkpoint import cached_file_sha256, load_checkpoint
 
-    path = heldout / f"teacher_{name}_{cached_file_sha256(teacher.path)[:12]}.npy"
-    with OutputLock(heldout, "held-out store", wait=True):
-        if not path.is_file():
-            values = compute(load_checkpoint(teacher.path))
-            atomic_write(path, lambda f: np.save(f, values))
-    return np.load(path)
+    array = heldout / f"teacher_{name}.npy"
+
+    def make() -> dict:
+        atomic_write(array, lambda f: np.save(f, compute(load_checkpoint(teacher.path))))
+        return {"array": array.name}
+    once(heldout / f"teacher_{name}.json", cached_file_sha256(teacher.path), make, lock=heldout)
+    return np.load(array)
 
 
-def heldout_reward_error(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
-                         ) -> dict | None:
-    """The reward head of `checkpoint` on the held-out episodes: error against the true rewards
-    and against the profile's teacher (tdmpc_lib.reward_error), cached in `out`. None when the
-    profile has no held-out set."""
-    from ..checkpoint import cached_file_sha256, load_checkpoint
+def _on_heldout(profile: Profile, study_dir, checkpoint: str, out, kind: str, measure) -> dict | None:
+    """measure(store, teacher, device)'s dict for `checkpoint` on the held-out episodes, cached in
+    `out` per (held-out set, teacher, checkpoint); None when the profile has no held-out set."""
+    from ..checkpoint import cached_file_sha256
     from ..data import open_store
+
+    heldout = ensure_heldout(profile, study_dir)
+    if heldout is None:
+        return None
+    teacher = resolve_teacher(profile, study_dir)
+
+    def compute() -> dict:
+        store = open_store(heldout)
+        try:
+            return {**measure(store, teacher, heldout, profile.device), "teacher": teacher.label}
+        finally:
+            store.close()
+    inputs = {"heldout": read_json(heldout / DATA_STAMP), "teacher": cached_file_sha256(teacher.path),
+              "model": cached_file_sha256(checkpoint), "kind": kind}
+    return once(out, inputs, compute)
+
+
+def heldout_reward_error(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:
+    """The reward head of `checkpoint` on the held-out episodes, against the true rewards and
+    the profile's teacher (tdmpc_lib.reward_error)."""
+    from ..checkpoint import load_checkpoint
     from ..reward_error import reward_error, reward_predictions
     from ..tasks import get_task_set
 
-    heldout = ensure_heldout(profile, study_dir)
-    if heldout is None:
-        return None
-    teacher, device = resolve_teacher(profile, study_dir), profile.device
-    stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
-
-    def compute():
-        store = open_store(heldout)
-        try:
-            predicted = _teacher_on_heldout(heldout, teacher, "reward", lambda model: reward_predictions(
-                model, store, device=device)["predicted"])
-            names = list(get_task_set(store.task_set).tasks)
-            return {**reward_error(load_checkpoint(checkpoint), store, predicted, names, device=device),
-                    "teacher": teacher.label, "heldout": str(heldout)}
-        finally:
-            store.close()
-    return cached_result(out, {"heldout": stamp, "teacher": cached_file_sha256(teacher.path),
-                               "model": cached_file_sha256(checkpoint)}, compute)
+    def measure(store, teacher, heldout, device) -> dict:
+        predicted = _teacher_on_heldout(heldout, teacher, "reward", lambda model: reward_predictions(
+            model, store, device=device)["predicted"])
+        return {**reward_error(load_checkpoint(checkpoint), store, predicted, list(get_task_set(store.task_set).tasks),
+                               device=device), "heldout": str(heldout)}
+    return _on_heldout(profile, study_dir, checkpoint, out, "reward_error", measure)
 
 
-def heldout_diagnostics(profile: Profile, study_dir: str | Path, checkpoint: str, out: str | Path,
-                        ) -> dict | None:
-    """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes (Q against the Monte-Carlo
+def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:
+    """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes: Q against the Monte-Carlo
     return, Q's sensitivity to the action and its ranking of random actions against the
-    profile's teacher, prior saturation), cached in `out`; None without a held-out set."""
-    from ..checkpoint import cached_file_sha256, load_checkpoint
-    from ..data import open_store
+    profile's teacher, prior saturation."""
+    from ..checkpoint import load_checkpoint
     from ..diagnostics import action_values, student_diagnostics
 
-    heldout = ensure_heldout(profile, study_dir)
-    if heldout is None:
-        return None
-    teacher, device = resolve_teacher(profile, study_dir), profile.device
-    stamp = read_json_object(heldout / DATA_STAMP, "data stamp")
-
-    def compute():
-        store = open_store(heldout)
-        try:
-            values = _teacher_on_heldout(heldout, teacher, "action_values",
-                                         lambda model: action_values(model, store, device=device))
-            return {**student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
-                                          teacher_action_values=values), "teacher": teacher.label}
-        finally:
-            store.close()
-    return cached_result(out, {"heldout": stamp, "model": cached_file_sha256(checkpoint), "kind": "diagnostics",
-                               "teacher": cached_file_sha256(teacher.path)}, compute)
-
-
-def read_csv(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        conv = {}
-        for k, v in r.items():
-            try:
-                conv[k] = float(v) if v not in ("", None) else None
-            except ValueError:
-                conv[k] = v
-        out.append(conv)
-    return out
+    def measure(store, teacher, heldout, device) -> dict:
+        values = _teacher_on_heldout(heldout, teacher, "action_values",
+                                     lambda model: action_values(model, store, device=device))
+        return student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
+                                   teacher_action_values=values)
+    return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure)
 
 
 def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary: dict | None = None) -> dict:
     run_dir = Path(run_dir)
     summary = summary or read_json_object(run_dir / "summary.json", "run summary")
     config = read_json_object(run_dir / "config.json", "run config")
-    evals = read_csv(run_dir / "eval.csv")
-    final = _read_json(run_dir / "final_eval.json") or {}
+    evals = read_metrics(run_dir / "eval.csv")
+    final = read_json(run_dir / "final_eval.json") or {}
+    prior = read_json(run_dir / "prior_eval.json") or {}
     tc = config["train_config"]
     return {"run_dir": str(run_dir), "checkpoint": summary["model"], "steps": summary["steps"],
             "train_s": summary.get("train_s"), "student_params": summary.get("student_params"),
             "normalized_score": final.get("normalized_score"),
             "task_scores": {t: v["score"] for t, v in final.get("tasks", {}).items()},
             "returns": {t: v["returns"] for t, v in final.get("tasks", {}).items()},
-            "reward_error": _read_json(run_dir / "heldout_reward_error.json"),
-            "diagnostics": _read_json(run_dir / "diagnostics.json"),
-            "curve": [{"step": int(r["step"]), "normalized_score": r["normalized_score"]} for r in evals],
+            "prior_returns": {t: v["returns"] for t, v in prior.get("tasks", {}).items()} or None,
+            "reward_error": read_json(run_dir / "heldout_reward_error.json"),
+            "diagnostics": read_json(run_dir / "diagnostics.json"),
+            "curve": [{"step": int(r.step), "normalized_score": float(r.normalized_score)} for r in evals.itertuples()],
             "d_coef": tc["distill"]["d_coef"] if tc["distill"]["teacher"] else 0.0,
             "arm": run_arm(tc["distill"]),
             "latent": tc["distill"]["latent"], "schedule": tc["distill"]["schedule"], "seed": tc["seed"],
@@ -450,7 +418,8 @@ def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary:
 
 
 def run_arm(distill: dict) -> str:
-    """The transfer arm of a saved run's distill config (see arm_distill)."""
+    """The transfer arm of a saved run's distill config: 'value', 'policy', 'all' (both), or
+    'reward' (the paper's reward distillation, and the from-scratch runs at d_coef 0)."""
     if not distill.get("teacher"):
         return "reward"  # from scratch: the reward arm at d_coef 0
     on = [distill.get("d_coef", 0) > 0, distill.get("q_coef", 0) > 0, distill.get("pi_coef", 0) > 0]
@@ -467,9 +436,3 @@ def default_student(profile: Profile, study_dir: str | Path, seed: int | None = 
     cfg, info = student_config(profile, study_dir)
     return run_student(cfg, info, profile, study_dir)
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

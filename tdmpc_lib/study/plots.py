@@ -17,34 +17,29 @@ import seaborn as sns
 
 from . import paper
 from .profiles import Profile
-from .results import ARM_LABELS, ARM_ORDER, LATENT_ORDER, Study, arm_label, loss_columns, read_metrics
+from .results import ARM_LABELS, ARM_ORDER, LATENT_ORDER, PRIOR_ONLY, Study, arm_label, loss_columns, read_metrics
 
 OURS, PAPER, SCRATCH = "#1f77b4", "#7f7f7f", "#d62728"
-FIGURES = ("score_vs_dcoef", "transfer", "diagnostics", "reward_error", "latent_ablation", "quantization",
-           "task_heatmap", "score_vs_steps", "teacher_size")
 
 
 def theme() -> None:
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
 
 
-def _label(fig, profile: Profile, title: str, extra: str | None = None) -> float:
-    """Title with the profile; a footnote with its caveat (what the numbers can show), and an
-    optional line above it. Returns the fraction of the figure height the footnote takes."""
+def _done(fig, profile: Profile, title: str, out_dir, name: str, extra: str | None = None):
+    """Title the figure with its profile, add a footnote with the profile's caveat (what the
+    numbers can show) and an optional line above it, lay it out and save it as <out_dir>/<name>.png
+    (out_dir None: not saved). Returns (fig, path or None)."""
     fig.suptitle(f"{title}\n{profile.label()}", fontsize=11)
     note = profile.caveat if profile.paper_setting else (
         "Ours: numbers from a small CPU profile, not the paper's setting. " + profile.caveat)
-    lines = textwrap.wrap(note, 190)
-    if extra:
-        lines = [extra, *lines]
+    lines = [extra] * bool(extra) + textwrap.wrap(note, 190)
     fig.text(0.01, 0.005, "\n".join(lines), fontsize=6.5, color="dimgray", va="bottom")
-    bottom = (len(lines) * 6.5 * 1.3 + 6) / 72 / fig.get_figheight()
-    fig._footnote_bottom = bottom
-    return bottom
+    fig.tight_layout(rect=(0, (len(lines) * 6.5 * 1.3 + 6) / 72 / fig.get_figheight(), 1, 0.95))
+    return fig, _save(fig, out_dir, name)
 
 
-def _finish(fig, out_dir: str | Path | None, name: str) -> Path | None:
-    fig.tight_layout(rect=(0, getattr(fig, "_footnote_bottom", 0.07), 1, 0.95))
+def _save(fig, out_dir, name: str) -> Path | None:
     if out_dir is None:
         return None
     path = Path(out_dir) / f"{name}.png"
@@ -62,14 +57,13 @@ def _plain_axes(*axes) -> None:
         ax.yaxis.set_major_formatter(fmt)
 
 
-def _updates_axis(ax) -> None:
+def _updates_axis(*axes) -> None:
     from matplotlib.ticker import FuncFormatter
 
     def f(x, _):
-        if abs(x) >= 1e6:
-            return f"{x / 1e6:g}M"
-        return f"{x / 1e3:g}K" if abs(x) >= 1e3 else f"{x:g}"
-    ax.xaxis.set_major_formatter(FuncFormatter(f))
+        return f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}K" if abs(x) >= 1e3 else f"{x:g}"
+    for ax in axes:
+        ax.xaxis.set_major_formatter(FuncFormatter(f))
 
 
 def _empty(ax, what: str) -> None:
@@ -77,6 +71,14 @@ def _empty(ax, what: str) -> None:
             color="dimgray")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _paper_bars(ax, values: dict, names: list[str], title: str) -> None:
+    """The paper's scores as labelled bars."""
+    ax.bar(names, list(values.values()), color=PAPER)
+    ax.bar_label(ax.containers[0], fmt="%.2f", fontsize=8)
+    ax.set(ylabel="MT30 normalized score")
+    ax.set_title(title, fontsize=8)
 
 
 def _ours_title(profile: Profile, extra: str = "") -> str:
@@ -93,17 +95,18 @@ def _default_runs(study: Study) -> pd.DataFrame:
 TEACHER, FLOOR = "#2ca02c", "#8c564b"
 
 
-def _ci_panel(ax, agg: dict, arms: list[str], names: list[str] | None = None) -> bool:
-    """IQM (filled circle) and mean (open square) of each arm with 95% stratified-bootstrap CIs;
-    the teacher (ceiling) and the random policy (floor) as lines with CI bands. False when none
-    of `arms` has results."""
+def _ci_panel(ax, agg: dict, arms: list[str], names: list[str] | None = None, teacher: str = "teacher") -> bool:
+    """IQM (filled circle) and mean (open square) of each arm (x labels: `names`, one per arm)
+    with 95% stratified-bootstrap CIs; the arm `teacher` (ceiling) and the random policy (floor)
+    as lines with CI bands. False when none of `arms` has results."""
+    names = [n for a, n in zip(arms, names or arms) if a in agg]
     arms = [a for a in arms if a in agg]
     if not arms:
         return False
-    for name, color in (("teacher", TEACHER), ("random", FLOOR)):
+    for name, color in ((teacher, TEACHER), ("random", FLOOR)):
         if name in agg:
             g = agg[name]
-            what = "teacher (ceiling)" if name == "teacher" else "random policy (floor)"
+            what = f"{name} (ceiling)" if name == teacher else "random policy (floor)"
             ax.axhline(g["iqm"], color=color, lw=1.2, ls="--", label=f"{what}: IQM {g['iqm']:.1f}")
             ax.axhspan(*g["iqm_ci"], color=color, alpha=0.12, lw=0)
     for i, a in enumerate(arms):
@@ -113,7 +116,7 @@ def _ci_panel(ax, agg: dict, arms: list[str], names: list[str] | None = None) ->
             ax.errorbar(i + dx, g[key], yerr=[[g[key] - lo], [hi - g[key]]], fmt=marker, color=OURS, mfc=face,
                         capsize=3, ms=6, label=f"{label} [95% CI]" if i == 0 else None)
         ax.text(i, g["iqm_ci"][1], f"{g['iqm']:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(arms)), names or arms)
+    ax.set_xticks(range(len(arms)), names)
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_ylabel("normalized score (return / 10)")
     ax.legend(fontsize=7, loc="best")
@@ -146,11 +149,9 @@ def score_vs_dcoef(study: Study, profile: Profile, out_dir=None):
     axp.set_title(f"paper, Table 1 (317M teacher, batch 256, {paper.TABLE1_STEPS // 1000}K updates; "
                   f"one run each, no CI)", fontsize=8)
     _plain_axes(ax, axp)
-    axp.set_xlabel("d_coef")
-    axp.set_ylabel("MT30 normalized score")
+    axp.set(xlabel="d_coef", ylabel="MT30 normalized score")
     axp.legend(fontsize=8)
-    _label(fig, profile, "Score against the distillation coefficient")
-    return fig, _finish(fig, out_dir, "score_vs_dcoef")
+    return _done(fig, profile, "Score against the distillation coefficient", out_dir, "score_vs_dcoef")
 
 
 def score_vs_steps(study: Study, profile: Profile, out_dir=None):
@@ -165,23 +166,19 @@ def score_vs_steps(study: Study, profile: Profile, out_dir=None):
     if len(c):
         sns.lineplot(data=c, x="step", y="normalized_score", hue="label", marker="o", ax=ax, errorbar="sd",
                      palette={f"d_coef {d_curve:g}": OURS, "scratch": SCRATCH})
-        ax.set_xlabel("updates")
-        ax.set_ylabel("normalized score")
+        ax.set(xlabel="updates", ylabel="normalized score")
         ax.set_title(_ours_title(profile, f"batch {profile.train.batch_size}"), fontsize=9)
         ax.legend(title=None, fontsize=8)
     else:
         _empty(ax, "evaluation curves")
     axp.plot(paper.CURVE_STEPS, paper.CURVE_DISTILLED, "o-", color=PAPER, label="distilled (d_coef 0.45)")
     axp.plot(paper.CURVE_STEPS, paper.CURVE_SCRATCH, "s--", color=SCRATCH, alpha=0.7, label="from scratch")
-    axp.set_xlabel("updates")
-    axp.set_ylabel("MT30 normalized score")
+    axp.set(xlabel="updates", ylabel="MT30 normalized score")
     axp.set_title("paper (317M teacher, batch 256; read off its figure, +-0.3)", fontsize=9)
     axp.legend(fontsize=8)
     _plain_axes(ax, axp)
-    _updates_axis(ax)
-    _updates_axis(axp)
-    _label(fig, profile, "Score against training updates: distilled vs from scratch")
-    return fig, _finish(fig, out_dir, "score_vs_steps")
+    _updates_axis(ax, axp)
+    return _done(fig, profile, "Score against training updates: distilled vs from scratch", out_dir, "score_vs_steps")
 
 
 def teacher_size(study: Study, profile: Profile, out_dir=None):
@@ -209,21 +206,14 @@ def teacher_size(study: Study, profile: Profile, out_dir=None):
     if len(df) and df["score"].notna().any():
         df = df.sort_values("params")
         sns.barplot(data=df, x="teacher", y="score", hue="who", ax=ax, palette=[OURS, "#aec7e8"])
-        ax.set_xlabel("")
-        ax.set_ylabel("normalized score")
-        ax.set_ylim(0, 1.3 * max(1e-6, float(df["score"].max())))
+        ax.set(xlabel="", ylabel="normalized score", ylim=(0, 1.3 * max(1e-6, float(df["score"].max()))))
         ax.set_title(_ours_title(profile, f"d_coef {profile.train.distill.d_coef:g}, {profile.train.steps:,} updates"), fontsize=9)
         ax.legend(fontsize=8, title=None, ncol=2, loc="upper center")
     else:
         _empty(ax, "teacher comparison runs")
-    axp.bar(list(paper.TEACHER_SIZE), list(paper.TEACHER_SIZE.values()), color=PAPER)
-    for i, v in enumerate(paper.TEACHER_SIZE.values()):
-        axp.text(i, v + 0.2, f"{v:.2f}", ha="center", fontsize=8)
-    axp.set_xlabel("teacher size")
-    axp.set_ylabel("student's MT30 normalized score")
-    axp.set_title("paper (1M student, d_coef 0.4, 200K updates)", fontsize=9)
-    _label(fig, profile, "Teacher size: the distilled student's score per teacher")
-    return fig, _finish(fig, out_dir, "teacher_size")
+    _paper_bars(axp, paper.TEACHER_SIZE, list(paper.TEACHER_SIZE), "paper (1M student, d_coef 0.4, 200K updates)")
+    axp.set(xlabel="teacher size", ylabel="student's MT30 normalized score")
+    return _done(fig, profile, "Teacher size: the distilled student's score per teacher", out_dir, "teacher_size")
 
 
 LATENT_NAMES = {"none": "reward only", "linear-frozen": "+ latent,\nfrozen linear",
@@ -237,23 +227,16 @@ def latent_ablation(study: Study, profile: Profile, out_dir=None):
     agg = study.aggregate(profile)
     base = f"d_coef {profile.train.distill.d_coef:g}" if profile.train.distill.d_coef else "scratch"
     arms = [base if m == "none" else f"{base} + latent {m}" for m in LATENT_ORDER]
-    names = [LATENT_NAMES[m] for m in LATENT_ORDER]
-    present = [n for a, n in zip(arms, names) if a in agg]
-    if _ci_panel(ax, agg, arms, present):
+    if _ci_panel(ax, agg, arms, [LATENT_NAMES[m] for m in LATENT_ORDER]):
         pca = study.runs[study.runs["latent"] == "pca"]["pca_explained_variance"].dropna() if len(study.runs) else []
         extra = f"; PCA keeps {100 * float(np.mean(pca)):.0f}% of the variance" if len(pca) else ""
         ax.set_title(_ours_title(profile, f"d_coef {profile.train.distill.d_coef:g}, {profile.train.steps:,} updates, "
                                           f"{len(profile.sweep.seeds)} seed(s){extra}"), fontsize=8)
     else:
         _empty(ax, "latent ablation runs")
-    names = [LATENT_NAMES[k] for k in paper.TABLE1_LATENT]
-    axp.bar(names, list(paper.TABLE1_LATENT.values()), color=PAPER)
-    for i, v in enumerate(paper.TABLE1_LATENT.values()):
-        axp.text(i, v + 0.2, f"{v:.2f}", ha="center", fontsize=8)
-    axp.set_ylabel("MT30 normalized score")
-    axp.set_title("paper, Table 1 (latent rows confounded: TD-MPC2 loss gradients were zeroed)", fontsize=8)
-    _label(fig, profile, "Latent distillation ablation")
-    return fig, _finish(fig, out_dir, "latent_ablation")
+    _paper_bars(axp, paper.TABLE1_LATENT, [LATENT_NAMES[k] for k in paper.TABLE1_LATENT],
+                "paper, Table 1 (latent rows confounded: TD-MPC2 loss gradients were zeroed)")
+    return _done(fig, profile, "Latent distillation ablation", out_dir, "latent_ablation")
 
 
 def quantization(study: Study, profile: Profile, out_dir=None):
@@ -291,8 +274,7 @@ def quantization(study: Study, profile: Profile, out_dir=None):
             _empty(axes[3], "quantized evaluations")
         axes[3].tick_params(axis="x", rotation=30, labelsize=8)
         axes[3].set_title(f"MPPI score ({_runs_note(agg, formats)})", fontsize=8)
-    _label(fig, profile, "Post-training quantization of the distilled student", extra=paper.QUANT_NOTE)
-    return fig, _finish(fig, out_dir, "quantization")
+    return _done(fig, profile, "Post-training quantization of the distilled student", out_dir, "quantization", extra=paper.QUANT_NOTE)
 
 
 def reward_error(study: Study, profile: Profile, out_dir=None):
@@ -320,8 +302,7 @@ def reward_error(study: Study, profile: Profile, out_dir=None):
                 ax.plot([i] * len(vals), vals, ".", color="gray", alpha=0.6)
             ax.set_xticks(range(len(order)), [o.replace(" + ", "\n+ ") for o in order], fontsize=7, rotation=20)
             ax.set_title(f"held-out reward MSE {title}", fontsize=9)
-            ax.set_ylabel("mean squared error (reward units)")
-            ax.set_ylim(bottom=0)
+            ax.set(ylabel="mean squared error (reward units)", ylim=(0, None))
         t = study.teachers
         teacher_err = t["teacher_reward_mse_true"].dropna() if len(t) and "teacher_reward_mse_true" in t else []
         if len(teacher_err):
@@ -330,9 +311,8 @@ def reward_error(study: Study, profile: Profile, out_dir=None):
     else:
         for ax in axes:
             _empty(ax, "held-out reward errors")
-    _label(fig, profile, "What distillation transfers: the reward head on held-out episodes",
-           extra="dots: one training seed each; markers: mean over seeds with a 95% bootstrap CI")
-    return fig, _finish(fig, out_dir, "reward_error")
+    return _done(fig, profile, "What distillation transfers: the reward head on held-out episodes", out_dir,
+                 "reward_error", extra="dots: one training seed each; markers: mean over seeds with a 95% bootstrap CI")
 
 
 def task_heatmap(study: Study, profile: Profile, out_dir=None):
@@ -345,15 +325,13 @@ def task_heatmap(study: Study, profile: Profile, out_dir=None):
         table.index = [f"{a} ({runs[a]} runs)" for a in table.index]
         sns.heatmap(table, annot=table.shape[1] <= 12, fmt=".1f", cmap="viridis", ax=ax, vmin=0, vmax=100,
                     cbar_kws={"label": "task score (mean return / 10)"}, annot_kws={"fontsize": 7})
-        ax.set_xlabel("")
-        ax.set_ylabel("")
+        ax.set(xlabel="", ylabel="")
         ax.tick_params(axis="x", rotation=20, labelsize=8)
         ax.tick_params(axis="y", labelsize=8)
     else:
         _empty(ax, "per-task scores")
-    _label(fig, profile, f"Per-task scores (policy {profile.eval.policy}, protocol {profile.eval.protocol}; a run is one "
-                         f"(training seed, episode) pair)")
-    return fig, _finish(fig, out_dir, "task_heatmap")
+    return _done(fig, profile, f"Per-task scores (policy {profile.eval.policy}, protocol {profile.eval.protocol}; a run "
+                               f"is one (training seed, episode) pair)", out_dir, "task_heatmap")
 
 
 def training_curves(metrics_csv: str | Path, title: str = "", out: str | Path | None = None):
@@ -367,8 +345,7 @@ def training_curves(metrics_csv: str | Path, title: str = "", out: str | Path | 
     for a, col in zip(axes.flat, cols):
         sns.lineplot(x=m["step"], y=m[col], ax=a, color=OURS)
         a.set_title(col, fontsize=9)
-        a.set_xlabel("update")
-        a.set_ylabel("")
+        a.set(xlabel="update", ylabel="")
     for a in list(axes.flat)[len(cols):]:
         a.axis("off")
     if not cols:
@@ -382,17 +359,22 @@ def training_curves(metrics_csv: str | Path, title: str = "", out: str | Path | 
 
 def transfer(study: Study, profile: Profile, out_dir=None):
     """Every transfer arm beside scratch and the paper's reward distillation: IQM and mean with
-    95% CIs, the teacher and the random floor as references (left); the diagnostics' Q/return
+    95% CIs, the teacher and the random floor as references, planning with MPPI (left) and
+    acting with the policy prior alone (middle, when the study plans); the diagnostics' Q/return
     of each arm, mean over tasks and seeds (right)."""
-    fig, (ax, axd) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, axq, axd) = plt.subplots(1, 3, figsize=(17, 4.6), gridspec_kw={"width_ratios": [3, 3, 2]})
     agg = study.aggregate(profile)
     arms = ["scratch", *[f"d_coef {d:g}" for d in sorted(profile.sweep.d_coefs) if d > 0],
             *[ARM_LABELS[a] for a in profile.sweep.arms]]
-    if _ci_panel(ax, agg, arms, [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in arms]):
-        ax.set_title(_ours_title(profile, f"{profile.train.steps:,} updates, {len(profile.sweep.seeds)} seed(s); "
-                                          f"{_runs_note(agg, arms)}"), fontsize=8)
-    else:
-        _empty(ax, "transfer-arm runs")
+    names = [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in arms]
+    for panel, suffix, what in ((ax, "", f"policy {profile.eval.policy}"), (axq, PRIOR_ONLY, "policy prior alone")):
+        shown = [a + suffix for a in arms]
+        if _ci_panel(panel, agg, shown, names, teacher="teacher" + suffix):
+            panel.set_title(_ours_title(profile, f"{what}, {profile.train.steps:,} updates, "
+                                                 f"{len(profile.sweep.seeds)} seed(s); {_runs_note(agg, shown)}"),
+                            fontsize=8)
+        else:
+            _empty(panel, f"transfer-arm runs ({what})")
     rows = _diagnostic_rows(study, profile)
     d = pd.DataFrame(rows)
     if len(d) and d["q_over_return"].notna().any():
@@ -403,14 +385,12 @@ def transfer(study: Study, profile: Profile, out_dir=None):
         axd.axhline(1.0, color="black", ls="--", lw=1)
         axd.set_xticks(range(len(order)), [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in order],
                        fontsize=7)
-        axd.set_xlabel("")
-        axd.set_ylabel("held-out Q / Monte-Carlo return")
+        axd.set(xlabel="", ylabel="held-out Q / Monte-Carlo return")
         axd.set_title("value calibration (mean over tasks; 95% CI over seeds)", fontsize=8)
     else:
         _empty(axd, "diagnostics")
-    _plain_axes(ax, axd)
-    _label(fig, profile, "Knowledge transfer: reward (the paper), value and policy distillation")
-    return fig, _finish(fig, out_dir, "transfer")
+    _plain_axes(ax, axq, axd)
+    return _done(fig, profile, "Knowledge transfer: reward (the paper), value and policy distillation", out_dir, "transfer")
 
 
 def _diagnostic_rows(study: Study, profile: Profile) -> list[dict]:
@@ -433,12 +413,13 @@ def diagnostics(study: Study, profile: Profile, out_dir=None):
     """The held-out diagnostics of every arm (diagnostics_figure), per task."""
     fig = diagnostics_figure(_diagnostic_rows(study, profile), f"Student diagnostics on held-out episodes\n"
                              f"{profile.label()}")
-    return fig, _finish(fig, out_dir, "diagnostics")
+    return fig, _save(fig, out_dir, "diagnostics")
 
 
-DRAW = {"score_vs_dcoef": score_vs_dcoef, "score_vs_steps": score_vs_steps, "teacher_size": teacher_size,
-        "latent_ablation": latent_ablation, "quantization": quantization, "task_heatmap": task_heatmap,
-        "reward_error": reward_error, "transfer": transfer, "diagnostics": diagnostics}
+# Every figure, in the order 05 shows them.
+DRAW = {f.__name__: f for f in (score_vs_dcoef, transfer, diagnostics, reward_error, latent_ablation, quantization,
+                                task_heatmap, score_vs_steps, teacher_size)}
+FIGURES = tuple(DRAW)
 
 
 def figures_for(profile: Profile) -> tuple[str, ...]:
@@ -452,19 +433,6 @@ def figures_for(profile: Profile) -> tuple[str, ...]:
     if not profile.sweep.arms:
         skip.add("transfer")
     return tuple(f for f in FIGURES if f not in skip)
-
-
-def draw_all(study: Study, profile: Profile, out_dir: str | Path, show: bool = False) -> dict[str, Path]:
-    """Draw and save every figure the profile has results for; returns {name: png path}."""
-    theme()
-    paths = {}
-    for name in figures_for(profile):
-        fig, path = DRAW[name](study, profile, out_dir)
-        paths[name] = path
-        if show:
-            plt.show()
-        plt.close(fig)
-    return paths
 
 
 DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = calibrated; no bar: the task's "
@@ -499,8 +467,7 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
         if col in ("q_over_return", "q_rank_vs_teacher"):
             ax.axhline(1.0, color="black", ls="--", lw=1)
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("")
-        ax.set_ylabel(col)
+        ax.set(xlabel="", ylabel=col)
         if ax is axes[0]:  # one legend: the arms are the same in every panel
             ax.legend(fontsize=7, title=None, ncol=min(4, len(arms)), loc="best")
         elif ax.get_legend() is not None:

@@ -20,13 +20,10 @@ Assumptions and guarantees:
   its last checkpoint, so a retried training run does not start over.
 - Process lifetime. With address None, ray.init starts a local cluster (GCS, raylet, workers)
   as children of this process that Ray binds to it with PR_SET_PDEATHSIG on Linux: if the
-  driver is killed, even with SIGKILL, the cluster goes down with it; the workers exit with
-  their raylet and each notebook kernel exits when its worker does (ipykernel polls its parent).
-  Checked by hand on Ray 2.60 (kill -9 of the runner while two notebooks ran): GCS, raylet,
-  workers and kernels went at once; Ray's two agent processes exit about a minute later, after
-  failing to report the raylet's death to the dead GCS.
-  A normal return shuts the local cluster down. On an existing cluster (--address), Ray kills
-  the tasks of a driver that exits; the cluster itself stays up.
+  driver is killed, even with SIGKILL, the cluster goes down with it (Ray's two agent processes
+  about a minute later); the workers exit with their raylet and each notebook kernel exits when
+  its worker does (ipykernel polls its parent). A normal return shuts the local cluster down.
+  On an existing cluster (--address), Ray kills the tasks of a driver that exits.
 
 Ray is imported only here, when the ray backend is chosen, so the package works without it.
 """
@@ -109,19 +106,13 @@ def connect(address: str | None) -> bool:
 
 
 def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _files(out: Path, study_dir: Path) -> dict[str, bytes]:
     """The execution's small files, by path relative to the study dir."""
-    files = {}
-    for path in sorted(out.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.stat().st_size <= RETURN_FILE_LIMIT:
-            files[str(path.relative_to(study_dir))] = path.read_bytes()
-    return files
+    return {str(p.relative_to(study_dir)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.stat().st_size <= RETURN_FILE_LIMIT}
 
 
 def _task(spec: dict) -> tuple[dict, dict]:

@@ -6,8 +6,6 @@ notebook JSON): result.json of every execution, and each training run's metrics.
     study.runs       one row per student execution (02): notebook, member, d_coef, seed,
                      steps, latent, teacher, normalized_score, run_dir, pca_explained_variance
     study.curves     score against updates, from every run's eval.csv
-    study.losses     every loss term against updates, from every run's metrics.csv (long form)
-    study.task_scores  per-task scores of every teacher and student (long form)
     study.quant      the quantization table (04), study.viewer the viewer's record (06)
 """
 from __future__ import annotations
@@ -18,21 +16,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import RESULT_FILE
+from .params import RESULT_FILE, read_result
 
 
 LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")  # reward only, then the latent variants
-ARM_ORDER = ("reward", "value", "policy", "all")  # the paper's arm (scratch, d_coef), then the ones beyond it
+ARM_ORDER = ("reward", "value", "policy", "all")
+PRIOR_ONLY = " (prior only)"  # an arm acting with its policy prior alone, no planner  # the paper's arm (scratch, d_coef), then the ones beyond it
 
 
 def _results(folder: Path) -> list[dict]:
-    out = []
-    for path in sorted(folder.glob(f"**/{RESULT_FILE}")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            continue
-    return out
+    """Every result.json under `folder` that reads as JSON."""
+    found = (read_result(path.parent) for path in sorted(folder.glob(f"**/{RESULT_FILE}")))
+    return [r for r in found if r is not None]
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
@@ -59,8 +54,6 @@ class Study:
     teachers: pd.DataFrame = field(default_factory=pd.DataFrame)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    losses: pd.DataFrame = field(default_factory=pd.DataFrame)
-    task_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     quant: pd.DataFrame = field(default_factory=pd.DataFrame)
     viewer: dict | None = None
     _aggregate: dict | None = field(default=None, repr=False)
@@ -68,20 +61,24 @@ class Study:
     def arms(self, profile) -> dict[str, dict[str, list[float]]]:
         """Every episode's return per task of each arm, in figure order: 'teacher' (the
         ceiling), 'random' (the floor), the default-teacher student runs of the sweep's length
-        by d_coef ('scratch', 'd_coef X'), the latent variants ('d_coef X + latent MODE') and
-        the quantized formats of the distilled students ('fp16', ...). A student arm pools the
-        episodes of all its training seeds: its runs are (seed, episode) pairs."""
+        by d_coef ('scratch', 'd_coef X'), the latent variants ('d_coef X + latent MODE'), the
+        quantized formats of the distilled students ('fp16', ...), and last, when the study plans,
+        the teacher and every student acting with its policy prior alone ('<arm> (prior only)').
+        A student arm pools the episodes of all its training seeds: its runs are (seed, episode)
+        pairs."""
         out: dict[str, dict[str, list[float]]] = {}
+        prior: dict[str, dict[str, list[float]]] = {}
 
-        def add(name: str, returns: dict | None) -> None:
+        def add(name: str, returns: dict | None, into: dict = out) -> None:
             for task, rets in (returns or {}).items():
-                out.setdefault(name, {}).setdefault(task, []).extend(rets)
+                into.setdefault(name, {}).setdefault(task, []).extend(rets)
 
         t = self.teachers
         if len(t):
             own = t["spec"] == profile.teacher.checkpoint
             main = t[own] if own.any() else t.iloc[:1]
             add("teacher", main.iloc[0]["returns"])
+            add("teacher" + PRIOR_ONLY, main.iloc[0].get("prior_returns"), prior)
             add("random", main.iloc[0]["floor_returns"])
         r = self.runs
         if len(r):
@@ -91,21 +88,18 @@ class Study:
                          _arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
             for _, row in r.sort_values(["_mode", "_arm", "d_coef", "seed"]).iterrows():
                 add(arm_label(row), row["returns"])
+                add(arm_label(row) + PRIOR_ONLY, row.get("prior_returns"), prior)
         q = self.quant
         if len(q) and "returns" in q:
             for _, row in q.iterrows():
                 if row["format"] != "fp32":
                     add(row["format"], row["returns"])
-        return {k: v for k, v in out.items() if v}
+        return {k: v for k, v in {**out, **prior}.items() if v}
 
     def aggregate(self, profile) -> dict[str, dict]:
         """IQM and mean normalized score of every arm with 95% stratified-bootstrap CIs (rliable)."""
         if self._aggregate is None:
-            from .. import stats
-            arms = self.arms(profile)
-            self._aggregate = stats.aggregate({name: stats.score_matrix(rets, sorted(rets))
-                                               for name, rets in arms.items()
-                                               if len({len(v) for v in rets.values()}) == 1})
+            self._aggregate = _aggregate(self.arms(profile))
         return self._aggregate
 
     def summary(self) -> str:
@@ -127,75 +121,54 @@ def arm_label(r) -> str:
     return base if r.get("latent", "none") == "none" else f"{base} + latent {r['latent']}"
 
 
-def run_label(r: dict) -> str:
-    if r.get("latent", "none") != "none":
-        return f"d{r['d_coef']:g} + latent {r['latent']}"
-    return arm_label(r)
+def _aggregate(arms: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
+    """stats.aggregate of the arms with the same number of runs on every task."""
+    from .. import stats
+    return stats.aggregate({name: stats.score_matrix(rets, sorted(rets)) for name, rets in arms.items()
+                            if len({len(v) for v in rets.values()}) == 1})
 
 
 def load_study(study_dir: str | Path) -> Study:
     study_dir = Path(study_dir)
     st = Study(study_dir)
-    teachers, task_rows = [], []
+    teachers = []
     for r in _results(study_dir / "01_teacher"):
-        t = r.get("teacher", {})
+        t, floor = r.get("teacher", {}), r.get("floor") or {}
         teachers.append({"member": r["parameters"].get("member"), "spec": t.get("spec"), "label": t.get("label"),
                          "path": t.get("path"), "source": t.get("source"), "params": r.get("total_params"),
                          "size": r.get("size"), "normalized_score": r.get("normalized_score"),
-                         "returns": r.get("returns"), "floor_returns": (r.get("floor") or {}).get("returns"),
-                         "floor_score": (r.get("floor") or {}).get("normalized_score"),
+                         "returns": r.get("returns"), "prior_returns": r.get("prior_returns"),
+                         "floor_returns": floor.get("returns"),
+                         "floor_score": floor.get("normalized_score"),
                          "teacher_reward_mse_true": (r.get("reward_error") or {}).get("mse_true")})
-        for task, score in (r.get("task_scores") or {}).items():
-            task_rows.append({"model": f"teacher {t.get('label')}", "kind": "teacher", "task": task, "score": score})
     st.teachers = pd.DataFrame(teachers)
-
-    runs, curves, losses = [], [], []
-    nb = "02_distillation"
-    for r in _results(study_dir / nb):
-        rec = r.get("run") or {}
+    runs, curves = [], []
+    for r in _results(study_dir / "02_distillation"):
+        rec, err = r.get("run") or {}, (r.get("run") or {}).get("reward_error") or {}
         teacher = rec.get("teacher") or {}
-        row = {"notebook": nb, "member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
+        row = {"member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
                "arm": rec.get("arm", "reward"), "diagnostics": rec.get("diagnostics"),
-               "seed": rec.get("seed"), "steps": rec.get("steps"), "latent": rec.get("latent", "none"),
-               "schedule": rec.get("schedule"), "batch_size": rec.get("batch_size"),
-               "teacher_spec": teacher.get("spec"), "teacher": teacher.get("label", "none"),
-               "teacher_params": rec.get("teacher_params"), "student_params": rec.get("student_params"),
-               "normalized_score": rec.get("normalized_score"), "run_dir": rec.get("run_dir"),
-               "train_s": rec.get("train_s"), "default_teacher": r.get("default_teacher", True),
-               "returns": rec.get("returns") or None}
-        err = rec.get("reward_error") or {}
-        row.update(reward_mse_true=err.get("mse_true"), reward_mse_teacher=err.get("mse_teacher"))
+               **{k: rec.get(k) for k in ("seed", "steps", "schedule", "batch_size", "teacher_params",
+                                          "student_params", "normalized_score", "run_dir", "train_s")},
+               "latent": rec.get("latent", "none"), "teacher_spec": teacher.get("spec"),
+               "teacher": teacher.get("label", "none"), "default_teacher": r.get("default_teacher", True),
+               "returns": rec.get("returns") or None, "prior_returns": rec.get("prior_returns"), "reward_mse_true": err.get("mse_true"),
+               "reward_mse_teacher": err.get("mse_teacher")}
         run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
         metrics = read_metrics(run_dir / "metrics.csv") if run_dir else pd.DataFrame()
         row["pca_explained_variance"] = _last(metrics, "pca_explained_variance")
-        row["label"] = run_label(row)
+        row["label"] = arm_label(row)
         runs.append(row)
         evals = read_metrics(run_dir / "eval.csv") if run_dir else pd.DataFrame()
         if len(evals):
-            curves.append(evals[["step", "normalized_score"]].assign(run_dir=row["run_dir"], label=row["label"],
-                                                                      d_coef=row["d_coef"], seed=row["seed"],
-                                                                      steps_total=row["steps"],
-                                                                      teacher=row["teacher"]))
-        if len(metrics):
-            cols = loss_columns(metrics)
-            losses.append(metrics[["step", *cols]].melt("step", var_name="term", value_name="value")
-                          .assign(run_dir=row["run_dir"], label=row["label"]))
-        for task, score in (rec.get("task_scores") or {}).items():
-            task_rows.append({"model": f"student {row['label']}" + ("" if row["default_teacher"] else
-                                                                    f" ({row['teacher']})"),
-                              "kind": "student", "task": task, "score": score, "run_dir": row["run_dir"]})
+            curves.append(evals[["step", "normalized_score"]].assign(
+                run_dir=row["run_dir"], label=row["label"], d_coef=row["d_coef"], seed=row["seed"],
+                steps_total=row["steps"], teacher=row["teacher"]))
     st.runs = pd.DataFrame(runs)
     st.curves = pd.concat(curves, ignore_index=True).drop_duplicates(["run_dir", "step"]) if curves else pd.DataFrame()
-    st.losses = (pd.concat(losses, ignore_index=True).drop_duplicates(["run_dir", "step", "term"]) if losses
-                 else pd.DataFrame())
-    ts = pd.DataFrame(task_rows)
-    if len(ts):
-        ts = ts.drop_duplicates(["model", "task"])
-    st.task_scores = ts
     qjson = study_dir / "04_quantization" / "quantization.json"
     st.quant = pd.DataFrame(json.loads(qjson.read_text())) if qjson.is_file() else pd.DataFrame()
-    viewer = study_dir / "06_rollout_viewer" / RESULT_FILE
-    st.viewer = json.loads(viewer.read_text()) if viewer.is_file() else None
+    st.viewer = read_result(study_dir / "06_rollout_viewer")
     return st
 
 
@@ -220,21 +193,14 @@ def pooled_aggregate(study_dirs: list[str | Path], profile) -> dict:
     study folder): a run is then a (dataset, training seed, episode) triple. Also each study's
     own aggregate, so a claim can be checked on every dataset. Only arms present in every study
     are pooled."""
-    from .. import stats
-
     per = {str(d): load_study(d).arms(profile) for d in study_dirs}
     common = set.intersection(*(set(a) for a in per.values())) if per else set()
-    pooled = {}
+    pooled: dict[str, dict[str, list[float]]] = {}
     for name in sorted(common):
-        rets: dict[str, list[float]] = {}
         for arms in per.values():
             for task, r in arms[name].items():
-                rets.setdefault(task, []).extend(r)
-        if len({len(v) for v in rets.values()}) == 1:
-            pooled[name] = stats.score_matrix(rets, sorted(rets))
-    each = {d: stats.aggregate({n: stats.score_matrix(r, sorted(r)) for n, r in arms.items()
-                                if len({len(v) for v in r.values()}) == 1}) for d, arms in per.items()}
-    return {"studies": list(per), "pooled": stats.aggregate(pooled), "per_study": each}
+                pooled.setdefault(name, {}).setdefault(task, []).extend(r)
+    return {"studies": list(per), "pooled": _aggregate(pooled), "per_study": {d: _aggregate(a) for d, a in per.items()}}
 
 
 def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
@@ -282,6 +248,7 @@ def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
         runs[Path(r["run_dir"]).name] = {
             "arm": r.get("arm", "reward"), "d_coef": r["d_coef"], "latent": r["latent"], "seed": r["seed"],
             "steps": r["steps"], "normalized_score": r["normalized_score"], "returns": r["returns"],
+            "prior_returns": r.get("prior_returns"),
             "heldout_reward_mse_true": r["reward_mse_true"], "heldout_reward_mse_teacher": r["reward_mse_teacher"],
             "diagnostics": {"per_task": diag.get("per_task"), "mean": diag.get("mean")} if diag else None}
     atomic_write_json(dest / "student_runs.json", dict(sorted(runs.items())))

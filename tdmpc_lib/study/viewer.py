@@ -185,43 +185,30 @@ class RolloutViewer:
                                 labels=(self._label(path), self._label(path_b)), **common)
         finally:
             self.render_button.disabled = False
-        if isinstance(shown, Comparison):
-            self.show_comparison(shown)
-        else:
-            self.show_rollout(shown)
+        self.show_result(shown)
         return shown
 
-    def _reset_player(self, n_frames: int) -> None:
-        self._trace_png = {}
-        self.play.value = 0
-        self.slider.value = 0
-        self.play.max = self.slider.max = n_frames - 1
-
-    def show_rollout(self, ro: Rollout) -> None:
-        self.rollout, self.comparison, self._table = ro, None, None
+    def show_result(self, shown: Rollout | Comparison) -> None:
+        """Load a Rollout, or a Comparison (both sides and the step table), into the player at frame 0."""
+        cmp = shown if isinstance(shown, Comparison) else None
+        ro = cmp.a if cmp else shown
+        self.rollout, self.comparison, self._table = ro, cmp, cmp.table() if cmp else None
         self._frame_png = [png_bytes(f) for f in ro.frames]
-        self._frame_png_b = []
-        self._set_comparing(False)
-        self.label_a.value = self.label_a.tooltip = self._label(ro.checkpoint) if ro.checkpoint else ""
-        self.trace.width = ro.trace.shape[1]
-        self._reset_player(len(ro.frames))
-        self.status.value = (f"{ro.task}, seed {ro.seed}, {ro.policy}: {len(ro.rewards)} steps, "
-                             f"return {ro.episode_return:.1f}")
-        self.show(0)
-
-    def show_comparison(self, cmp: Comparison) -> None:
-        self.rollout, self.comparison, self._table = cmp.a, cmp, cmp.table()
-        self._frame_png = [png_bytes(f) for f in cmp.a.frames]
-        self._frame_png_b = [png_bytes(f) for f in cmp.b.frames]
-        self._set_comparing(True)
-        for label, name, text in ((self.label_a, "A", cmp.labels[0]), (self.label_b, "B", cmp.labels[1])):
-            label.value = label.tooltip = f"{name}: {text}"
-        self.trace.width = cmp.trace.shape[1]
-        self._reset_player(len(cmp.a.frames))
-        a, b = cmp.a, cmp
-        self.status.value = (f"{a.task}, seed {a.seed}, {a.policy}, lockstep from the same initial state: "
-                             f"{len(a.rewards)} steps, return A {a.episode_return:.1f}, "
-                             f"return B {b.b.episode_return:.1f}")
+        self._frame_png_b = [png_bytes(f) for f in cmp.b.frames] if cmp else []
+        self._set_comparing(cmp is not None)
+        if cmp:
+            for label, name, text in ((self.label_a, "A", cmp.labels[0]), (self.label_b, "B", cmp.labels[1])):
+                label.value = label.tooltip = f"{name}: {text}"
+        else:
+            self.label_a.value = self.label_a.tooltip = self._label(ro.checkpoint) if ro.checkpoint else ""
+        self.trace.width = shown.trace.shape[1]
+        self._trace_png = {}
+        self.play.value = self.slider.value = 0
+        self.play.max = self.slider.max = len(ro.frames) - 1
+        head = f"{ro.task}, seed {ro.seed}, {ro.policy}"
+        self.status.value = (f"{head}: {len(ro.rewards)} steps, return {ro.episode_return:.1f}" if cmp is None else
+                             f"{head}, lockstep from the same initial state: {len(ro.rewards)} steps, return A "
+                             f"{ro.episode_return:.1f}, return B {cmp.b.episode_return:.1f}")
         self.show(0)
 
     def _on_slider(self, change) -> None:
