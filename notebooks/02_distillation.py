@@ -150,14 +150,18 @@ else:
 # On the first 100 steps of every held-out episode (`tdmpc_lib.diagnostics`): the student's Q
 # against the discounted Monte-Carlo return of the episode (a Q far below it cannot rank plans;
 # the teacher's Q, which values its own policy, may lie above it), Q's spread over 128 random
-# actions (near 0: MPPI cannot tell actions apart), and how saturated its policy prior is (a mean
-# at +-1 on most states: the prior proposes bang-bang actions).
+# actions (near 0: MPPI cannot tell actions apart), how saturated its policy prior is (a mean
+# at +-1 on most states: the prior proposes bang-bang actions), and how the teacher values the
+# actions the student takes: its prior's mean and its MPPI's first action, each as the teacher's
+# advantage in stds of its Q over random actions (0: no better than a random action). A prior far
+# above 0 with a plan near 0 means the student's planner discards what its prior learned.
 
 # %%
 diag = record["diagnostics"]
 if diag:
     display(pd.DataFrame(diag["per_task"]).T[["q_mean", "mc_return_mean", "q_over_return", "q_action_std",  # noqa: F821
-                                               "prior_saturated", "prior_log_std", "states"]])
+                                               "prior_saturated", "prior_log_std", "prior_adv_teacher",
+                                               "plan_adv_teacher", "states"]])
 else:
     print("this profile has no held-out episodes")
 

@@ -23,6 +23,13 @@ and reduces them per task (`student_diagnostics`):
                                   (1: the student ranks MPPI's candidate actions as the teacher does)
     prior_saturated               fraction of active action dims with |tanh mu| > 0.95
     prior_log_std                 mean log_std over active action dims
+    plan_adv_teacher,             with a teacher and a planner: how the teacher values the action
+    prior_adv_teacher             the student's MPPI takes at the state (its first action, planned
+                                  afresh) and its prior's mean action: the teacher's advantage
+                                  (Q_T(s, a) - mean_k Q_T(s, a_k)) / std_k Q_T(s, a_k) over the
+                                  state's random actions a_k (0: as good as a random action in the
+                                  teacher's eyes). A prior near the teacher's and a plan near 0
+                                  say the student's planner discards what its prior learned.
     states                        number of (episode, step) states
 
     diag = student_diagnostics(model, open_store("data/heldout"))
@@ -33,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .planner import BatchedPlanner, PlannerConfig
 from .reward_error import reward_error
 from .tasks import get_task_set
 from .train.distill import prior_moments
@@ -40,7 +48,7 @@ from .world_model import WorldModel
 
 SATURATED = 0.95  # |tanh mu| above this: the prior's mean sits at the action bound
 KEYS = ("q_mean", "mc_return_mean", "q_over_return", "q_rel_error", "q_action_std", "q_action_range",
-        "q_rank_vs_teacher", "prior_saturated", "prior_log_std")
+        "q_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher", "prior_adv_teacher")
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +110,38 @@ def heldout_states(model: WorldModel, store, max_step: int = 100) -> dict[str, n
             "mc_return": returns[e_idx, t_idx]}
 
 
+def _q_mean(model: WorldModel, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+    """The ensemble mean of the decoded Q: z (..., L), a (..., A) -> (...)."""
+    return model.decode(model.Q(z, a, task, return_type="all")).mean(0).squeeze(-1)
+
+
+@torch.no_grad()
+def _decisions(model: WorldModel, teacher: WorldModel, store, states: dict, planner: PlannerConfig,
+               teacher_q_rand: np.ndarray, seed: int, batch_size: int, device) -> dict[str, np.ndarray]:
+    """'plan_adv' and 'prior_adv' (N,): the teacher's advantage (see the module docstring) of the
+    first action `model`'s MPPI takes at each state (planned afresh, eval mode) and of its prior's
+    mean action; teacher_q_rand (num_actions, N) the teacher's Q at the states' random actions."""
+    import dataclasses
+
+    plan, prior = BatchedPlanner(model, planner), BatchedPlanner(model, dataclasses.replace(planner, mpc=False))
+    per_call = max(1, batch_size // planner.num_samples)  # MPPI rows per forward: about batch_size
+    dtype = next(teacher.parameters()).dtype
+    out = {"plan_adv": [], "prior_adv": []}
+    with torch.random.fork_rng(devices=[]):  # MPPI draws from the global RNG: seeded here, restored after
+        torch.manual_seed(seed)
+        for lo in range(0, len(states["row"]), per_call):
+            obs, task = store.gather(states["row"][lo:lo + per_call], ("obs", "task"))
+            obs = torch.as_tensor(obs, device=device, dtype=torch.float32)
+            task = torch.as_tensor(task, dtype=torch.long, device=device)
+            t0 = torch.ones(len(task), dtype=torch.bool, device=device)
+            z = teacher.encode(obs.to(dtype), task)
+            q_rand = torch.as_tensor(teacher_q_rand[:, lo:lo + per_call], device=device)
+            for key, planner_ in (("plan_adv", plan), ("prior_adv", prior)):
+                q = _q_mean(teacher, z, planner_.act(obs, task, t0).to(dtype), task).double()
+                out[key].append((q - q_rand.mean(0)) / q_rand.std(0, correction=0).clamp(min=1e-6))
+    return {k: torch.cat(v).cpu().numpy() if v else np.zeros(0) for k, v in out.items()}
+
+
 @torch.no_grad()
 def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: int, batch_size: int,
                device) -> dict[str, np.ndarray]:
@@ -114,8 +154,8 @@ def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: i
     chunk = max(1, batch_size // max(num_actions, 1))
     out = {k: [] for k in ("q", "q_std", "q_range", "q_rand", "saturated", "active", "log_std")}
 
-    def q_mean(z, a, task):  # ensemble mean of the decoded Q: (..., L), (..., A) -> (...)
-        return model.decode(model.Q(z, a, task, return_type="all")).mean(0).squeeze(-1)
+    def q_mean(z, a, task):
+        return _q_mean(model, z, a, task)
 
     rows_all = states["row"]
     for lo in range(0, len(rows_all), batch_size):
@@ -175,6 +215,7 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
             "q_action_std": float(np.mean(p["q_std"][sel])), "q_action_range": float(np.mean(p["q_range"][sel])),
             "q_rank_vs_teacher": (float(np.nanmean(p["q_rank"][sel])) if "q_rank" in p
                                   and np.isfinite(p["q_rank"][sel]).any() else None),
+            **{f"{k}_teacher": float(np.mean(p[k][sel])) if k in p else None for k in ("plan_adv", "prior_adv")},
             "prior_saturated": float(np.sum(p["saturated"][sel])) / active,
             "prior_log_std": float(np.sum(p["log_std"][sel])) / active,
             "states": int(sel.sum())}
@@ -182,7 +223,8 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
 
 def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_actions: int = 128, seed: int = 0,
                         batch_size: int = 4096, device="cpu", teacher_predicted: np.ndarray | None = None,
-                        teacher: WorldModel | None = None, teacher_action_values: np.ndarray | None = None) -> dict:
+                        teacher: WorldModel | None = None, teacher_action_values: np.ndarray | None = None,
+                        planner: PlannerConfig | None = None) -> dict:
     """Value calibration, action sensitivity and prior saturation of `model` on the episodes of
     `store` (an EpisodeStore; use one no student trained on). See the module docstring.
 
@@ -195,7 +237,9 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
     unweighted mean over tasks (None entries skipped), 'states': the total}, 'max_step',
     'num_actions'[, 'reward_error']}. `teacher` (a WorldModel of the same task set) or its
     `teacher_action_values` (from `action_values` with the same arguments): adds
-    'q_rank_vs_teacher' (None without either).
+    'q_rank_vs_teacher' (None without either). `teacher` and `planner` (the MPPI settings the
+    student is evaluated with): adds 'plan_adv_teacher' and 'prior_adv_teacher' (MPPI seeded with
+    `seed`; the global RNG is restored afterwards).
     """
     names = get_task_set(store.task_set).tasks
     was_training = model.training
@@ -214,6 +258,13 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
             raise ValueError(f"teacher_action_values has shape {teacher_action_values.shape}, the states' random "
                              f"actions {p['q_rand'].shape}: compute them with the same store and arguments")
         p["q_rank"] = spearman(torch.from_numpy(p["q_rand"]), torch.from_numpy(teacher_action_values)).numpy()
+    if teacher is not None and planner is not None:
+        teacher_was_training = teacher.training
+        model.eval(), teacher.to(device).eval()
+        try:
+            p.update(_decisions(model, teacher, store, states, planner, teacher_action_values, seed, batch_size, device))
+        finally:
+            model.train(was_training), teacher.train(teacher_was_training)
 
     per_task = {names[int(t)]: _reduce(p, states["task"] == t) for t in np.unique(states["task"])}
     mean = {}

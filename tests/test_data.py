@@ -149,7 +149,7 @@ def test_convert_errors(tmp_path, case, match):
     elif case == "not_td":
         torch.save({"weights": torch.zeros(3)}, path)
     elif case == "garbage":
-        path.write_bytes(os.urandom(4096))
+        path.write_bytes(np.random.default_rng(1).bytes(4096))
     else:
         make_chunk(path, [0, 1])
         if case == "truncated":
@@ -167,6 +167,18 @@ def test_convert_errors(tmp_path, case, match):
     with pytest.raises(DataError, match=match) as err:
         convert_chunks([path], tmp_path / "out", trust_pickle=True, progress=False)
     assert "\n" not in str(err.value)
+
+
+def test_random_bytes_are_a_corrupt_chunk(tmp_path):
+    """Unpickling random bytes fails in many ways (OverflowError, KeyError, struct.error, ...):
+    each is the one-line 'cannot read chunk' DataError, for 64 fixed draws."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "c.pt"
+    for _ in range(64):
+        path.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        with pytest.raises(DataError, match="cannot read chunk"):
+            convert_chunks([path], tmp_path / "out", trust_pickle=True, progress=False)
+
 
 
 def test_trust_flag_required(tmp_path, chunks, capsys):

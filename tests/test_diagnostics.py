@@ -100,7 +100,8 @@ def test_figure():
              "q_rank_vs_teacher": 0.1 * s, "prior_saturated": 0.2 * s} for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
             for s in range(3)]
     fig = diagnostics_figure(rows, "diagnostics")
-    assert len(fig.axes) == 4  # Q / return, rank vs teacher, Q spread, prior saturation
+    # Q / return, rank vs teacher, Q spread, prior saturation, the teacher's value of prior and plan
+    assert len(fig.axes) == 6
     plt.close(fig)
 
 
@@ -140,3 +141,43 @@ def test_precomputed_teacher_action_values_give_the_same_ranking(tmp_path):
     assert cached == direct
     with pytest.raises(ValueError, match="same store and arguments"):
         student_diagnostics(student, store, max_step=5, num_actions=8, teacher_action_values=values)
+
+
+def test_the_teacher_values_the_actions_of_the_students_planner_and_prior(tmp_path):
+    """plan_adv_teacher / prior_adv_teacher: the teacher's advantage (in stds of its Q over the
+    state's random actions) of the student's MPPI action and prior mean, checked by hand."""
+    import dataclasses
+
+    from tdmpc_lib.data import open_store
+    from tdmpc_lib.diagnostics import action_values
+    from tdmpc_lib.planner import PlannerConfig
+
+    make_synthetic_store(tmp_path / "s", rows=400, episode_length=40, progress=False)
+    store = open_store(tmp_path / "s")
+    student, teacher = random_q_model(1), random_q_model(2)
+    planner = PlannerConfig(num_samples=16, num_elites=4, num_pi_trajs=4, iterations=1)
+    before = torch.random.get_rng_state()
+    d = student_diagnostics(student, store, max_step=5, num_actions=16, teacher=teacher, planner=planner)
+    assert torch.equal(before, torch.random.get_rng_state())  # MPPI's draws are seeded, the RNG restored
+    assert d == student_diagnostics(student, store, max_step=5, num_actions=16, teacher=teacher, planner=planner)
+    assert all(np.isfinite(v["plan_adv_teacher"]) and np.isfinite(v["prior_adv_teacher"])
+               for v in d["per_task"].values())
+    # acting without MPPI is acting with the prior's mean: both measures are the prior's
+    prior_only = student_diagnostics(student, store, max_step=5, num_actions=16, teacher=teacher,
+                                     planner=dataclasses.replace(planner, mpc=False))
+    assert prior_only["mean"]["plan_adv_teacher"] == pytest.approx(prior_only["mean"]["prior_adv_teacher"])
+    # by hand: the prior's mean action at every state, the teacher's Q there and at the random actions
+    states = heldout_states(student, store, max_step=5)
+    q_rand = torch.from_numpy(action_values(teacher, store, max_step=5, num_actions=16))
+    obs, task = store.gather(states["row"], ("obs", "task"))
+    obs, task = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(task, dtype=torch.long)
+    student.eval(), teacher.eval()  # no dropout in Q, as the diagnostics see it
+    with torch.no_grad():
+        mean = student.pi(student.encode(obs, task), task)[1]["mean"]
+        zt = teacher.encode(obs, task)
+        q = teacher.decode(teacher.Q(zt, mean, task, return_type="all")).mean(0).squeeze(-1).double()
+    adv = ((q - q_rand.mean(0)) / q_rand.std(0, correction=0)).numpy()
+    names = get_task_set(store.task_set).tasks
+    for t in np.unique(states["task"]):
+        want = float(adv[states["task"] == t].mean())
+        assert d["per_task"][names[int(t)]]["prior_adv_teacher"] == pytest.approx(want, rel=1e-4, abs=1e-5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -70,8 +71,11 @@ def read_chunk(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str,
             if mmap and "mmap" in str(e).lower():
                 continue
             raise DataError(f"cannot read chunk {path}: truncated or corrupt ({_first_line(e)})") from None
-        except (EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError,
-                AttributeError, ModuleNotFoundError, TypeError) as e:
+        except (EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError, AttributeError,
+                ModuleNotFoundError, TypeError, OverflowError, MemoryError, KeyError, IndexError, struct.error) as e:
+            # Unpickling arbitrary bytes runs whatever opcodes they spell: a corrupt file can fail
+            # in any of these ways (an OverflowError for a huge length field, a KeyError for a
+            # memo id that was never stored, ...).
             raise DataError(f"cannot read chunk {path}: truncated, corrupt or not a dataset chunk "
                             f"({type(e).__name__}: {_first_line(e)})") from None
     try:

@@ -337,9 +337,10 @@ def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute)
     return np.load(array)
 
 
-def _on_heldout(profile: Profile, study_dir, checkpoint: str, out, kind: str, measure) -> dict | None:
-    """measure(store, teacher, device)'s dict for `checkpoint` on the held-out episodes, cached in
-    `out` per (held-out set, teacher, checkpoint); None when the profile has no held-out set."""
+def _on_heldout(profile: Profile, study_dir, checkpoint: str, out, kind: str, measure, **inputs) -> dict | None:
+    """measure(store, teacher, heldout, device)'s dict for `checkpoint` on the held-out episodes,
+    cached in `out` per (held-out set, teacher, checkpoint, `inputs`); None when the profile has
+    no held-out set."""
     from ..checkpoint import cached_file_sha256
     from ..data import open_store
 
@@ -355,7 +356,7 @@ def _on_heldout(profile: Profile, study_dir, checkpoint: str, out, kind: str, me
         finally:
             store.close()
     inputs = {"heldout": read_json(heldout / DATA_STAMP), "teacher": cached_file_sha256(teacher.path),
-              "model": cached_file_sha256(checkpoint), "kind": kind}
+              "model": cached_file_sha256(checkpoint), "kind": kind, **inputs}
     return once(out, inputs, compute)
 
 
@@ -377,7 +378,8 @@ def heldout_reward_error(profile: Profile, study_dir, checkpoint: str, out) -> d
 def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes: Q against the Monte-Carlo
     return, Q's sensitivity to the action and its ranking of random actions against the
-    profile's teacher, prior saturation."""
+    profile's teacher, prior saturation, and the teacher's value of the actions the student's
+    MPPI (the study's planner) and its prior take."""
     from ..checkpoint import load_checkpoint
     from ..diagnostics import action_values, student_diagnostics
 
@@ -385,8 +387,10 @@ def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> di
         values = _teacher_on_heldout(heldout, teacher, "action_values",
                                      lambda model: action_values(model, store, device=device))
         return student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
-                                   teacher_action_values=values)
-    return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure)
+                                   teacher_action_values=values, teacher=load_checkpoint(teacher.path, device=device),
+                                   planner=profile.eval.planner)
+    return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure,
+                       planner=dataclasses.asdict(profile.eval.planner))
 
 
 def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary: dict | None = None) -> dict:

@@ -440,7 +440,11 @@ DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = ca
                      ("q_rank_vs_teacher", "Spearman correlation with the teacher's Q over 128 random actions "
                                           "(1 = ranks MPPI's candidates as the teacher does)"),
                      ("q_action_std", "std of Q across random actions (0 = ignores the action)"),
-                     ("prior_saturated", "fraction of prior mean dims with |tanh mu| > 0.95"))
+                     ("prior_saturated", "fraction of prior mean dims with |tanh mu| > 0.95"),
+                     ("prior_adv_teacher", "the teacher's advantage of the prior's mean action, in stds of its Q over "
+                                          "random actions (0 = a random action)"),
+                     ("plan_adv_teacher", "the teacher's advantage of the action the student's MPPI takes (same "
+                                         "units: below the prior's = the planner discards the prior)"))
 
 
 def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = None):
@@ -466,6 +470,8 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
                     errorbar="sd", capsize=0.1, ax=ax)
         if col in ("q_over_return", "q_rank_vs_teacher"):
             ax.axhline(1.0, color="black", ls="--", lw=1)
+        elif col.endswith("_adv_teacher"):
+            ax.axhline(0.0, color="black", ls="--", lw=1)
         ax.set_title(label, fontsize=9)
         ax.set(xlabel="", ylabel=col)
         if ax is axes[0]:  # one legend: the arms are the same in every panel
