@@ -99,6 +99,11 @@ teacher_err = pipeline.heldout_reward_error(run.profile, run.study_dir, teacher_
 if teacher_err:
     print(f"the teacher's reward head on {teacher_err['transitions']} held-out transitions: "
           f"MSE vs the true reward {teacher_err['mse_true']:.4f}")
+# The students' diagnostics applied to the teacher itself: the reference they are read against.
+teacher_diag = pipeline.heldout_diagnostics(run.profile, run.study_dir, teacher_info.path, run.path("diagnostics.json"))
+if teacher_diag:
+    print("the teacher's diagnostics on the held-out episodes:", {k: round(v, 3) for k, v in teacher_diag["mean"].items()
+                                                                  if isinstance(v, float)})
 tables.task_table(result)
 
 # %%
@@ -128,7 +133,7 @@ _ = run.finish({"teacher": vars(teacher_info), "total_params": model.total_param
                 "task_scores": {t: v["score"] for t, v in result["tasks"].items()},
                 "returns": {t: v["returns"] for t, v in result["tasks"].items()},
                 "prior_returns": {t: v["returns"] for t, v in prior["tasks"].items()} if prior else None,
-                "reward_error": teacher_err,
+                "reward_error": teacher_err, "diagnostics": teacher_diag,
                 "floor": {"normalized_score": floor["normalized_score"],
                           "returns": {t: v["returns"] for t, v in floor["tasks"].items()}},
                 "eval": {k: result.get(k) for k in ("protocol", "policy", "seed", "episodes", "precision")}

@@ -397,6 +397,11 @@ def _diagnostic_rows(study: Study, profile: Profile) -> list[dict]:
     """One row per (student run of the sweep's length with the default teacher, task) with the
     held-out diagnostics, the arm's label and the run folder."""
     rows = []
+    t = study.teachers
+    own = t[t["spec"] == profile.teacher.checkpoint] if len(t) and "diagnostics" in t else t.iloc[0:0]
+    diag = own.iloc[0]["diagnostics"] if len(own) else None
+    for task, v in ((diag if isinstance(diag, dict) else {}).get("per_task") or {}).items():
+        rows.append({"arm": "teacher", "task": task, "run_dir": "teacher", **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
     r = _default_runs(study)
     if not len(r) or "diagnostics" not in r:
         return rows
@@ -456,9 +461,10 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
     df = pd.DataFrame(rows)
     tasks = list(dict.fromkeys(df["task"])) if len(df) else []
     arms = list(dict.fromkeys(df["arm"])) if len(df) else []
-    # Scratch (the baseline) in grey, the other arms in the colour-blind palette.
+    # The teacher (the reference) in green, scratch (the baseline) in grey, the other arms in the
+    # colour-blind palette.
     rest = iter(sns.color_palette("colorblind", len(arms)))
-    palette = {a: "#9e9e9e" if a == "scratch" else next(rest) for a in arms}
+    palette = {a: {"teacher": TEACHER, "scratch": "#9e9e9e"}.get(a) or next(rest) for a in arms}
     fig, axes = plt.subplots(len(DIAGNOSTIC_PANELS), 1, sharex=True,
                              figsize=(max(7.0, 0.5 * len(tasks) * max(1, len(arms)) + 2), 3.1 * len(DIAGNOSTIC_PANELS)))
     for ax, (col, label) in zip(axes, DIAGNOSTIC_PANELS):

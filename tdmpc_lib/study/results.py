@@ -140,7 +140,8 @@ def load_study(study_dir: str | Path) -> Study:
                          "returns": r.get("returns"), "prior_returns": r.get("prior_returns"),
                          "floor_returns": floor.get("returns"),
                          "floor_score": floor.get("normalized_score"),
-                         "teacher_reward_mse_true": (r.get("reward_error") or {}).get("mse_true")})
+                         "teacher_reward_mse_true": (r.get("reward_error") or {}).get("mse_true"),
+                         "diagnostics": r.get("diagnostics")})
     st.teachers = pd.DataFrame(teachers)
     runs, curves = [], []
     for r in _results(study_dir / "02_distillation"):
