@@ -347,7 +347,7 @@ def test_record_copies_what_the_numbers_rest_on(smoke, tmp_path):
     study_dir, _ = smoke
     written = {p.name for p in record_study(study_dir, tmp_path / "rec")}
     assert {"profile.json", "aggregate.json", "student_runs.json", "teacher_eval.json", "random_floor.json",
-            "quantization.csv", "study_log.jsonl"} <= written
+            "teacher_diagnostics.json", "quantization.csv", "study_log.jsonl"} <= written
     runs = json.loads((tmp_path / "rec" / "student_runs.json").read_text())
     st = load_study(study_dir)
     assert len(runs) == st.runs[st.runs["default_teacher"].astype(bool)]["run_dir"].nunique()

@@ -208,8 +208,9 @@ def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
     """Copy what a finished study's numbers rest on into `dest` (e.g. results/mini, committed):
     the resolved profile, 05's aggregate.json and reward_error.json, every student run of the
     sweep's length (config, every episode's return, held-out reward errors) as student_runs.json,
-    01's teacher and random-floor evaluations, 04's quantization.csv and the runner's
-    study_log.jsonl, and the figures 05 drew (dest/figures/*.png). Returns the files written."""
+    01's teacher and random-floor evaluations and the teacher's held-out diagnostics, 04's
+    quantization.csv, the runner's study_log.jsonl, and the figures 05 drew (dest/figures/*.png).
+    Returns the files written."""
     from ..files import atomic_write, atomic_write_json, atomic_write_text
 
     study_dir, dest = Path(study_dir), Path(dest)
@@ -234,6 +235,7 @@ def record_study(study_dir: str | Path, dest: str | Path) -> list[Path]:
     if teachers:  # the profile's own teacher is the first 01 member
         copy(teachers[0].parent / "eval.json", "teacher_eval.json")
         copy(teachers[0].parent / "floor.json", "random_floor.json")
+        copy(teachers[0].parent / "diagnostics.json", "teacher_diagnostics.json")
     figures = study_dir / "05_results" / RESULT_FILE
     for path in (json.loads(figures.read_text()).get("figures") or {}).values() if figures.is_file() else ():
         if Path(path).is_file():
