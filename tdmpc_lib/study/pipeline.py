@@ -13,6 +13,7 @@
     random_floor(profile, out)                   -> a uniform random policy on the same initial states
     heldout_reward_error(profile, study_dir, ckpt, out) -> the reward head on the held-out episodes
     heldout_diagnostics(profile, study_dir, ckpt, out)  -> Q calibration, action sensitivity, prior
+                                                    saturation, the teacher's value of its actions
     default_student(profile, study_dir)          -> record of the profile's default distilled run
 
 Folders under the study folder (runs/<profile>/): data/ (the store and its teacher-target
