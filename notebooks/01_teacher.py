@@ -102,8 +102,8 @@ if teacher_err:
 # The students' diagnostics applied to the teacher itself: the reference they are read against.
 teacher_diag = pipeline.heldout_diagnostics(run.profile, run.study_dir, teacher_info.path, run.path("diagnostics.json"))
 if teacher_diag:
-    print("the teacher's diagnostics on the held-out episodes:", {k: round(v, 3) for k, v in teacher_diag["mean"].items()
-                                                                  if isinstance(v, float)})
+    print("the teacher's diagnostics on the held-out episodes:",
+          {k: round(v, 3) for k, v in teacher_diag["mean"].items() if isinstance(v, float)})
 tables.task_table(result)
 
 # %%

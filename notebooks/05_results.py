@@ -19,10 +19,11 @@
 #
 # **How to read it.** In every figure that reproduces one of the paper's, the left panel is ours and
 # the right panel the paper's; the transfer figure shows each arm planning with MPPI, then acting
-# with its policy prior alone, then its value calibration. The title names the profile; a footnote says when the numbers come from a small CPU profile rather
-# than the paper's setting (317M teacher, all of MT30, 200K-1M updates of batch 256, MPPI
-# evaluation on 30 tasks x 10 episodes). At `mini` scale the differences between runs are mostly
-# evaluation noise: read the shapes, not the decimals.
+# with its policy prior alone, then its value calibration. The title names the profile; a
+# footnote says when the numbers come from a small CPU profile rather than the paper's setting
+# (317M teacher, all of MT30, 200K-1M updates of batch 256, MPPI evaluation on 30 tasks x 10
+# episodes). At `mini` scale the differences between runs are mostly evaluation noise: read the
+# shapes, not the decimals.
 
 # %% tags=["parameters"]
 profile = "mini"   # smoke | mini | paper

@@ -37,6 +37,8 @@ and reduces them per task (`student_diagnostics`):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -121,8 +123,6 @@ def _decisions(model: WorldModel, teacher: WorldModel, store, states: dict, plan
     """'plan_adv' and 'prior_adv' (N,): the teacher's advantage (see the module docstring) of the
     first action `model`'s MPPI takes at each state (planned afresh, eval mode) and of its prior's
     mean action; teacher_q_rand (num_actions, N) the teacher's Q at the states' random actions."""
-    import dataclasses
-
     plan, prior = BatchedPlanner(model, planner), BatchedPlanner(model, dataclasses.replace(planner, mpc=False))
     per_call = max(1, batch_size // planner.num_samples)  # MPPI rows per forward: about batch_size
     dtype = next(teacher.parameters()).dtype
@@ -154,9 +154,6 @@ def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: i
     chunk = max(1, batch_size // max(num_actions, 1))
     out = {k: [] for k in ("q", "q_std", "q_range", "q_rand", "saturated", "active", "log_std")}
 
-    def q_mean(z, a, task):
-        return _q_mean(model, z, a, task)
-
     rows_all = states["row"]
     for lo in range(0, len(rows_all), batch_size):
         rows = rows_all[lo:lo + batch_size]
@@ -169,7 +166,7 @@ def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: i
             mask = torch.ones(len(rows), A, device=device, dtype=dtype)
         # Stored actions are zero-padded in inactive dims already; masking makes that certain.
         a = torch.as_tensor(action, device=device, dtype=dtype) * mask
-        out["q"].append(q_mean(z, a, task))
+        out["q"].append(_q_mean(model, z, a, task))
 
         mean, log_std = prior_moments(model, model._pi(model.task_emb(z, task)), task)  # (B, A) each
         active = mask > 0
@@ -181,7 +178,7 @@ def _per_state(model: WorldModel, store, states: dict, num_actions: int, seed: i
             zc, tc, mc = z[c:c + chunk], task[c:c + chunk], mask[c:c + chunk]
             n = len(zc)
             rand = torch.rand((num_actions, n, A), generator=gen).to(device=device, dtype=dtype) * 2 - 1
-            q = q_mean(zc.expand(num_actions, n, -1), rand * mc, tc.expand(num_actions, n))  # (num_actions, n)
+            q = _q_mean(model, zc.expand(num_actions, n, -1), rand * mc, tc.expand(num_actions, n))  # (num_actions, n)
             out["q_std"].append(q.std(0, correction=0))
             out["q_range"].append(q.amax(0) - q.amin(0))
             out["q_rand"].append(q.t())  # (n, num_actions): concatenated over chunks, then transposed
@@ -262,7 +259,8 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
         teacher_was_training = teacher.training
         model.eval(), teacher.to(device).eval()
         try:
-            p.update(_decisions(model, teacher, store, states, planner, teacher_action_values, seed, batch_size, device))
+            p.update(_decisions(model, teacher, store, states, planner, teacher_action_values, seed, batch_size,
+                                device))
         finally:
             model.train(was_training), teacher.train(teacher_was_training)
 

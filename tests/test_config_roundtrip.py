@@ -135,7 +135,8 @@ def test_set_and_api_reach_the_trainer_and_the_evaluator(study, monkeypatch, key
     monkeypatch.setattr(pipeline, "_ensure_teacher_cache", lambda c: None)
     monkeypatch.setattr("tdmpc_lib.checkpoint.load_checkpoint", lambda *a, **k: None)
     monkeypatch.setattr("tdmpc_lib.checkpoint.cached_file_sha256", lambda *a, **k: "0" * 64)
-    (Path(cfg.out) / "study_run.json").unlink(missing_ok=True)  # a run of the same fields (device fields aside) trains again
+    # a run of the same fields (device fields aside) was made by an earlier case: train this one again
+    (Path(cfg.out) / "study_run.json").unlink(missing_ok=True)
     with pytest.raises(Stop):
         pipeline.run_student(cfg, info, prof, study)
     assert handed["train"] == cfg

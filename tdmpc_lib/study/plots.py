@@ -274,7 +274,8 @@ def quantization(study: Study, profile: Profile, out_dir=None):
             _empty(axes[3], "quantized evaluations")
         axes[3].tick_params(axis="x", rotation=30, labelsize=8)
         axes[3].set_title(f"MPPI score ({_runs_note(agg, formats)})", fontsize=8)
-    return _done(fig, profile, "Post-training quantization of the distilled student", out_dir, "quantization", extra=paper.QUANT_NOTE)
+    return _done(fig, profile, "Post-training quantization of the distilled student", out_dir, "quantization",
+                 extra=paper.QUANT_NOTE)
 
 
 def reward_error(study: Study, profile: Profile, out_dir=None):
@@ -330,8 +331,8 @@ def task_heatmap(study: Study, profile: Profile, out_dir=None):
         ax.tick_params(axis="y", labelsize=8)
     else:
         _empty(ax, "per-task scores")
-    return _done(fig, profile, f"Per-task scores (policy {profile.eval.policy}, protocol {profile.eval.protocol}; a run "
-                               f"is one (training seed, episode) pair)", out_dir, "task_heatmap")
+    return _done(fig, profile, f"Per-task scores (policy {profile.eval.policy}, protocol {profile.eval.protocol}; "
+                               f"a run is one (training seed, episode) pair)", out_dir, "task_heatmap")
 
 
 def training_curves(metrics_csv: str | Path, title: str = "", out: str | Path | None = None):
@@ -390,18 +391,19 @@ def transfer(study: Study, profile: Profile, out_dir=None):
     else:
         _empty(axd, "diagnostics")
     _plain_axes(ax, axq, axd)
-    return _done(fig, profile, "Knowledge transfer: reward (the paper), value and policy distillation", out_dir, "transfer")
+    return _done(fig, profile, "Knowledge transfer: reward (the paper), value and policy distillation", out_dir,
+                 "transfer")
 
 
 def _diagnostic_rows(study: Study, profile: Profile) -> list[dict]:
     """One row per (student run of the sweep's length with the default teacher, task) with the
     held-out diagnostics, the arm's label and the run folder."""
     rows = []
-    t = study.teachers
-    own = t[t["spec"] == profile.teacher.checkpoint] if len(t) and "diagnostics" in t else t.iloc[0:0]
-    diag = own.iloc[0]["diagnostics"] if len(own) else None
+    teacher = study.own_teacher(profile)
+    diag = teacher.get("diagnostics") if teacher is not None else None
     for task, v in ((diag if isinstance(diag, dict) else {}).get("per_task") or {}).items():
-        rows.append({"arm": "teacher", "task": task, "run_dir": "teacher", **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
+        rows.append({"arm": "teacher", "task": task, "run_dir": "teacher",
+                     **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
     r = _default_runs(study)
     if not len(r) or "diagnostics" not in r:
         return rows

@@ -20,8 +20,8 @@ from .params import RESULT_FILE, read_result
 
 
 LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")  # reward only, then the latent variants
-ARM_ORDER = ("reward", "value", "policy", "all")
-PRIOR_ONLY = " (prior only)"  # an arm acting with its policy prior alone, no planner  # the paper's arm (scratch, d_coef), then the ones beyond it
+ARM_ORDER = ("reward", "value", "policy", "all")  # the paper's arm (scratch, d_coef), then the ones beyond it
+PRIOR_ONLY = " (prior only)"  # an arm acting with its policy prior alone, no planner
 
 
 def _results(folder: Path) -> list[dict]:
@@ -73,13 +73,11 @@ class Study:
             for task, rets in (returns or {}).items():
                 into.setdefault(name, {}).setdefault(task, []).extend(rets)
 
-        t = self.teachers
-        if len(t):
-            own = t["spec"] == profile.teacher.checkpoint
-            main = t[own] if own.any() else t.iloc[:1]
-            add("teacher", main.iloc[0]["returns"])
-            add("teacher" + PRIOR_ONLY, main.iloc[0].get("prior_returns"), prior)
-            add("random", main.iloc[0]["floor_returns"])
+        teacher = self.own_teacher(profile)
+        if teacher is not None:
+            add("teacher", teacher["returns"])
+            add("teacher" + PRIOR_ONLY, teacher.get("prior_returns"), prior)
+            add("random", teacher["floor_returns"])
         r = self.runs
         if len(r):
             r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.train.steps)].drop_duplicates("run_dir")
@@ -95,6 +93,15 @@ class Study:
                 if row["format"] != "fp32":
                     add(row["format"], row["returns"])
         return {k: v for k, v in {**out, **prior}.items() if v}
+
+    def own_teacher(self, profile):
+        """The 01 row (a pandas Series) of the profile's own teacher (the first teacher when none
+        matches its spec), or None before 01 ran."""
+        t = self.teachers
+        if not len(t):
+            return None
+        own = t["spec"] == profile.teacher.checkpoint
+        return (t[own] if own.any() else t).iloc[0]
 
     def aggregate(self, profile) -> dict[str, dict]:
         """IQM and mean normalized score of every arm with 95% stratified-bootstrap CIs (rliable)."""
@@ -145,16 +152,16 @@ def load_study(study_dir: str | Path) -> Study:
     st.teachers = pd.DataFrame(teachers)
     runs, curves = [], []
     for r in _results(study_dir / "02_distillation"):
-        rec, err = r.get("run") or {}, (r.get("run") or {}).get("reward_error") or {}
-        teacher = rec.get("teacher") or {}
+        rec = r.get("run") or {}
+        teacher, err = rec.get("teacher") or {}, rec.get("reward_error") or {}
         row = {"member": r["parameters"].get("member"), "d_coef": rec.get("d_coef", 0.0),
                "arm": rec.get("arm", "reward"), "diagnostics": rec.get("diagnostics"),
                **{k: rec.get(k) for k in ("seed", "steps", "schedule", "batch_size", "teacher_params",
                                           "student_params", "normalized_score", "run_dir", "train_s")},
                "latent": rec.get("latent", "none"), "teacher_spec": teacher.get("spec"),
                "teacher": teacher.get("label", "none"), "default_teacher": r.get("default_teacher", True),
-               "returns": rec.get("returns") or None, "prior_returns": rec.get("prior_returns"), "reward_mse_true": err.get("mse_true"),
-               "reward_mse_teacher": err.get("mse_teacher")}
+               "returns": rec.get("returns") or None, "prior_returns": rec.get("prior_returns"),
+               "reward_mse_true": err.get("mse_true"), "reward_mse_teacher": err.get("mse_teacher")}
         run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
         metrics = read_metrics(run_dir / "metrics.csv") if run_dir else pd.DataFrame()
         row["pca_explained_variance"] = _last(metrics, "pca_explained_variance")
