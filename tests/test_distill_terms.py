@@ -74,8 +74,9 @@ def test_value_and_policy_terms_train_the_heads_not_the_encoder_when_detached(st
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in student._encoder.parameters())
 
 
-@pytest.mark.parametrize("kind", ["value", "policy"])
+@pytest.mark.parametrize("kind", ["value", "policy", "value_random3"])
 def test_value_and_policy_caches_equal_the_online_teacher(store, teacher_ckpt, tmp_path, kind):
+    from tdmpc_lib.train.distill import contrast_actions
     teacher = Teacher.load(str(teacher_ckpt), "cpu", keep=("pi", "Q"))
     cache = TeacherTargetCache.build(teacher, store, tmp_path / f"{kind}.npy", batch_size=1000, precision="fp32",
                                      progress=False, kind=kind)
@@ -83,8 +84,12 @@ def test_value_and_policy_caches_equal_the_online_teacher(store, teacher_ckpt, t
     ends = store.episode_starts[1:] - 1
     assert np.isnan(cache.values[ends]).all() and np.isfinite(np.delete(cache.values, ends, axis=0)).all()
     b = batch_of(store, seed=3, batch_size=64)
-    online = teacher.predict(b.obs[:3], b.action[:3], b.task, reward=False, value=True, policy=True)
-    want = online["value"] if kind == "value" else torch.cat([online["pi_mean"], online["pi_log_std"]], -1)
+    # the random actions as training draws them: a function of the row, the task's inactive dims zeroed
+    a = contrast_actions(b.rows[:3], 3, b.action.shape[-1])
+    a = a * teacher.model.action_mask(b.task, a)
+    online = teacher.predict(b.obs[:3], b.action[:3], b.task, reward=False, value=True, policy=True, value_actions=a)
+    want = {"value": online["value"], "policy": torch.cat([online["pi_mean"], online["pi_log_std"]], -1),
+            "value_random3": online["value_random"].squeeze(-1).permute(1, 2, 0)}[kind]
     assert torch.allclose(cache.lookup(b.rows[:3]), want, atol=1e-5)
     with pytest.raises(ValueError, match="holds"):
         Distiller(DistillConfig(teacher="t", d_coef=0.4), None, 32, {"reward": cache})
@@ -100,17 +105,26 @@ def test_teacher_loaded_without_a_network_refuses_its_targets(store, teacher_ckp
 def test_cached_value_and_policy_run_equals_the_online_run(store_dir, teacher_ckpt, tmp_path):
     runs = {}
     for name, cache in (("online", None), ("cached", "auto")):
-        dcfg = DistillConfig(teacher=str(teacher_ckpt), d_coef=0.4, q_coef=0.5, pi_coef=0.5, cache=cache,
-                             cache_precision="fp32", detach_encoder=True)
+        dcfg = DistillConfig(teacher=str(teacher_ckpt), d_coef=0.4, q_coef=0.5, pi_coef=0.5, q_random_actions=2,
+                             cache=cache, cache_precision="fp32", detach_encoder=True)
         summary = train(cfg_for(store_dir, tmp_path / name, distill=dcfg))
         runs[name] = summary["metrics"]
     for term in ("distill_reward_loss", "distill_value_loss", "distill_policy_loss", "total_loss", "pi_loss"):
         assert runs["online"][term] == pytest.approx(runs["cached"][term], rel=1e-4), term
         assert runs["online"][term] != 0
     again = train(cfg_for(store_dir, tmp_path / "again", distill=DistillConfig(
-        teacher=str(teacher_ckpt), d_coef=0.4, q_coef=0.5, pi_coef=0.5, cache="auto", cache_precision="fp32")))
-    assert set(again["teacher"]["cache"]["kinds"]) == {"reward", "value", "policy"}
+        teacher=str(teacher_ckpt), d_coef=0.4, q_coef=0.5, pi_coef=0.5, q_random_actions=2, cache="auto",
+        cache_precision="fp32")))
+    assert set(again["teacher"]["cache"]["kinds"]) == {"reward", "value", "policy", "value_random2"}
     assert "params" not in again["teacher"]  # every target cached: the teacher was not loaded
+
+
+def test_cache_kinds_are_checked():
+    from tdmpc_lib.train.cache import random_actions_of
+    assert [random_actions_of(k) for k in ("reward", "policy", "value_random8")] == [0, 0, 8]
+    for bad in ("values", "value_random", "value_random0", "value_randomx"):
+        with pytest.raises(ValueError, match="unknown teacher-target kind"):
+            random_actions_of(bad)
 
 
 def test_contrast_actions_are_a_function_of_the_row():

@@ -7,6 +7,8 @@ every episode has no such action and holds NaN, which no training slice ever rea
     reward  (rows,)      the decoded reward r_T(obs_r, a_r)          (reward distillation)
     value   (rows,)      the ensemble-mean decoded Q_T(obs_r, a_r)    (value distillation)
     policy  (rows, 2A)   the prior's tanh-mean and log-std at obs_r  (policy distillation)
+    value_randomK (rows, K) the ensemble-mean decoded Q_T(obs_r, a_r,k) at the K random actions
+                         contrast_actions draws for row r (value distillation at random actions)
 
 Stored beside the data as PATH.npy (a float32 memmap) and PATH.json (kind, teacher sha256 and
 dtype, dataset size, precision and the bf16 accuracy check, build progress). Sweeps over
@@ -42,22 +44,48 @@ if TYPE_CHECKING:
     from .distill import Teacher
 
 CACHE_FORMAT = "tdmpc-distill-teacher-rewards"
-KINDS = ("reward", "value", "policy")  # the teacher targets a cache can hold, one file each
+KINDS = ("reward", "value", "policy", "value_randomK")  # the teacher targets a cache can hold, one file each
+RANDOM_VALUE = "value_random"  # + K: the kind of the Qs at K random actions per row
+
+
+def random_value_kind(k: int) -> str:
+    """The cache kind of the teacher's Q at `k` random actions per row: 'value_random8'."""
+    return f"{RANDOM_VALUE}{k}"
+
+
+def random_actions_of(kind: str) -> int:
+    """K of a 'value_randomK' kind, 0 for the other kinds; a one-line ValueError for an unknown kind."""
+    if kind in KINDS[:3]:
+        return 0
+    k = kind[len(RANDOM_VALUE):] if kind.startswith(RANDOM_VALUE) else ""
+    if not (k.isdigit() and int(k) > 0):
+        raise ValueError(f"unknown teacher-target kind {kind!r}; choose one of {', '.join(KINDS)} (K >= 1)")
+    return int(k)
 
 
 def kind_columns(teacher: Teacher, kind: str) -> int:
     """Floats per row of a cache of `kind` (policy: tanh-mean and log-std of every action dim)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown teacher-target kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return 2 * teacher.model.cfg.action_dim if kind == "policy" else 1
+    k = random_actions_of(kind)
+    return k if k else 2 * teacher.model.cfg.action_dim if kind == "policy" else 1
 
 
-def kind_values(teacher: Teacher, obs, action, task, kind: str, bf16: bool) -> torch.Tensor:
-    """The teacher's targets of `kind` for rows (obs (n, O), action (n, A), task (n,)): (n, C)."""
+def kind_values(teacher: Teacher, obs, action, task, kind: str, bf16: bool, rows: np.ndarray) -> torch.Tensor:
+    """The teacher's targets of `kind` for dataset rows `rows` (n,) given their obs (n, O),
+    action (n, A) and task (n,): (n, C)."""
+    from .distill import contrast_actions
+
+    k = random_actions_of(kind)
+    actions = None
+    if k:  # the actions training draws for these rows, inactive dims zeroed as in Distiller.targets
+        actions = contrast_actions(torch.from_numpy(np.asarray(rows, dtype=np.int64)), k, action.shape[-1])
+        mask = teacher.model.action_mask(task, actions)
+        actions = actions if mask is None else actions * mask
     out = teacher.predict(obs, action, task, reward=kind == "reward", value=kind == "value",
-                          policy=kind == "policy", bf16=bf16)
+                          policy=kind == "policy", value_actions=actions, bf16=bf16)
     if kind == "policy":
         return torch.cat([out["pi_mean"], out["pi_log_std"]], dim=-1)
+    if k:
+        return out["value_random"].squeeze(-1).transpose(0, 1)  # (K, n, 1) -> (n, K)
     return out[kind]
 
 
@@ -227,7 +255,7 @@ class TeacherTargetCache:
         for i, lo in enumerate(range(start, n, chunk)):
             hi = min(lo + chunk, n)
             obs, action, task = _store_rows(store, lo, hi)
-            r = kind_values(teacher, obs, action, task, kind, bf16).numpy()
+            r = kind_values(teacher, obs, action, task, kind, bf16, np.arange(lo, hi)).numpy()
             r = r.squeeze(-1) if cols == 1 else r
             valid = valid_rows(store, lo, hi)
             values[lo:hi] = np.where(valid if cols == 1 else valid[:, None], r, np.nan)
@@ -259,8 +287,8 @@ class TeacherTargetCache:
         obs, task = store.gather(rows, ("obs", "task"))
         (action,) = store.gather(rows + 1, ("action",))
         args = torch.from_numpy(obs), torch.from_numpy(action), torch.from_numpy(task.astype(np.int64))
-        ref = kind_values(teacher, *args, kind, bf16=False)
-        err = (kind_values(teacher, *args, kind, bf16=True) - ref).abs()
+        ref = kind_values(teacher, *args, kind, False, rows)
+        err = (kind_values(teacher, *args, kind, True, rows) - ref).abs()
         check = {"bf16_check_rows": int(rows.size), "bf16_max_abs_err": float(err.max()),
                  "bf16_mean_abs_err": float(err.mean()), "tolerance": tolerance}
         accurate = float(err.max()) <= tolerance

@@ -27,6 +27,7 @@ from ..choices import CachePrecision, LatentMode, ModelSize, Precision, Schedule
 from ..choices import TrainPrecision, check_choice, options
 from ..evaluate import EvalConfig
 from ..typed import from_dict
+from .cache import random_value_kind
 
 # The choices as tuples (derived from the Literal types of tdmpc_lib.choices)
 SCHEDULES, LATENT_MODES = options(Schedule), options(LatentMode)
@@ -66,7 +67,8 @@ class DistillConfig:
         log-std) at obs_t against the teacher's prior, MSE; added to the policy loss.
     q_random_actions: value distillation also at this many uniform random actions per state (the
         actions MPPI samples, which the data's actions rarely cover): the teacher's Q at
-        (obs_t, a ~ U[-1, 1] on the task's action dims) is a target too. Needs the teacher online.
+        (obs_t, a ~ U[-1, 1] on the task's action dims) is a target too (the actions are a
+        function of the row, so a teacher cache holds these Qs too).
     q_target_mix (beyond the paper): value distillation through the student's own value loss: its Q
         target at the data's (obs_t, a_t) is (1 - q_target_mix) * TD target + q_target_mix *
         Q_T(obs_t, a_t) at every horizon step, and the random-action term is the same two-hot cross-entropy against the
@@ -122,18 +124,20 @@ class DistillConfig:
 
     @property
     def value_at_random_actions(self) -> bool:
-        """Value distillation also at q_random_actions random actions (online teacher only)."""
+        """Value distillation also at q_random_actions random actions."""
         return self.value_enabled and self.q_random_actions > 0
 
     @property
     def needs_teacher_model(self) -> bool:
-        """A term whose targets no cache holds: the latent one, or the value at random actions."""
-        return self.latent_enabled or self.value_at_random_actions
+        """A term whose targets no cache holds: the latent one."""
+        return self.latent_enabled
 
     @property
     def target_kinds(self) -> tuple[str, ...]:
-        """The per-row teacher targets the enabled terms read ('reward', 'value', 'policy')."""
-        on = {"reward": self.reward_enabled, "value": self.value_enabled, "policy": self.policy_enabled}
+        """The per-row teacher targets the enabled terms read ('reward', 'value', 'policy', and
+        'value_randomK' for the Qs at K random actions)."""
+        on = {"reward": self.reward_enabled, "value": self.value_enabled, "policy": self.policy_enabled,
+              random_value_kind(self.q_random_actions): self.value_at_random_actions}
         return tuple(k for k, v in on.items() if v)
 
     @property

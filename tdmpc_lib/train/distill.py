@@ -25,7 +25,8 @@ Beyond the paper, the teacher's value and policy, the two things MPPI reads besi
              pi_coef * L_policy to the policy loss (on the detached latents the policy step uses).
 
 With `q_random_actions` = K > 0 the value term also compares both Qs at K uniform random actions
-per state (drawn by `contrast_actions` from the row index: the same actions in every run), so the
+per state (drawn by `contrast_actions` from the row index: the same actions in every run and in
+the teacher cache, whose 'value_randomK' table holds the teacher's Qs there), so the
 student learns how the teacher ranks the actions MPPI samples, not only the behaviour's actions:
 L_value += mean (A_S - A_T)^2 / mean A_T^2 with A = Q(z, a_k) - mean_k Q(z, a_k) over the K
 actions (advantage_distill_loss).
@@ -74,7 +75,7 @@ from ..checkpoint import file_sha256, load_checkpoint
 from ..device import DTYPES
 from ..world_model import WorldModel
 from .. import math as tmath
-from .cache import TeacherTargetCache
+from .cache import TeacherTargetCache, random_value_kind
 from .config import DistillConfig
 from .losses import encode, layer_norm_mish, mlp_forward, q_logits, soft_ce, task_rows
 
@@ -328,9 +329,12 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, teacher: Teacher | None, student_latent_dim: int,
                  cache: TeacherTargetCache | dict[str, TeacherTargetCache] | None = None, seed: int = 0,
-                 device="cpu"):
+                 device="cpu", action_mask=None):
+        """action_mask: (task, like) -> mask of the task's action dims (WorldModel.action_mask of
+        the student, whose task set is the teacher's), for random actions without a teacher model."""
         cfg.validate()
-        # caches by kind ('reward', 'value', 'policy'); a single cache is a reward cache
+        self.action_mask = action_mask if teacher is None else teacher.model.action_mask
+        # caches by kind ('reward', 'value', 'policy', 'value_randomK'); a single cache is a reward cache
         caches = {} if cache is None else dict(cache) if isinstance(cache, dict) else {"reward": cache}
         for kind, c in caches.items():
             if getattr(c, "kind", kind) != kind:  # any object with lookup(rows) serves as a cache
@@ -339,6 +343,8 @@ class Distiller:
         online = set(cfg.target_kinds) - set(caches)
         if teacher is None and (cfg.needs_teacher_model or online):
             raise ValueError("online distillation needs the teacher model")
+        if self.action_mask is None and cfg.value_at_random_actions:
+            raise ValueError("value distillation at random actions from a cache needs the student's action_mask")
         self.projection = None
         if cfg.latent_enabled:
             self.projection = LatentProjection(cfg.latent, teacher.latent_dim, student_latent_dim, seed).to(device)
@@ -387,32 +393,34 @@ class Distiller:
         """Teacher targets for the first n = 1 (paper) or H horizon steps of the batch (value
         targets: value_steps)."""
         n, n_v = self.steps_used(horizon), self.value_steps(horizon)
+        random_kind = random_value_kind(self.cfg.q_random_actions)
         out = {}
         need = []
         for kind in self.cfg.target_kinds:
             if kind not in self.caches:
                 need.append(kind)
                 continue
-            values = self.caches[kind].lookup(batch.rows[:n_v if kind == "value" else n])  # (n, B, C)
+            values = self.caches[kind].lookup(batch.rows[:n if kind in ("reward", "policy") else n_v])  # (n, B, C)
             if kind == "policy":
                 out["pi_mean"], out["pi_log_std"] = values.chunk(2, dim=-1)
+            elif kind == random_kind:
+                out["value_random"] = values.permute(2, 0, 1).unsqueeze(-1)  # (K, n_v, B, 1)
             else:
                 out[kind] = values
         if self.cfg.value_at_random_actions:
             # (K, n, B, A), the task's inactive action dims zeroed as the data's are
             a = contrast_actions(batch.rows[:n_v], self.cfg.q_random_actions, batch.action.shape[-1])
-            mask = self.teacher.model.action_mask(batch.task, a)
+            mask = self.action_mask(batch.task, a)
             out["random_actions"] = a if mask is None else a * mask
-        value_online = "value" in need or "random_actions" in out
-        if n_v != n and value_online:  # the value targets cover more steps than the others
+        value_actions = out.get("random_actions") if random_kind in need else None
+        if n_v != n and ("value" in need or value_actions is not None):  # value targets cover more steps
             out.update(self.teacher.predict(batch.obs[:n_v], batch.action[:n_v], batch.task, reward=False,
-                                            value="value" in need, value_actions=out.get("random_actions")))
-            need, value_online = [k for k in need if k != "value"], False
-        if need or self.projection is not None or value_online:
+                                            value="value" in need, value_actions=value_actions))
+            need, value_actions = [k for k in need if k not in ("value", random_kind)], None
+        if need or self.projection is not None:
             out.update(self.teacher.predict(batch.obs[:n], batch.action[:n], batch.task, reward="reward" in need,
                                             value="value" in need, policy="policy" in need,
-                                            next_latent=self.projection is not None,
-                                            value_actions=out.get("random_actions") if value_online else None))
+                                            next_latent=self.projection is not None, value_actions=value_actions))
         return out
 
     def losses(self, targets: dict, model: WorldModel, zs: torch.Tensor, action: torch.Tensor,

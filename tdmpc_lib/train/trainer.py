@@ -165,7 +165,8 @@ class Trainer:
         teacher_device = torch.device(d.teacher_device or cfg.device)
         cached = self._complete_caches()
         if cached is not None:  # every target is cached: the teacher is not even loaded
-            return Distiller(d, None, self.model.cfg.latent_dim, cached, seed=cfg.seed, device=self.device)
+            return Distiller(d, None, self.model.cfg.latent_dim, cached, seed=cfg.seed, device=self.device,
+                             action_mask=self.model.action_mask)
         teacher = Teacher.load(d.teacher, teacher_device, d.teacher_dtype, d.teacher_autocast, keep=Teacher.keep_for(d))
         if teacher.model.cfg.task_set != self.store.task_set:
             raise ValueError(f"the teacher is a {teacher.model.cfg.task_set} model, the data is {self.store.task_set}")
@@ -182,7 +183,8 @@ class Trainer:
             self.teacher_info["cache"] = self._cache_info(caches)
             if not d.needs_teacher_model:
                 teacher = None  # every target comes from the caches: free the teacher's memory
-        return Distiller(d, teacher, self.model.cfg.latent_dim, caches, seed=cfg.seed, device=self.device)
+        return Distiller(d, teacher, self.model.cfg.latent_dim, caches, seed=cfg.seed, device=self.device,
+                         action_mask=self.model.action_mask)
 
     @staticmethod
     def _cache_info(caches: dict) -> dict:
