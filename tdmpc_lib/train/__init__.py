@@ -7,9 +7,9 @@
 CLI: python -m tdmpc_lib.train --data DIR --student-size 1 [--teacher CKPT] [--d-coef 0.45]
      [--latent none|linear|linear-frozen|pca] --batch-size 256 --steps N --device cpu --out RUN_DIR [--resume]
 """
-from .config import DistillConfig, TrainConfig
+from .config import DistillConfig, TrainConfig, distill_coefficient
 from .cache import TeacherTargetCache
-from .distill import Distiller, LatentProjection, Teacher, distill_coefficient
+from .distill import Distiller, LatentProjection, Teacher
 from .losses import RunningScale
 from .trainer import NonFiniteLossError, Trainer, build_teacher_cache, train
 from .update import Learner

@@ -46,6 +46,18 @@ _FLAT_EVAL_FIELDS = ("tasks", "episodes", "protocol", "policy", "planner")
 RESUME_WARN_FIELDS = ("device", "threads", "compile")
 
 
+def distill_coefficient(schedule: str, base: float, step: int, total: int) -> float:
+    """d_coef at update `step` of `total`: constant, linear decrease to 0, linear increase to base."""
+    frac = step / max(total, 1)
+    if schedule == "constant":
+        return base
+    if schedule == "decrease":
+        return base * max(0.0, 1.0 - frac)
+    if schedule == "increase":
+        return base * min(1.0, frac)
+    raise ValueError(f"unknown distillation schedule {schedule!r}")
+
+
 @dataclass
 class DistillConfig:
     """The frozen teacher and the distillation terms added to the TD-MPC2 loss.
@@ -105,6 +117,10 @@ class DistillConfig:
     @property
     def enabled(self) -> bool:
         return self.teacher is not None
+
+    def coefficient(self, step: int, total: int) -> float:
+        """The reward-distillation coefficient at update `step` (0-based) of `total` (`schedule`)."""
+        return distill_coefficient(self.schedule, self.d_coef, step, total)
 
     @property
     def reward_enabled(self) -> bool:

@@ -108,18 +108,6 @@ def prior_moments(model: WorldModel, features: torch.Tensor, task) -> tuple[torc
     return torch.tanh(mu), log_std
 
 
-def distill_coefficient(schedule: str, base: float, step: int, total: int) -> float:
-    """d_coef at update `step` of `total`: constant, linear decrease to 0, linear increase to base."""
-    frac = step / max(total, 1)
-    if schedule == "constant":
-        return base
-    if schedule == "decrease":
-        return base * max(0.0, 1.0 - frac)
-    if schedule == "increase":
-        return base * min(1.0, frac)
-    raise ValueError(f"unknown distillation schedule {schedule!r}")
-
-
 # ---------------------------------------------------------------------------- the teacher
 class Teacher:
     """A frozen world model on its own device and dtype (it takes ownership of `model`).
@@ -358,9 +346,6 @@ class Distiller:
         if self.projection is None:
             return []
         return [p for p in self.projection.parameters() if p.requires_grad]
-
-    def coefficient(self, step: int, total: int) -> float:
-        return distill_coefficient(self.cfg.schedule, self.cfg.d_coef, step, total)
 
     def steps_used(self, horizon: int) -> int:
         return horizon if self.cfg.all_steps else 1

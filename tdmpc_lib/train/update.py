@@ -168,7 +168,7 @@ class Learner:
                 dterms = self.distiller.losses(teacher_targets, model, zs, action, rollout["task_rows"], reward_logits,
                                                rollout["q_logits"], self.norm_mish)
                 if "distill_reward" in dterms:
-                    d_coef = self.distiller.coefficient(step, cfg.steps)
+                    d_coef = self.distiller.cfg.coefficient(step, cfg.steps)
                     total = total + d_coef * dterms["distill_reward"]
                     out["d_coef"] = torch.tensor(d_coef, dtype=torch.float64)
                 if "distill_value" in dterms:
