@@ -119,6 +119,18 @@ def test_cached_value_and_policy_run_equals_the_online_run(store_dir, teacher_ck
     assert "params" not in again["teacher"]  # every target cached: the teacher was not loaded
 
 
+def test_cache_only_builds_every_table_the_terms_read(store_dir, teacher_ckpt, tmp_path, capsys):
+    from tdmpc_lib.train.__main__ import main
+    info = main(["--data", str(store_dir), "--teacher", str(teacher_ckpt), "--teacher-cache", str(tmp_path / "t.npy"),
+                 "--d-coef", "0.4", "--q-coef", "1", "--pi-coef", "1", "--q-random-actions", "2", "--cache-only",
+                 "--no-progress"])
+    assert set(info["kinds"]) == {"reward", "value", "policy", "value_random2"}
+    for kind, path in info["kinds"].items():
+        cache = TeacherTargetCache(path)
+        assert cache.kind == kind and cache.meta["complete"]
+    assert '"kinds"' in capsys.readouterr().out
+
+
 def test_cache_kinds_are_checked():
     from tdmpc_lib.train.cache import random_actions_of
     assert [random_actions_of(k) for k in ("reward", "policy", "value_random8")] == [0, 0, 8]

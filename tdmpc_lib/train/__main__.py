@@ -8,7 +8,7 @@ Examples:
     # the paper's short run (200K steps, d_coef 0.4), teacher rewards computed once and cached
     python -m tdmpc_lib.train --data data/mt30 --student-size 1 --teacher mt30-317M.pt --d-coef 0.4 \\
         --teacher-cache auto --steps 200000 --device cuda --out runs/d040
-    # build the cache alone (then launch a sweep over --d-coef / --seed with --teacher-cache auto)
+    # build the caches alone (every target the terms read; then sweep --d-coef / --seed with --teacher-cache auto)
     python -m tdmpc_lib.train --data data/mt30 --teacher mt30-317M.pt --teacher-cache auto --cache-only
 
 Every field of TrainConfig / DistillConfig is a flag (the teacher's without a prefix: --d-coef);
@@ -39,7 +39,7 @@ PROG = "python -m tdmpc_lib.train"
 class TrainCommand:
     """The command line: a TrainConfig (its fields are the flags) and what to do with it."""
     config: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
-    cache_only: bool = False  # build the teacher cache (needs --teacher) and exit
+    cache_only: bool = False  # build the teacher caches the terms read (needs --teacher) and exit
     # any TrainConfig field, or distill.FIELD, applied after the flags
     set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="KEY=VALUE")] = ()
 
@@ -76,12 +76,16 @@ def _main(cmd: TrainCommand) -> dict:
             if not cfg.distill.teacher:
                 raise ValueError("--cache-only needs --teacher")
             cfg.validate()
-            cache = build_teacher_cache(cfg.data, cfg.distill.teacher, cfg.distill.cache or "auto",
-                                        cfg.distill.teacher_device or cfg.device, cfg.distill.teacher_dtype,
-                                        cfg.distill.cache_precision, cfg.distill.cache_tolerance,
-                                        cfg.distill.cache_batch_size, progress=cfg.progress)
-            print(json.dumps({"cache": str(cache.path), **cache.meta}, indent=1))
-            return cache.meta
+            d = cfg.distill
+            kinds = d.target_kinds or ("reward",)  # every table the run's terms read
+            caches = {kind: build_teacher_cache(cfg.data, d.teacher, d.cache or "auto", d.teacher_device or cfg.device,
+                                                d.teacher_dtype, d.cache_precision, d.cache_tolerance,
+                                                d.cache_batch_size, progress=cfg.progress, kind=kind)
+                      for kind in kinds}
+            first = caches[kinds[0]]
+            info = {"cache": str(first.path), **first.meta, "kinds": {k: str(c.path) for k, c in caches.items()}}
+            print(json.dumps(info, indent=1))
+            return info
         summary = train(cfg)
     except (CheckpointError, DataError, ValueError) as e:
         fail(str(e))
