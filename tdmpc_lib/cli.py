@@ -63,6 +63,12 @@ def _close_progress_bars() -> None:
         pass
 
 
+def _quiet_finalizers(unraisable) -> None:
+    """sys.unraisablehook after an interrupt: drop the failures of finalizers, report the rest."""
+    if not getattr(unraisable.object, "__name__", "") == "__del__":
+        sys.__unraisablehook__(unraisable)
+
+
 @contextlib.contextmanager
 def interruptible(hint: str | Callable[[], str]):
     """Run a command's work so that SIGINT / SIGTERM end it with one line on stderr,
@@ -75,6 +81,10 @@ def interruptible(hint: str | Callable[[], str]):
         yield
     except KeyboardInterrupt as e:
         message = str(e.args[0]) if e.args else (hint() if callable(hint) else hint)
+        # The signal can land inside a constructor (a tqdm bar's, say): the half-built object's
+        # __del__ then fails when it is collected, and Python prints that as an "Exception ignored"
+        # traceback. The process is ending; those are not errors of the command.
+        sys.unraisablehook = _quiet_finalizers
         _close_progress_bars()  # so the line starts on a line of its own
         print(f"interrupted: {' '.join(message.split())}", file=sys.stderr, flush=True)
         raise SystemExit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)) from None

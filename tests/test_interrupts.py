@@ -89,6 +89,23 @@ def test_evaluation_interrupted_then_resumed(tmp_path):
     assert result["episodes"] == 1 and len(result["tasks"]) == 2 and not journal.exists()
 
 
+def test_an_interrupted_constructor_leaves_no_finalizer_traceback(tmp_path):
+    """The signal can land inside a constructor (a tqdm bar's): the half-built object's __del__
+    fails when it is collected, which Python reports as an 'Exception ignored' traceback."""
+    script = tmp_path / "half_built.py"
+    script.write_text(
+        "from tdmpc_lib.cli import interruptible\n"
+        "class HalfBuilt:\n"
+        "    def __init__(self):\n"
+        "        raise KeyboardInterrupt  # before its fields are set\n"
+        "    def __del__(self):\n"
+        "        self.disable  # what tqdm's close() reads\n"
+        "with interruptible('stopped here; rerun'):\n"
+        "    HalfBuilt()\n")
+    done = subprocess.run([sys.executable, str(script)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr.splitlines() == ["interrupted: stopped here; rerun"], done.stderr
+
+
 def test_collection_interrupted_adds_nothing(tmp_path):
     out = tmp_path / "store"
     cmd = [sys.executable, "-m", "tdmpc_lib.data", "collect", "--policy", "random", "--tasks", "cartpole-balance",
