@@ -73,14 +73,13 @@ def kind_columns(teacher: Teacher, kind: str) -> int:
 def kind_values(teacher: Teacher, obs, action, task, kind: str, bf16: bool, rows: np.ndarray) -> torch.Tensor:
     """The teacher's targets of `kind` for dataset rows `rows` (n,) given their obs (n, O),
     action (n, A) and task (n,): (n, C)."""
-    from .distill import contrast_actions
+    from .distill import task_contrast_actions
 
     k = random_actions_of(kind)
     actions = None
-    if k:  # the actions training draws for these rows, inactive dims zeroed as in Distiller.targets
-        actions = contrast_actions(torch.from_numpy(np.asarray(rows, dtype=np.int64)), k, action.shape[-1])
-        mask = teacher.model.action_mask(task, actions)
-        actions = actions if mask is None else actions * mask
+    if k:  # the actions training draws for these rows (Distiller.targets)
+        actions = task_contrast_actions(torch.from_numpy(np.asarray(rows, dtype=np.int64)), k, task, action.shape[-1],
+                                        teacher.model.action_mask)
     out = teacher.predict(obs, action, task, reward=kind == "reward", value=kind == "value",
                           policy=kind == "policy", value_actions=actions, bf16=bf16)
     if kind == "policy":

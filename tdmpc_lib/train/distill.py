@@ -96,6 +96,15 @@ def contrast_actions(rows: torch.Tensor, k: int, action_dim: int, seed: int = 0)
     return torch.from_numpy((2 * u - 1).astype(np.float32)).to(rows.device)
 
 
+def task_contrast_actions(rows: torch.Tensor, k: int, task: torch.Tensor, action_dim: int, action_mask
+                          ) -> torch.Tensor:
+    """contrast_actions with the task's inactive action dims zeroed, as the data's are:
+    rows (...), task (...) -> (k, ..., A). action_mask: WorldModel.action_mask (None single-task)."""
+    a = contrast_actions(rows, k, action_dim)
+    mask = action_mask(task, a)
+    return a if mask is None else a * mask
+
+
 def prior_moments(model: WorldModel, features: torch.Tensor, task) -> tuple[torch.Tensor, torch.Tensor]:
     """The policy prior's (tanh mu, log_std), each (..., A), from the _pi network's output
     features (..., 2A), as WorldModel.pi computes them (inactive action dims 0), without drawing."""
@@ -393,10 +402,8 @@ class Distiller:
             else:
                 out[kind] = values
         if self.cfg.value_at_random_actions:
-            # (K, n, B, A), the task's inactive action dims zeroed as the data's are
-            a = contrast_actions(batch.rows[:n_v], self.cfg.q_random_actions, batch.action.shape[-1])
-            mask = self.action_mask(batch.task, a)
-            out["random_actions"] = a if mask is None else a * mask
+            out["random_actions"] = task_contrast_actions(batch.rows[:n_v], self.cfg.q_random_actions, batch.task,
+                                                          batch.action.shape[-1], self.action_mask)  # (K, n, B, A)
         value_actions = out.get("random_actions") if random_kind in need else None
         if n_v != n and ("value" in need or value_actions is not None):  # value targets cover more steps
             out.update(self.teacher.predict(batch.obs[:n_v], batch.action[:n_v], batch.task, reward=False,
