@@ -45,8 +45,10 @@ if TYPE_CHECKING:
     from .distill import Teacher
 
 CACHE_FORMAT = "tdmpc-distill-teacher-rewards"
-KINDS = ("reward", "value", "policy", "value_randomK")  # the teacher targets a cache can hold, one file each
-RANDOM_VALUE = "value_random"  # + K: the kind of the Qs at K random actions per row
+# The teacher targets a cache can hold, one file each: these, and RANDOM_VALUE + K (the Qs at K
+# random actions per row, e.g. 'value_random8').
+KINDS = ("reward", "value", "policy")
+RANDOM_VALUE = "value_random"
 
 
 def random_value_kind(k: int) -> str:
@@ -56,11 +58,12 @@ def random_value_kind(k: int) -> str:
 
 def random_actions_of(kind: str) -> int:
     """K of a 'value_randomK' kind, 0 for the other kinds; a one-line ValueError for an unknown kind."""
-    if kind in KINDS[:3]:
+    if kind in KINDS:
         return 0
     k = kind[len(RANDOM_VALUE):] if kind.startswith(RANDOM_VALUE) else ""
     if not (k.isdigit() and int(k) > 0):
-        raise ValueError(f"unknown teacher-target kind {kind!r}; choose one of {', '.join(KINDS)} (K >= 1)")
+        raise ValueError(f"unknown teacher-target kind {kind!r}; choose one of {', '.join(KINDS)}, "
+                         f"{RANDOM_VALUE}K (K >= 1)")
     return int(k)
 
 
