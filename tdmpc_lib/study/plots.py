@@ -397,22 +397,23 @@ def transfer(study: Study, profile: Profile, out_dir=None):
 
 def _diagnostic_rows(study: Study, profile: Profile) -> list[dict]:
     """One row per (student run of the sweep's length with the default teacher, task) with the
-    held-out diagnostics, the arm's label and the run folder."""
+    held-out diagnostics, the arm's label and the run folder; first the teacher's own rows."""
     rows = []
+
+    def add(arm: str, run_dir: str, diag) -> None:  # diag: a diagnostics.json (None before it exists)
+        for task, v in ((diag if isinstance(diag, dict) else {}).get("per_task") or {}).items():
+            rows.append({"arm": arm, "task": task, "run_dir": run_dir, **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
+
     teacher = study.own_teacher(profile)
-    diag = teacher.get("diagnostics") if teacher is not None else None
-    for task, v in ((diag if isinstance(diag, dict) else {}).get("per_task") or {}).items():
-        rows.append({"arm": "teacher", "task": task, "run_dir": "teacher",
-                     **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
+    if teacher is not None:
+        add("teacher", "teacher", teacher.get("diagnostics"))
     r = _default_runs(study)
     if not len(r) or "diagnostics" not in r:
         return rows
     r = r[r["latent"] == "none"]
     r = r.assign(_arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
     for _, run in r.sort_values(["_arm", "d_coef", "seed"]).iterrows():
-        for task, v in ((run["diagnostics"] or {}).get("per_task") or {}).items():
-            rows.append({"arm": arm_label(run), "task": task, "run_dir": run["run_dir"],
-                         **{k: v.get(k) for k, _ in DIAGNOSTIC_PANELS}})
+        add(arm_label(run), run["run_dir"], run["diagnostics"])
     return rows
 
 
