@@ -65,7 +65,7 @@ def _close_progress_bars() -> None:
 
 def _quiet_finalizers(unraisable) -> None:
     """sys.unraisablehook after an interrupt: drop the failures of finalizers, report the rest."""
-    if not getattr(unraisable.object, "__name__", "") == "__del__":
+    if getattr(unraisable.object, "__name__", "") != "__del__":
         sys.__unraisablehook__(unraisable)
 
 
