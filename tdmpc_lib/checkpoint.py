@@ -349,7 +349,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     model = WorldModel.uninitialized(cfg)  # every entry comes from the file
     load_state_strict(model, state, path, assign=True)
     model = model.to(device=device, dtype=dtype).eval()
-    model.checkpoint_info = {"path": str(path), "sha256": sha256 or file_sha256(path), "layout": layout,
+    model.checkpoint_info = {"path": str(path), "sha256": sha256 or cached_file_sha256(path), "layout": layout,
                              "stored_dtypes": dtypes, "warnings": notes,
                              "quantization": obj.get("quantization") if ours else None}
     return model

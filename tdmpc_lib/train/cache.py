@@ -302,11 +302,11 @@ def find_complete_cache(store, data_dir, teacher_path: str, spec: str, device="c
                         kind: str = "reward") -> TeacherTargetCache | None:
     """The finished cache of `kind` of this teacher file for this dataset (spec 'auto' or a
     path), or None. Needs only the teacher file's sha256, not the teacher model."""
-    from ..checkpoint import file_sha256
+    from ..checkpoint import cached_file_sha256
 
     if spec is None or not Path(teacher_path).is_file():
         return None
-    sha = file_sha256(teacher_path)
+    sha = cached_file_sha256(teacher_path)  # once per process: every cache kind asks for it
     path = TeacherTargetCache.path_of(spec, data_dir, sha, kind)
     meta_path = TeacherTargetCache.meta_path(path)
     meta = _read_progress(meta_path)
