@@ -155,13 +155,17 @@ else:
 # actions the student takes: its prior's mean and its MPPI's first action, each as the teacher's
 # advantage in stds of its Q over random actions (0: no better than a random action). A prior far
 # above 0 with a plan near 0 means the student's planner discards what its prior learned.
+# Two rankings against the teacher's (Spearman, 1: the same order): of Q over the random actions,
+# and of the planning value MPPI compares, rewards along the model's own 3-step latent rollout then
+# Q, over 16 random action sequences. The second tests dynamics, reward and Q together.
 
 # %%
 diag = record["diagnostics"]
 if diag:
     display(pd.DataFrame(diag["per_task"]).T[["q_mean", "mc_return_mean", "q_over_return", "q_action_std",  # noqa: F821
-                                               "prior_saturated", "prior_log_std", "prior_adv_teacher",
-                                               "plan_adv_teacher", "states"]])
+                                               "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated",
+                                               "prior_log_std", "prior_adv_teacher", "plan_adv_teacher",
+                                               "states"]])
 else:
     print("this profile has no held-out episodes")
 

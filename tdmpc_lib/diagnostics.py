@@ -21,6 +21,12 @@ and reduces them per task (`student_diagnostics`):
     q_rank_vs_teacher             with a teacher: mean over states of the Spearman correlation of
                                   the student's and the teacher's Q across the same random actions
                                   (1: the student ranks MPPI's candidate actions as the teacher does)
+    g_rank_vs_teacher             with a teacher model: the same for what MPPI actually compares,
+                                  the planning value of whole action sequences (`sequence_values`:
+                                  rewards along the model's own latent rollout, then Q), over
+                                  `num_sequences` random sequences of the planner's horizon. It
+                                  tests dynamics, reward and Q together: a student can rank single
+                                  actions like the teacher and still plan differently
     prior_saturated               fraction of active action dims with |tanh mu| > 0.95
     prior_log_std                 mean log_std over active action dims
     plan_adv_teacher,             with a teacher and a planner: how the teacher values the action
@@ -50,7 +56,7 @@ from .world_model import WorldModel
 
 SATURATED = 0.95  # |tanh mu| above this: the prior's mean sits at the action bound
 KEYS = ("q_mean", "mc_return_mean", "q_over_return", "q_rel_error", "q_action_std", "q_action_range",
-        "q_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher", "prior_adv_teacher")
+        "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher", "prior_adv_teacher")
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +121,50 @@ def heldout_states(model: WorldModel, store, max_step: int = 100) -> dict[str, n
 def _q_mean(model: WorldModel, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
     """The ensemble mean of the decoded Q: z (..., L), a (..., A) -> (...)."""
     return model.decode(model.Q(z, a, task, return_type="all")).mean(0).squeeze(-1)
+
+
+@torch.no_grad()
+def sequence_values(model: WorldModel, obs: torch.Tensor, task: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The planning value MPPI ranks its candidates by (TD-MPC2's planner, `_estimate_value`):
+    G = sum_{t<H} gamma^t r(z_t, a_t) + gamma^H Q(z_H, pi(z_H)), z_0 = encode(obs),
+    z_{t+1} = d(z_t, a_t), with the decoded ensemble-mean Q and the prior's mean action at z_H
+    (deterministic; the planner averages two random Q members and samples pi).
+    obs (n, O), task (n,), actions (H, K, n, A) -> G (K, n) float64."""
+    dtype = next(model.parameters()).dtype
+    H, K, n, _ = actions.shape
+    tasks = task.expand(K, n)
+    z = model.encode(obs.to(dtype), task).expand(K, n, -1)
+    gamma = model.discount(tasks, obs.device).squeeze(-1).double()  # (K, n), or () single-task
+    G = torch.zeros(K, n, dtype=torch.float64, device=obs.device)
+    discount = torch.ones_like(G)
+    for t in range(H):
+        a = actions[t].to(dtype)
+        G = G + discount * model.decode(model.reward(z, a, tasks)).squeeze(-1).double()
+        z = model.next(z, a, tasks)
+        discount = discount * gamma
+    mean, _ = prior_moments(model, model._pi(model.task_emb(z, tasks)), tasks)
+    return G + discount * _q_mean(model, z, mean.to(dtype), tasks).double()
+
+
+@torch.no_grad()
+def _sequence_ranks(model: WorldModel, teacher: WorldModel, store, states: dict, horizon: int, num_sequences: int,
+                    seed: int, batch_size: int, device) -> np.ndarray:
+    """(N,) the Spearman correlation of `model`'s and `teacher`'s planning values over the same
+    `num_sequences` uniform random action sequences (inactive action dims 0) at each state."""
+    gen = torch.Generator().manual_seed(seed + 1)  # on the CPU: the same draws on any device
+    per_call = max(1, batch_size // (num_sequences * horizon))  # latent rows per forward: about batch_size
+    out = []
+    for lo in range(0, len(states["row"]), per_call):
+        obs, task = store.gather(states["row"][lo:lo + per_call], ("obs", "task"))
+        obs = torch.as_tensor(obs, device=device, dtype=torch.float32)
+        task = torch.as_tensor(task, dtype=torch.long, device=device)
+        actions = (torch.rand((horizon, num_sequences, len(task), model.cfg.action_dim), generator=gen) * 2 - 1)
+        actions = actions.to(device)
+        mask = model.action_mask(task, obs)  # (n, A), None single-task
+        if mask is not None:
+            actions = actions * mask
+        out.append(spearman(sequence_values(model, obs, task, actions), sequence_values(teacher, obs, task, actions)))
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
 
 @torch.no_grad()
@@ -210,8 +260,8 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
             "q_over_return": q / g if g != 0 else None,
             "q_rel_error": abs(q - g) / abs(g) if g != 0 else None,
             "q_action_std": float(np.mean(p["q_std"][sel])), "q_action_range": float(np.mean(p["q_range"][sel])),
-            "q_rank_vs_teacher": (float(np.nanmean(p["q_rank"][sel])) if "q_rank" in p
-                                  and np.isfinite(p["q_rank"][sel]).any() else None),
+            **{f"{k}_vs_teacher": (float(np.nanmean(p[k][sel])) if k in p and np.isfinite(p[k][sel]).any() else None)
+               for k in ("q_rank", "g_rank")},
             **{f"{k}_teacher": float(np.mean(p[k][sel])) if k in p else None for k in ("plan_adv", "prior_adv")},
             "prior_saturated": float(np.sum(p["saturated"][sel])) / active,
             "prior_log_std": float(np.sum(p["log_std"][sel])) / active,
@@ -221,7 +271,7 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
 def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_actions: int = 128, seed: int = 0,
                         batch_size: int = 4096, device="cpu", teacher_predicted: np.ndarray | None = None,
                         teacher: WorldModel | None = None, teacher_action_values: np.ndarray | None = None,
-                        planner: PlannerConfig | None = None) -> dict:
+                        planner: PlannerConfig | None = None, num_sequences: int = 16) -> dict:
     """Value calibration, action sensitivity and prior saturation of `model` on the episodes of
     `store` (an EpisodeStore; use one no student trained on). See the module docstring.
 
@@ -234,9 +284,10 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
     unweighted mean over tasks (None entries skipped), 'states': the total}, 'max_step',
     'num_actions'[, 'reward_error']}. `teacher` (a WorldModel of the same task set) or its
     `teacher_action_values` (from `action_values` with the same arguments): adds
-    'q_rank_vs_teacher' (None without either). `teacher` and `planner` (the MPPI settings the
-    student is evaluated with): adds 'plan_adv_teacher' and 'prior_adv_teacher' (MPPI seeded with
-    `seed`; the global RNG is restored afterwards).
+    'q_rank_vs_teacher' (None without either). `teacher`: adds 'g_rank_vs_teacher' over
+    `num_sequences` sequences of the planner's horizon. `teacher` and `planner` (the MPPI settings
+    the student is evaluated with): adds 'plan_adv_teacher' and 'prior_adv_teacher' (MPPI seeded
+    with `seed`; the global RNG is restored afterwards).
     """
     names = get_task_set(store.task_set).tasks
     was_training = model.training
@@ -255,12 +306,16 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
             raise ValueError(f"teacher_action_values has shape {teacher_action_values.shape}, the states' random "
                              f"actions {p['q_rand'].shape}: compute them with the same store and arguments")
         p["q_rank"] = spearman(torch.from_numpy(p["q_rand"]), torch.from_numpy(teacher_action_values)).numpy()
-    if teacher is not None and planner is not None:
+    if teacher is not None:
         teacher_was_training = teacher.training
         model.eval(), teacher.to(device).eval()
         try:
-            p.update(_decisions(model, teacher, store, states, planner, teacher_action_values, seed, batch_size,
-                                device))
+            horizon = (planner or PlannerConfig()).horizon
+            p["g_rank"] = _sequence_ranks(model, teacher, store, states, horizon, num_sequences, seed, batch_size,
+                                          device)
+            if planner is not None:
+                p.update(_decisions(model, teacher, store, states, planner, teacher_action_values, seed,
+                                    batch_size, device))
         finally:
             model.train(was_training), teacher.train(teacher_was_training)
 

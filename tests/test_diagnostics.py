@@ -100,8 +100,9 @@ def test_figure():
              "q_rank_vs_teacher": 0.1 * s, "prior_saturated": 0.2 * s} for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
             for s in range(3)]
     fig = diagnostics_figure(rows, "diagnostics")
-    # Q / return, rank vs teacher, Q spread, prior saturation, the teacher's value of prior and plan
-    assert len(fig.axes) == 6
+    # Q / return, Q rank and planning-value rank vs teacher, Q spread, prior saturation, the
+    # teacher's value of prior and plan
+    assert len(fig.axes) == 7
     plt.close(fig)
 
 
@@ -117,6 +118,7 @@ def test_q_rank_against_a_teacher_is_one_for_the_model_itself(tmp_path):
         model._Qs.params[-1].weight.normal_(0, 0.3)
     d = student_diagnostics(model, open_store(tmp_path / "s"), max_step=5, num_actions=16, teacher=model)
     assert all(v["q_rank_vs_teacher"] == pytest.approx(1.0) for v in d["per_task"].values())
+    assert all(v["g_rank_vs_teacher"] == pytest.approx(1.0) for v in d["per_task"].values())
     a = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
     r = spearman(a, -a)
     assert r[0].item() == pytest.approx(-1.0) and torch.isnan(r[1])
@@ -138,6 +140,12 @@ def test_precomputed_teacher_action_values_give_the_same_ranking(tmp_path):
     values = action_values(teacher, store, max_step=5, num_actions=16)
     assert values.shape == (16, direct["mean"]["states"])
     cached = student_diagnostics(student, store, max_step=5, num_actions=16, teacher_action_values=values)
+    # the planning-value ranking needs the teacher model; everything else is the same
+    assert all(v["g_rank_vs_teacher"] is None for v in cached["per_task"].values())
+    for part in (cached["mean"], *cached["per_task"].values()):
+        part.pop("g_rank_vs_teacher")
+    for part in (direct["mean"], *direct["per_task"].values()):
+        assert part.pop("g_rank_vs_teacher") < 0.99  # another random model ranks differently
     assert cached == direct
     with pytest.raises(ValueError, match="same store and arguments"):
         student_diagnostics(student, store, max_step=5, num_actions=8, teacher_action_values=values)
@@ -181,3 +189,32 @@ def test_the_teacher_values_the_actions_of_the_students_planner_and_prior(tmp_pa
     for t in np.unique(states["task"]):
         want = float(adv[states["task"] == t].mean())
         assert d["per_task"][names[int(t)]]["prior_adv_teacher"] == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_sequence_values_are_the_discounted_rewards_of_the_latent_rollout_then_q():
+    """G = r(z0,a0) + g r(z1,a1) + g^2 r(z2,a2) + g^3 Q(z3, prior mean), recomputed one sequence
+    at a time through WorldModel.pi's own mean action."""
+    from tdmpc_lib.diagnostics import sequence_values
+
+    model = random_q_model(3).eval()
+    gen = torch.Generator().manual_seed(0)
+    n, K, H = 3, 4, 3
+    obs = torch.randn(n, model.cfg.obs_dim, generator=gen)
+    task = torch.tensor([0, 5, 17])
+    actions = torch.rand(H, K, n, model.cfg.action_dim, generator=gen) * 2 - 1
+    G = sequence_values(model, obs, task, actions)
+    assert G.shape == (K, n) and G.dtype == torch.float64
+    with torch.no_grad():
+        for k in range(K):
+            for i in range(n):
+                t = task[i:i + 1]
+                z, total = model.encode(obs[i:i + 1], t), 0.0
+                gamma = float(model.discount(t, "cpu"))
+                for h in range(H):
+                    a = actions[h, k, i:i + 1]
+                    total += gamma ** h * float(model.decode(model.reward(z, a, t)))
+                    z = model.next(z, a, t)
+                _, info = model.pi(z, t)
+                q = model.decode(model.Q(z, info["mean"], t, return_type="all")).mean()
+                total += gamma ** H * float(q)
+                assert G[k, i].item() == pytest.approx(total, rel=1e-5, abs=1e-5)

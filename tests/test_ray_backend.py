@@ -20,6 +20,11 @@ from tdmpc_lib.study.runner import ORDER, plan, run_study
 pytest.importorskip("papermill")
 use_this_interpreter_kernel()
 
+# The smoke study without the latent ablation and the arms beyond the paper: every notebook and a
+# dependency of each kind (02's members -> 04, 05 -> figures) as Ray tasks; the members it leaves
+# out differ from the others only in their overrides, which tests/test_study.py runs locally.
+PROFILE = profiles.SMOKE.replace(**{"sweep.latent_modes": (), "sweep.arms": ()})
+
 
 def _alive(family) -> list[int]:
     """The (pid, start time) pairs of `family` still running (a reused pid is another process)."""
@@ -38,7 +43,7 @@ def _alive(family) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ray_smoke(tmp_path_factory):
-    """The whole smoke study on a local Ray cluster that the runner starts (address None)."""
+    """The (reduced) smoke study on a local Ray cluster that the runner starts (address None)."""
     ray = pytest.importorskip("ray")
     import psutil
 
@@ -57,14 +62,14 @@ def ray_smoke(tmp_path_factory):
                 pass
 
     study_dir = tmp_path_factory.mktemp("ray") / "smoke"
-    report = run_study(profiles.SMOKE, study_dir, backend="ray", log=log)
+    report = run_study(PROFILE, study_dir, backend="ray", log=log)
     return study_dir, report, family
 
 
 def test_smoke_study_on_ray_has_the_local_layout(ray_smoke):
     study_dir, report, _ = ray_smoke
     assert report["failed"] == [], report["failed"]
-    executions = [ex for nb in ORDER for ex in plan(profiles.SMOKE)[nb]]
+    executions = [ex for nb in ORDER for ex in plan(PROFILE)[nb]]
     assert sorted(e["name"] for e in report["executed"]) == sorted(ex.name for ex in executions)
     # every execution's folder, executed notebook and result.json where the local backend puts them
     for ex in executions:
@@ -75,7 +80,7 @@ def test_smoke_study_on_ray_has_the_local_layout(ray_smoke):
     log_lines = (study_dir / "study_log.jsonl").read_text().splitlines()
     assert len(log_lines) == len(executions)
     from tdmpc_lib.study import plots
-    assert sorted(Path(f).stem for f in report["figures"]) == sorted(plots.figures_for(profiles.SMOKE))
+    assert sorted(Path(f).stem for f in report["figures"]) == sorted(plots.figures_for(PROFILE))
 
 
 def test_ray_is_shut_down_and_leaves_no_process(ray_smoke):
@@ -98,7 +103,7 @@ def test_second_ray_run_skips_everything(ray_smoke):
     import ray
 
     study_dir, first, _ = ray_smoke
-    again = run_study(profiles.SMOKE, study_dir, backend="ray", log=lambda msg: None)
+    again = run_study(PROFILE, study_dir, backend="ray", log=lambda msg: None)
     assert again["executed"] == [] and again["failed"] == []
     assert sorted(again["skipped"]) == sorted(e["name"] for e in first["executed"])
     assert not ray.is_initialized()  # nothing to run: no cluster was started

@@ -27,6 +27,7 @@ while what it was made from is unchanged.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,15 +224,26 @@ def _train_once(cfg: TrainConfig) -> dict:
 
 
 def _ensure_teacher_cache(cfg: TrainConfig) -> None:
-    """Build the teacher-target caches the run reads once, under a lock (parallel runs share them)."""
+    """Build the teacher-target caches the run reads once, under a lock (parallel runs share them).
+    Finished caches are final: a run whose caches are all there does not wait for a parallel run
+    that builds other kinds."""
     d = cfg.distill
     if not d.cached_kinds:
         return
+    from ..data import open_store
     from ..train import build_teacher_cache
+    from ..train.cache import find_complete_cache
+
+    store = open_store(cfg.data)
+    try:
+        if all(find_complete_cache(store, cfg.data, d.teacher, d.cache, kind=k) for k in d.cached_kinds):
+            return
+    finally:
+        store.close()
     with OutputLock(Path(cfg.data) / "teacher_cache", "teacher cache folder", wait=True):
-        for kind in d.cached_kinds:
-            build_teacher_cache(cfg.data, d.teacher, d.cache, d.teacher_device or cfg.device, d.teacher_dtype,
-                                d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False, kind=kind)
+        build_teacher_cache(cfg.data, d.teacher, d.cache, d.teacher_device or cfg.device, d.teacher_dtype,
+                            d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False,
+                            kinds=d.cached_kinds)
 
 
 def student_config(profile: Profile, study_dir: str | Path, progress: bool = False
@@ -321,18 +333,32 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
     return once(out, {"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"}, compute)
 
 
-def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute):
+@functools.lru_cache(maxsize=2)
+def _measured_model(path: str, sha256: str, device: str):
+    """A checkpoint loaded once per process (keyed by its sha256) for the held-out measures, which
+    only read it: the teacher's predictions, the student's and the teacher's diagnostics (a 317M
+    teacher takes seconds to load, and notebook 01 measures the teacher as its own student)."""
+    from ..checkpoint import load_checkpoint
+    return load_checkpoint(path, device=device)
+
+
+def _load_measured(path: str, device: str):
+    from ..checkpoint import cached_file_sha256
+    return _measured_model(str(path), cached_file_sha256(path), device)
+
+
+def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute, device: str):
     """An array the teacher gives on the held-out store, computed once per teacher file by
     compute(teacher model) into <heldout>/teacher_<name>.npy, so every student reads it without
     loading the teacher again."""
     import numpy as np
 
-    from ..checkpoint import cached_file_sha256, load_checkpoint
+    from ..checkpoint import cached_file_sha256
 
     array = heldout / f"teacher_{name}.npy"
 
     def make() -> dict:
-        atomic_write(array, lambda f: np.save(f, compute(load_checkpoint(teacher.path))))
+        atomic_write(array, lambda f: np.save(f, compute(_load_measured(teacher.path, device))))
         return {"array": array.name}
     once(heldout / f"teacher_{name}.json", cached_file_sha256(teacher.path), make, lock=heldout)
     return np.load(array)
@@ -364,15 +390,14 @@ def _on_heldout(profile: Profile, study_dir, checkpoint: str, out, kind: str, me
 def heldout_reward_error(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:
     """The reward head of `checkpoint` on the held-out episodes, against the true rewards and
     the profile's teacher (tdmpc_lib.reward_error)."""
-    from ..checkpoint import load_checkpoint
     from ..reward_error import reward_error, reward_predictions
     from ..tasks import get_task_set
 
     def measure(store, teacher, heldout, device) -> dict:
         predicted = _teacher_on_heldout(heldout, teacher, "reward", lambda model: reward_predictions(
-            model, store, device=device)["predicted"])
-        return {**reward_error(load_checkpoint(checkpoint), store, predicted, list(get_task_set(store.task_set).tasks),
-                               device=device), "heldout": str(heldout)}
+            model, store, device=device)["predicted"], device)
+        return {**reward_error(_load_measured(checkpoint, device), store, predicted,
+                               list(get_task_set(store.task_set).tasks), device=device), "heldout": str(heldout)}
     return _on_heldout(profile, study_dir, checkpoint, out, "reward_error", measure)
 
 
@@ -381,17 +406,17 @@ def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> di
     return, Q's sensitivity to the action and its ranking of random actions against the
     profile's teacher, prior saturation, and the teacher's value of the actions the student's
     MPPI (the study's planner) and its prior take."""
-    from ..checkpoint import load_checkpoint
     from ..diagnostics import action_values, student_diagnostics
 
     def measure(store, teacher, heldout, device) -> dict:
         values = _teacher_on_heldout(heldout, teacher, "action_values",
-                                     lambda model: action_values(model, store, device=device))
-        return student_diagnostics(load_checkpoint(checkpoint, device=device), store, device=device,
-                                   teacher_action_values=values, teacher=load_checkpoint(teacher.path, device=device),
+                                     lambda model: action_values(model, store, device=device), device)
+        return student_diagnostics(_load_measured(checkpoint, device), store, device=device,
+                                   teacher_action_values=values, teacher=_load_measured(teacher.path, device),
                                    planner=profile.eval.planner)
+    from ..diagnostics import KEYS
     return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure,
-                       planner=dataclasses.asdict(profile.eval.planner))
+                       planner=dataclasses.asdict(profile.eval.planner), measures=list(KEYS))
 
 
 def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary: dict | None = None) -> dict:

@@ -447,6 +447,8 @@ DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = ca
                                       "held-out returns are 0)"),
                      ("q_rank_vs_teacher", "Spearman correlation with the teacher's Q over 128 random actions "
                                           "(1 = ranks MPPI's candidates as the teacher does)"),
+                     ("g_rank_vs_teacher", "the same for the planning value of 16 random action sequences (rewards "
+                                          "along the model's own rollout, then Q: what MPPI compares)"),
                      ("q_action_std", "std of Q across random actions (0 = ignores the action)"),
                      ("prior_saturated", "fraction of prior mean dims with |tanh mu| > 0.95"),
                      ("prior_adv_teacher", "the teacher's advantage of the prior's mean action, in stds of its Q over "
@@ -477,7 +479,7 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
             continue
         sns.barplot(data=d, x="task", y=col, hue="arm", order=tasks, hue_order=arms, palette=palette,
                     errorbar="sd", capsize=0.1, ax=ax)
-        if col in ("q_over_return", "q_rank_vs_teacher"):
+        if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher"):
             ax.axhline(1.0, color="black", ls="--", lw=1)
         elif col.endswith("_adv_teacher"):
             ax.axhline(0.0, color="black", ls="--", lw=1)

@@ -78,10 +78,9 @@ def _main(cmd: TrainCommand) -> dict:
             cfg.validate()
             d = cfg.distill
             kinds = d.target_kinds or ("reward",)  # every table the run's terms read
-            caches = {kind: build_teacher_cache(cfg.data, d.teacher, d.cache or "auto", d.teacher_device or cfg.device,
-                                                d.teacher_dtype, d.cache_precision, d.cache_tolerance,
-                                                d.cache_batch_size, progress=cfg.progress, kind=kind)
-                      for kind in kinds}
+            caches = build_teacher_cache(cfg.data, d.teacher, d.cache or "auto", d.teacher_device or cfg.device,
+                                         d.teacher_dtype, d.cache_precision, d.cache_tolerance, d.cache_batch_size,
+                                         progress=cfg.progress, kinds=kinds)
             first = caches[kinds[0]]
             info = {"cache": str(first.path), **first.meta, "kinds": {k: str(c.path) for k, c in caches.items()}}
             print(json.dumps(info, indent=1))

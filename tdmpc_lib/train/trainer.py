@@ -459,18 +459,23 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> dict:
 
 def build_teacher_cache(data: str, teacher: str, path: str | None = "auto", device: str = "cpu",
                         teacher_dtype: str = "fp32", precision: str = "auto", tolerance: float = 0.02,
-                        batch_size: int = 4096, progress: bool = True, kind: str = "reward") -> TeacherTargetCache:
-    """Compute (or finish, or just open) the teacher-target cache of `kind` ('reward', 'value',
-    'policy') of a dataset: run this once, then every training run with `cache='auto'` (or this
-    path) and the same teacher reuses it."""
+                        batch_size: int = 4096, progress: bool = True, kinds: tuple[str, ...] = ("reward",)
+                        ) -> dict[str, TeacherTargetCache]:
+    """Compute (or finish, or just open) the teacher-target caches of `kinds` ('reward', 'value',
+    'policy', 'value_randomK') of a dataset, {kind: cache}: run this once, then every training run
+    with `cache='auto'` (or this path) and the same teacher reuses them. The teacher is loaded
+    once, and only when a cache is missing or unfinished."""
     from ..data.store import open_store
 
     store = open_store(data)
-    done = find_complete_cache(store, data, teacher, path or "auto", kind=kind)
-    if done is not None:  # nothing to compute: the teacher is not loaded
-        return done
-    t = Teacher.load(teacher, torch.device(device), teacher_dtype, keep=("pi", "Q") if kind != "reward" else ())
-    path = TeacherTargetCache.path_of(path or "auto", data, t.sha256, kind)
-    cache = TeacherTargetCache.build(t, store, path, batch_size, precision, tolerance, progress, kind=kind)
-    cache.check(store, t.sha256)
-    return cache
+    caches = {kind: find_complete_cache(store, data, teacher, path or "auto", kind=kind) for kind in kinds}
+    missing = [kind for kind, cache in caches.items() if cache is None]
+    if missing:
+        keep = ("pi", "Q") if set(missing) != {"reward"} else ()
+        t = Teacher.load(teacher, torch.device(device), teacher_dtype, keep=keep)
+        for kind in missing:
+            cache_path = TeacherTargetCache.path_of(path or "auto", data, t.sha256, kind)
+            caches[kind] = TeacherTargetCache.build(t, store, cache_path, batch_size, precision, tolerance, progress,
+                                                    kind=kind)
+            caches[kind].check(store, t.sha256)
+    return caches
