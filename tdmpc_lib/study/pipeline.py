@@ -403,8 +403,8 @@ def heldout_reward_error(profile: Profile, study_dir, checkpoint: str, out) -> d
 
 def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes: Q against the Monte-Carlo
-    return, Q's sensitivity to the action and its ranking of random actions against the
-    profile's teacher, prior saturation, and the teacher's value of the actions the student's
+    return, Q's sensitivity to the action, its ranking of random actions and of random action
+    sequences (by planning value) against the profile's teacher, prior saturation, and the teacher's value of the actions the student's
     MPPI (the study's planner) and its prior take."""
     from ..diagnostics import action_values, student_diagnostics
 
