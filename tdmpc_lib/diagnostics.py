@@ -56,7 +56,8 @@ from .world_model import WorldModel
 
 SATURATED = 0.95  # |tanh mu| above this: the prior's mean sits at the action bound
 KEYS = ("q_mean", "mc_return_mean", "q_over_return", "q_rel_error", "q_action_std", "q_action_range",
-        "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher", "prior_adv_teacher")
+        "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher",
+        "prior_adv_teacher")
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:

@@ -404,9 +404,9 @@ def heldout_reward_error(profile: Profile, study_dir, checkpoint: str, out) -> d
 def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes: Q against the Monte-Carlo
     return, Q's sensitivity to the action, its ranking of random actions and of random action
-    sequences (by planning value) against the profile's teacher, prior saturation, and the teacher's value of the actions the student's
-    MPPI (the study's planner) and its prior take."""
-    from ..diagnostics import action_values, student_diagnostics
+    sequences (by planning value) against the profile's teacher, prior saturation, and the
+    teacher's value of the actions the student's MPPI (the study's planner) and its prior take."""
+    from ..diagnostics import KEYS, action_values, student_diagnostics
 
     def measure(store, teacher, heldout, device) -> dict:
         values = _teacher_on_heldout(heldout, teacher, "action_values",
@@ -414,7 +414,6 @@ def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> di
         return student_diagnostics(_load_measured(checkpoint, device), store, device=device,
                                    teacher_action_values=values, teacher=_load_measured(teacher.path, device),
                                    planner=profile.eval.planner)
-    from ..diagnostics import KEYS
     return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure,
                        planner=dataclasses.asdict(profile.eval.planner), measures=list(KEYS))
 
