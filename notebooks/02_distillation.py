@@ -54,12 +54,16 @@ run
 # ## The run's configuration
 # The profile's `train` config with the member's changes and the overrides (listed above), and the
 # fields the study sets per run: the dataset, the run folder, the teacher, the evaluation schedule.
+# With `data.takeover` (profile `mini-takeover`) the dataset also holds student-then-teacher
+# episodes: a round-0 student plans their first steps, then the teacher takes over.
 
 # %%
+from tdmpc_lib.data import open_store
 from tdmpc_lib.study import pipeline, tables
 
 train_cfg, teacher_info = pipeline.student_config(run.profile, run.study_dir)
 print(f"teacher: {teacher_info.label if teacher_info else 'none (from scratch)'}")
+print("training data:", open_store(train_cfg.data).summary())
 print(f"run folder: {train_cfg.out}")
 tables.config_table(train_cfg)
 

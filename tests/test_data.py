@@ -422,6 +422,42 @@ def test_collect_action_noise_with_the_bundled_teacher(tmp_path):
             rollout(["cartpole-balance"], 1, "prior", model, max_steps=2, progress=False, action_noise=bad)
 
 
+def test_takeover_episodes_switch_from_the_student_to_the_teacher(tmp_path):
+    """Student-then-teacher episodes: a takeover at the episode's end is the student's own MPPI
+    episode (eval mode), one at step 0 the teacher's, and one in between follows the student's
+    episode up to the switch, then leaves it; the manifest records the student and the steps."""
+    from tdmpc_lib import load_checkpoint
+    from tdmpc_lib.config import model_config
+    from tdmpc_lib.data import Takeover
+    from tdmpc_lib.planner import PlannerConfig
+    from tdmpc_lib.world_model import WorldModel
+
+    teacher = load_checkpoint("tdmpc-opt-mt30-1M")
+    torch.manual_seed(0)
+    student = WorldModel(model_config("tiny", "mt30")).eval()
+    planner = PlannerConfig(num_samples=16, num_elites=4, num_pi_trajs=2, iterations=1)
+    common = dict(seed=3, max_steps=6, progress=False, planner=planner)
+    task = ["cartpole-balance"]
+    own = rollout(task, 1, "plan", student, explore=False, **common)
+    taught = rollout(task, 1, "plan", teacher, explore=True, **common)
+    runs = {k: rollout(task, 1, "plan", teacher, explore=True, takeover=Takeover(student, (k,)), **common)
+            for k in (6, 0, 3)}
+    for key in ("obs", "action", "reward"):
+        np.testing.assert_array_equal(runs[6][key], own[key])
+        np.testing.assert_array_equal(runs[0][key], taught[key])
+    np.testing.assert_array_equal(runs[3]["obs"][:, :4], own["obs"][:, :4])  # 3 student actions
+    assert not np.array_equal(runs[3]["action"][:, 4:], own["action"][:, 4:])
+    both = Takeover(student, (0, 6))
+    res = collect(tmp_path / "s", task, 2, "plan", teacher, explore=True, takeover=both, **common)
+    arrays = rollout(task, 2, "plan", teacher, explore=True, takeover=both, **common)
+    np.testing.assert_array_equal(open_store(res["store"]).action[1:7], arrays["action"][0, 1:])
+    assert open_store(res["store"]).manifest["segments"][0]["collected"]["takeover"]["steps"] == [0, 6]
+    with pytest.raises(ValueError, match="one episode per takeover step"):
+        rollout(task, 1, "plan", teacher, takeover=Takeover(student, (1, 2)), **common)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 6\]"):
+        rollout(task, 1, "plan", teacher, takeover=Takeover(student, (7,)), **common)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(num_rows=m["num_rows"] + 7), "disagrees with its segments"),
     (lambda m: m.update(episode_length=m["episode_length"] - 1), "disagrees with its segments"),

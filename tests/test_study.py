@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -102,6 +103,37 @@ def test_dataset_and_heldout_are_made_once(smoke):
     viewer = json.loads((study_dir / "06_rollout_viewer" / "result.json").read_text())
     assert Path(viewer["mp4"]).stat().st_size > 0 and Path(viewer["gif"]).stat().st_size > 0
     assert viewer["rollout"]["steps"] == profiles.SMOKE.viewer.steps
+
+
+def test_takeover_data_comes_from_a_round_0_student(tmp_path):
+    """data.takeover: the round-0 student (the value arm, first seed) trains on the dataset; the
+    students' store is a copy of it plus one student-then-teacher episode per task and step,
+    made once; every student run trains on it, the round-0 student and teachers on the dataset."""
+    from tdmpc_lib.data import open_store
+    from tdmpc_lib.study import pipeline
+
+    prof = profiles.SMOKE.replace(**{"data.source": "collect", "data.tasks": "cartpole-balance", "data.max_steps": 8,
+                                     "data.mixture": ("random", "random+0"), "teacher.checkpoint": "tdmpc-opt-mt30-1M",
+                                     "data.takeover": (2, 5), "eval.planner.num_samples": 16,
+                                     "eval.planner.num_elites": 4, "eval.planner.num_pi_trajs": 2})
+    path = pipeline.ensure_training_data(prof, tmp_path)
+    assert path == tmp_path / "data_takeover"
+    base, store = open_store(tmp_path / "data"), open_store(path)
+    assert store.num_episodes == base.num_episodes + 2 and store.num_rows == base.num_rows + 2 * 9
+    np.testing.assert_array_equal(store.obs[:base.num_rows], base.obs[:])
+    round0, _ = pipeline.takeover_student_config(prof, tmp_path)
+    assert round0.data == str(tmp_path / "data") and round0.distill.q_coef == 1.0 and round0.seed == 1
+    took = store.manifest["segments"][-1]["collected"]
+    assert took["takeover"] == {"student": str(Path(round0.out) / "model.pt"), "steps": [2, 5]}
+    assert took["seed"] == prof.data.seed + pipeline.TAKEOVER_SEED_OFFSET and took["policy"] == "plan"
+    stamp = path / pipeline.DATA_STAMP
+    mtime = stamp.stat().st_mtime_ns
+    assert pipeline.ensure_training_data(prof, tmp_path) == path and stamp.stat().st_mtime_ns == mtime
+    member = prof.replace(**profiles.sweep_members(prof)["02_distillation"]["d0_s1"])
+    assert pipeline.student_config(member, tmp_path)[0].data == str(path)
+    assert "plus 16 student-then-teacher" in profiles.MINI_TAKEOVER.caveat
+    with pytest.raises(ParameterError, match="data.takeover .* needs data.source 'collect'"):
+        profiles.SMOKE.replace(**{"data.takeover": (2,)})
 
 
 def test_runner_skips_existing_results(smoke):

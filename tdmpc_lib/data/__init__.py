@@ -16,10 +16,10 @@ Modules: store (layout + reader), chunks (public files), sampler, collect, hub, 
 """
 from .batch import Batch
 from .chunks import convert_chunks, read_chunk
-from .collect import collect
+from .collect import Takeover, collect
 from .hub import download_chunks
 from .sampler import SliceSampler
 from .store import DataError, EpisodeStore, RowArray, open_store
 
-__all__ = ["Batch", "DataError", "EpisodeStore", "RowArray", "SliceSampler", "collect", "convert_chunks",
+__all__ = ["Batch", "DataError", "EpisodeStore", "RowArray", "SliceSampler", "Takeover", "collect", "convert_chunks",
            "download_chunks", "open_store", "read_chunk"]

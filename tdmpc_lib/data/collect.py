@@ -46,6 +46,14 @@ from .store import DataError, new_manifest, read_manifest
 POLICIES = options(CollectPolicy)  # the choices as a tuple (declared once in tdmpc_lib.choices)
 
 
+@dataclasses.dataclass(frozen=True)
+class Takeover:
+    """Student-then-teacher episodes: `student` (a WorldModel) plans the first steps[k] agent steps of
+    episode k, then the teacher takes over (see rollout)."""
+    student: object
+    steps: tuple[int, ...]
+
+
 def _default_chunk_file(out: Path) -> Path:
     folder = out / "chunks"
     k = 0
@@ -57,11 +65,17 @@ def _default_chunk_file(out: Path) -> Path:
 def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int = 1, device="cpu",
             precision: str = "fp32", max_steps: int | None = None, explore: bool = False,
             task_set: str = "mt30", progress: bool = True, action_noise: float = 0.0,
-            planner: PlannerConfig | None = None, env_workers: int = 0) -> dict[str, np.ndarray]:
+            planner: PlannerConfig | None = None, env_workers: int = 0, takeover: Takeover | None = None
+            ) -> dict[str, np.ndarray]:
     """Run len(tasks) * episodes episodes in lockstep; returns chunk-shaped numpy arrays
     obs (N, T+1, O), action (N, T+1, A), reward (N, T+1), task (N, T+1) int32, N ordered
     task-major (all episodes of tasks[0] first). env_workers > 0 steps the environments in
-    that many worker processes (tdmpc_lib.rollout.EnvWorkers; identical arrays)."""
+    that many worker processes (tdmpc_lib.rollout.EnvWorkers; identical arrays).
+
+    takeover: student-then-teacher episodes (DAgger's data, Ross et al. 2011): in episode k the
+    student plans (MPPI, eval mode) for its first takeover.steps[k] agent steps, then `policy`
+    with `model` (the teacher) acts from the state the student reached, its warm start reset at
+    the switch; `episodes` must equal len(takeover.steps)."""
     from ..envs import make_env  # dm_control is imported only when environments are needed
 
     ts = get_task_set(task_set)
@@ -70,6 +84,11 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
         raise ValueError(f"action_noise must be a finite number >= 0, got {action_noise}")
     if not 1 <= steps <= DMC_EPISODE_LENGTH:
         raise ValueError(f"max_steps must lie in [1, {DMC_EPISODE_LENGTH}], got {max_steps}")
+    if takeover is not None and (policy == "random" or len(takeover.steps) != episodes):
+        raise ValueError(f"a takeover needs a teacher policy ('plan' or 'prior', not {policy!r}) and one episode "
+                         f"per takeover step ({len(takeover.steps)}), not {episodes}")
+    if takeover is not None and not all(0 <= k <= steps for k in takeover.steps):
+        raise ValueError(f"takeover steps {takeover.steps} must lie in [0, {steps}] (the episode's agent steps)")
     pairs = [(t, k) for t in tasks for k in range(episodes)]
     n, O, A = len(pairs), ts.obs_dim, ts.action_dim
     obs = np.zeros((n, steps + 1, O), np.float32)
@@ -91,6 +110,10 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
             agent = BatchedPlanner(model, dataclasses.replace(planner or PlannerConfig(), mpc=policy == "plan"),
                                    eval_mode=not explore, precision=precision)
             task_ids = torch.from_numpy(task[:, 0].astype(np.int64)).to(dev)
+        if takeover is not None:
+            student = BatchedPlanner(takeover.student.to(dev).eval(), dataclasses.replace(
+                planner or PlannerConfig(), mpc=True), eval_mode=True, precision=precision)
+            switch = torch.tensor([takeover.steps[k] for _, k in pairs], device=dev)
 
         def act(o: np.ndarray, t: int) -> np.ndarray:
             """(n, A) actions, clipped to [-1, 1] and zero beyond each task's action dims (as stored)."""
@@ -98,7 +121,16 @@ def rollout(tasks: list[str], episodes: int, policy: str, model=None, seed: int 
                 raw = np.stack([r.uniform(-1.0, 1.0, size=A) for r in rngs]).astype(np.float32)
             else:
                 t0 = torch.full((n,), t == 0, device=task_ids.device)
-                raw = agent.act(torch.from_numpy(o), task_ids, t0).float().cpu().numpy()
+                if takeover is None:
+                    raw = agent.act(torch.from_numpy(o), task_ids, t0).float().cpu().numpy()
+                else:  # each planner only while one of its episodes is still to act
+                    own = (t < switch).cpu().numpy()
+                    raw = np.zeros((n, A), np.float32)
+                    if own.any():
+                        raw[own] = student.act(torch.from_numpy(o), task_ids, t0).float().cpu().numpy()[own]
+                    if not own.all():
+                        raw[~own] = agent.act(torch.from_numpy(o), task_ids, t0 | (t == switch)
+                                              ).float().cpu().numpy()[~own]
                 if action_noise > 0:
                     raw = raw + action_noise * np.stack([r.standard_normal(A) for r in rngs]).astype(np.float32)
             out = np.zeros((n, A), np.float32)
@@ -133,9 +165,10 @@ def save_chunk(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
 def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, policy: str = "random",
             model=None, seed: int = 1, device="cpu", precision: str = "fp32", max_steps: int | None = None,
             chunk_file: str | os.PathLike | None = None, explore: bool = False, progress: bool = True,
-            action_noise: float = 0.0, planner: PlannerConfig | None = None, env_workers: int = 0) -> dict:
+            action_noise: float = 0.0, planner: PlannerConfig | None = None, env_workers: int = 0,
+            takeover: Takeover | None = None) -> dict:
     """Roll out `policy` and write the episodes as a chunk file and a new store segment
-    (env_workers: see rollout)."""
+    (env_workers, takeover: see rollout)."""
     check_argument("collect", "out", out, PATH_TYPES, "the store folder's path")
     check_argument("collect", "episodes", episodes, int, "a whole number of episodes per task")
     check_choice("policy", policy, CollectPolicy)
@@ -154,28 +187,32 @@ def collect(out: str | os.PathLike, tasks="walker-walk", episodes: int = 1, poli
         check_output_path(chunk_file)
     with OutputLock(out, "store"):  # held from before the rollout: a second writer fails at once
         return _collect_locked(out, names, episodes, policy, model, seed, device, precision, max_steps, chunk_file,
-                               explore, progress, action_noise, planner, env_workers, task_set)
+                               explore, progress, action_noise, planner, env_workers, task_set, takeover)
 
 
 def _collect_locked(out: Path, names, episodes, policy, model, seed, device, precision, max_steps, chunk_file,
-                    explore, progress, action_noise, planner, env_workers, task_set) -> dict:
+                    explore, progress, action_noise, planner, env_workers, task_set, takeover) -> dict:
     arrays = rollout(names, episodes, policy, model, seed, device, precision, max_steps, explore,
-                     task_set, progress, action_noise, planner, env_workers)
+                     task_set, progress, action_noise, planner, env_workers, takeover)
     chunk = Path(chunk_file) if chunk_file else _default_chunk_file(out)
     with removed_if_left_empty(out, chunk.parent):
         save_chunk(arrays, chunk)
         out.mkdir(parents=True, exist_ok=True)
         try:
             return _add_collected(out, chunk, arrays, names, episodes, policy, model, seed, precision, explore,
-                                  action_noise, planner, task_set)
+                                  action_noise, planner, task_set, takeover)
         except OSError:  # a full disk: the default chunk goes too, the output is left as it was
             if chunk_file is None:
                 chunk.unlink(missing_ok=True)
             raise
 
 
+def _checkpoint_path(model) -> str | None:
+    return (getattr(model, "checkpoint_info", None) or {}).get("path")
+
+
 def _add_collected(out: Path, chunk: Path, arrays, names, episodes, policy, model, seed, precision, explore,
-                   action_noise, planner, task_set) -> dict:
+                   action_noise, planner, task_set, takeover=None) -> dict:
     length = arrays["obs"].shape[1]
     manifest = read_manifest(out)
     if manifest is None:
@@ -187,7 +224,10 @@ def _add_collected(out: Path, chunk: Path, arrays, names, episodes, policy, mode
               "collected": {"policy": policy, "seed": seed, "tasks": names, "episodes": episodes,
                             "explore": explore, "action_noise": action_noise, "precision": precision,
                             "planner": dataclasses.asdict(planner) if planner else None,
-                            "checkpoint": (getattr(model, "checkpoint_info", None) or {}).get("path")}}
+                            "checkpoint": _checkpoint_path(model)}}
+    if takeover is not None:
+        source["collected"]["takeover"] = {"student": _checkpoint_path(takeover.student),
+                                           "steps": list(takeover.steps)}
     seg = append_episodes(out, manifest, arrays, arrays["obs"].shape[0], source, progress=False)
     rets = arrays["reward"][:, 1:].sum(axis=1).reshape(len(names), episodes)  # task-major order
     returns = {t: [round(float(r), 4) for r in rets[i]] for i, t in enumerate(names)}

@@ -1,6 +1,8 @@
 """The study's building blocks, each idempotent and safe to call from parallel notebooks:
 
     ensure_dataset(profile, study_dir)           -> Path of the profile's dataset store
+    ensure_training_data(profile, study_dir)     -> Path of the store students train on: the dataset,
+                                                    plus the takeover episodes of a round-0 student
     ensure_heldout(profile, study_dir)           -> Path of the held-out episodes (or None)
     resolve_teacher(profile, study_dir, spec)    -> TeacherInfo (bundled / hub / file / trained here)
     student_config(profile, study_dir)           -> TrainConfig of a student run (its folder is
@@ -17,7 +19,7 @@
     default_student(profile, study_dir)          -> record of the profile's default distilled run
 
 Folders under the study folder (runs/<profile>/): data/ (the store and its teacher-target
-caches), heldout/ (episodes no student trains on, and the teacher's predictions on them),
+caches), data_takeover/ (the store with the takeover episodes, when the profile has them), heldout/ (episodes no student trains on, and the teacher's predictions on them),
 teachers/train-SIZE_<config hash>/ (teachers trained here), train/<key>/ (student runs: config.json,
 metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json, final_eval.json,
 heldout_reward_error.json, diagnostics.json). Each is made by `once`: under a file lock, so
@@ -61,6 +63,7 @@ def once(out: Path, inputs, compute, lock: Path | None = None) -> dict:
 
 # ---------------------------------------------------------------------------- data
 HELDOUT_SEED_OFFSET = 1000  # held-out episodes use environment seeds data.seed + 1000 + i
+TAKEOVER_SEED_OFFSET = 2000  # takeover episodes: environment seed data.seed + 2000
 
 
 def _store(profile: Profile, path: Path, spec: dict, fill, resumes: bool = False) -> Path:
@@ -114,7 +117,48 @@ def ensure_dataset(profile: Profile, study_dir: str | Path, progress: bool = Fal
             make_synthetic_store(path, rows=d.rows, episode_length=d.episode_length, seed=d.seed, progress=progress)
         else:
             _collect(profile, path, d.mixture, d.episodes, d.seed, progress)
-    return _store(profile, path, dataclasses.asdict(d), fill, resumes=d.source == "hub")
+    spec = {k: v for k, v in dataclasses.asdict(d).items() if not k.startswith("takeover")}
+    return _store(profile, path, spec, fill, resumes=d.source == "hub")
+
+
+def ensure_training_data(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path:
+    """The store every student trains on: the dataset, or with data.takeover a copy of it plus the
+    takeover episodes (<study_dir>/data_takeover): the round-0 student (takeover_student_config)
+    is trained on the dataset, plans the first T steps of one episode per task for each T, and the
+    teacher finishes the episode. Made once; parallel runs wait for it."""
+    from ..checkpoint import load_checkpoint
+    from ..data import Takeover, collect
+
+    base, d = ensure_dataset(profile, study_dir, progress), profile.data
+    if not d.takeover:
+        return base
+    path = Path(study_dir) / "data_takeover"
+    cfg, _ = takeover_student_config(profile, study_dir, progress)
+    spec = {"dataset": read_json(base / DATA_STAMP)["key"], "takeover": list(d.takeover),
+            "student": _run_fields(cfg)}
+
+    def fill() -> None:
+        _ensure_teacher_cache(cfg)
+        student = load_checkpoint(_train_once(cfg)["model"])
+        shutil.copytree(base, path, ignore=shutil.ignore_patterns("teacher_cache", DATA_STAMP, ".*.lock"))
+        teacher = load_checkpoint(resolve_teacher(profile, study_dir, progress=progress).path)
+        collect(path, d.tasks, len(d.takeover), "plan", teacher, seed=d.seed + TAKEOVER_SEED_OFFSET,
+                precision=profile.teacher.precision, max_steps=d.max_steps, explore=True,
+                planner=profile.eval.planner, progress=progress, takeover=Takeover(student, d.takeover))
+    return _store(profile, path, spec, fill)
+
+
+def takeover_student_config(profile: Profile, study_dir: str | Path, progress: bool = False
+                            ) -> tuple[TrainConfig, TeacherInfo | None]:
+    """The round-0 student of data.takeover: the sweep's `takeover_arm` arm ('reward': the
+    profile's own d_coef) with seed sweep.seeds[0], trained on the dataset without the takeover
+    episodes."""
+    from .profiles import arm_changes
+
+    arm, seed = profile.data.takeover_arm, profile.sweep.seeds[0]
+    changes = {} if arm == "reward" else arm_changes(profile.sweep, arm)
+    member = profile.replace(**{f"train.distill.{k}": v for k, v in changes.items()}, **{"train.seed": seed})
+    return student_config(member, study_dir, progress, data=ensure_dataset(member, study_dir, progress))
 
 
 def ensure_heldout(profile: Profile, study_dir: str | Path, progress: bool = False) -> Path | None:
@@ -181,7 +225,8 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
     study_dir = Path(study_dir)
     # The profile's training settings (lr, tau, horizon, precision, ...) without distillation or
     # a starting checkpoint; the folder is named by them, so changing one trains another teacher.
-    cfg = _run_config(profile, study_dir, t.steps, progress, student_size=size, init=None, batch_size=t.batch_size,
+    cfg = _run_config(profile, study_dir, t.steps, progress, ensure_dataset(profile, study_dir, progress),
+                      student_size=size, init=None, batch_size=t.batch_size,
                       seed=profile.eval.seed, eval_freq=0, distill=DistillConfig())
     run_dir = study_dir / "teachers" / f"{teacher_key(spec)}_{fingerprint(_run_fields(cfg))}"
     summary = _train_once(dataclasses.replace(cfg, out=str(run_dir)))
@@ -190,12 +235,14 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
 
 
 # ---------------------------------------------------------------------------- students
-def _run_config(profile: Profile, study_dir: Path, steps: int, progress: bool, **changes) -> TrainConfig:
-    """profile.train with what the study sets for every run it trains: the dataset, the device
-    and threads, `steps`, checkpoints and logs in proportion, no evaluation during the run
-    (run_student evaluates the final model), and `changes`."""
+def _run_config(profile: Profile, study_dir: Path, steps: int, progress: bool, data: Path | None = None,
+                **changes) -> TrainConfig:
+    """profile.train with what the study sets for every run it trains: the data (default: the
+    students' ensure_training_data), the device and threads, `steps`, checkpoints and logs in
+    proportion, no evaluation during the run (run_student evaluates the final model), and `changes`."""
+    data = data or ensure_training_data(profile, study_dir, progress)
     return dataclasses.replace(
-        profile.train, data=str(ensure_dataset(profile, study_dir)), out="", device=profile.device,
+        profile.train, data=str(data), out="", device=profile.device,
         threads=profile.threads, steps=steps, eval_final=False, checkpoint_freq=max(1, steps // 4), keep_checkpoints=1,
         log_freq=max(1, steps // 50), progress=progress, resume=True, **changes)
 
@@ -246,7 +293,7 @@ def _ensure_teacher_cache(cfg: TrainConfig) -> None:
                             kinds=d.cached_kinds)
 
 
-def student_config(profile: Profile, study_dir: str | Path, progress: bool = False
+def student_config(profile: Profile, study_dir: str | Path, progress: bool = False, data: Path | None = None
                    ) -> tuple[TrainConfig, TeacherInfo | None]:
     """The TrainConfig of the profile's run: `profile.train` (a sweep member's profile has its
     changes in it already) with the fields the study sets per run: the dataset, the run folder
@@ -263,7 +310,7 @@ def student_config(profile: Profile, study_dir: str | Path, progress: bool = Fal
         distill = dataclasses.replace(distill, teacher=None, d_coef=0.0, q_coef=0.0, pi_coef=0.0, q_target_mix=0.0,
                                       cache=None, detach_encoder=False)
     steps = p.train.steps
-    cfg = _run_config(p, study_dir, steps, progress, eval=eval_config(p), distill=distill,
+    cfg = _run_config(p, study_dir, steps, progress, data, eval=eval_config(p), distill=distill,
                       eval_freq=steps // p.sweep.eval_points if p.sweep.eval_points > 1 else 0)
     arm = run_arm(dataclasses.asdict(distill))
     name = f"{cfg.student_size}M" if isinstance(cfg.student_size, int) else str(cfg.student_size)

@@ -8,6 +8,8 @@
            paper's reward distillation, the latent ablation and value / policy / all-three
            distillation, 2 seeds each; every model is evaluated with MPPI; the distilled students
            are quantized; figures with 95% CIs.
+- `mini-takeover`: `mini` with student-then-teacher takeover episodes in every student's data
+           (DataSpec.takeover).
 - `paper`: the paper's setting (317M hub teacher, the public MT30 dataset, batch 256,
            200K / 1M updates, GPU). Exercised on the CPU by tests/test_paper_dryrun.py with
            overrides that make it small.
@@ -103,7 +105,13 @@ class DataSpec:
                downloaded with huggingface_hub, or `chunk_files` (paths) already on disk.
     heldout:   entries (same syntax) collected on `tasks` into <study>/heldout, `heldout_episodes`
                each per task, with seeds no training episode uses: the reward-prediction error of
-               every student is measured there. Empty: no held-out set."""
+               every student is measured there. Empty: no held-out set.
+    takeover:  student-then-teacher episodes added to what every student trains on (DAgger's data,
+               Ross et al. 2011), into <study>/data_takeover: a round-0 student (the sweep's
+               `takeover_arm` arm, seed sweep.seeds[0], trained on the data above) plans the first
+               T agent steps of one episode per task for every T listed, then the teacher's MPPI
+               (exploration on, like 'plan') takes over from the state the student reached. So the
+               data holds the states a student drifts into, with the teacher's way back. Empty: none."""
     source: DataSource = "collect"
     tasks: str = "mt30"
     episodes: int = 1
@@ -116,6 +124,8 @@ class DataSpec:
     episode_length: int = 0
     chunks: tuple[int, ...] | None = None
     chunk_files: tuple[str, ...] | None = None
+    takeover: tuple[int, ...] = ()
+    takeover_arm: TransferArm = "value"
 
     def validate(self, teacher: str = "auto") -> None:
         """Ranges, task names and mixture entries; entries the teacher collects need a teacher
@@ -125,7 +135,12 @@ class DataSpec:
             get_task_set("mt30").resolve(self.tasks)
         for key in ("episodes", "heldout_episodes"):
             _at_least(f"data.{key}", getattr(self, key))
-        entries = (self.mixture if self.source == "collect" else ()) + self.heldout
+        check_choice("data.takeover_arm", self.takeover_arm, TransferArm)
+        length = 500 if self.max_steps is None else self.max_steps
+        if self.takeover and (self.source != "collect" or not all(0 <= t <= length for t in self.takeover)):
+            raise ValueError(f"data.takeover {self.takeover} needs data.source 'collect' (episodes of the same "
+                             f"length) and steps in [0, {length}]")
+        entries = (self.mixture if self.source == "collect" else ()) + self.heldout + (("plan",) * bool(self.takeover))
         for entry in entries:
             policy, _ = parse_mixture_entry(entry)
             if policy != "random" and (teacher == "auto" or teacher.startswith("train:")):
@@ -483,6 +498,20 @@ MINI = Profile(
     viewer=ViewerConfig(task="pendulum-swingup", policy="plan", steps=150, width=240, height=240, fps=25),
 )
 
+# The mini study on data with the states a student drifts into: the round-0 value student plans the
+# first 10, 20, 30 or 40 steps of one episode per task, then the teacher takes over (16 episodes, a
+# sixth more data). Early switches, because from a student's late states on cartpole-balance the pole
+# is beyond the teacher's reach: the teacher then balances no better than the student.
+MINI_TAKEOVER = dataclasses.replace(
+    MINI, name="mini-takeover",
+    summary=("the mini study with student-then-teacher takeover episodes (DAgger's data) added to every "
+             "student's training data: a round-0 value student plans the first 10-40 steps, then the teacher"),
+    caveat=MINI.caveat.replace("on 96 teacher-collected episodes", "on 96 teacher-collected episodes plus 16 "
+                               "student-then-teacher takeover episodes"),
+    expected_cost=("about 35 minutes on a 2-core CPU with 2 workers, setup included (the round-0 student and "
+                   "its takeover episodes come before the sweep), under 2 GB of memory"),
+    data=dataclasses.replace(MINI.data, takeover=(10, 20, 30, 40)))
+
 PAPER = Profile(
     name="paper",
     summary=("the paper's setting: 317M hub teacher, the public MT30 dataset, 1M student, batch 256, "
@@ -509,7 +538,7 @@ PAPER = Profile(
     viewer=ViewerConfig(task="walker-run", policy="plan", steps=500, width=384, height=384, fps=30),
 )
 
-PROFILES = {p.name: p for p in (SMOKE, MINI, PAPER)}
+PROFILES = {p.name: p for p in (SMOKE, MINI, MINI_TAKEOVER, PAPER)}
 
 
 def get_profile(name: str) -> Profile:
