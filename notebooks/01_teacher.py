@@ -27,7 +27,7 @@
 # notebook there with a one-line message.
 
 # %% tags=["parameters"]
-profile = "mini"   # smoke | mini | paper
+profile = "mini"   # smoke | mini | mini-takeover | paper
 member = None      # a sweep member (one per teacher: python -m tdmpc_lib.study --list); None: the profile's teacher
 overrides = {}     # dotted profile fields, e.g. {"eval.episodes": 5, "eval.policy": "prior"}
 study_dir = None   # the study's folder (None: runs/<profile>)

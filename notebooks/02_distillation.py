@@ -37,7 +37,7 @@
 # trained once and reused, and an interrupted one resumes from its last checkpoint.
 
 # %% tags=["parameters"]
-profile = "mini"   # smoke | mini | paper
+profile = "mini"   # smoke | mini | mini-takeover | paper
 member = None      # a sweep member, e.g. "d0_s1" or "pca_s2" (python -m tdmpc_lib.study --list); None: the profile's run
 overrides = {}     # dotted profile fields, e.g. {"train.distill.d_coef": 0.9, "train.steps": 2000}
 study_dir = None   # the study's folder (None: runs/<profile>)

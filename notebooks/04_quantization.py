@@ -27,7 +27,7 @@
 # CIs. Expect fp16 / bf16 / int8 to keep the score within evaluation noise and `paper-int8` to collapse.
 
 # %% tags=["parameters"]
-profile = "mini"   # smoke | mini | paper
+profile = "mini"   # smoke | mini | mini-takeover | paper
 member = None      # (04 has no sweep members)
 overrides = {}     # dotted profile fields, e.g. {"quant.formats": ["fp16", "int8"], "eval.episodes": 5}
 study_dir = None   # the study's folder (None: runs/<profile>)

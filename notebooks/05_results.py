@@ -26,7 +26,7 @@
 # shapes, not the decimals.
 
 # %% tags=["parameters"]
-profile = "mini"   # smoke | mini | paper
+profile = "mini"   # smoke | mini | mini-takeover | paper
 member = None      # (05 has no sweep members)
 overrides = {}     # dotted profile fields, e.g. {"figures_dir": "my-figures"}
 study_dir = None   # the study's folder (None: runs/<profile>)

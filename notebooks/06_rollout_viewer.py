@@ -31,7 +31,7 @@
 # planner with the profile's settings (what the evaluation uses; slower on a CPU).
 
 # %% tags=["parameters"]
-profile = "mini"   # smoke | mini | paper
+profile = "mini"   # smoke | mini | mini-takeover | paper
 member = None      # (06 has no sweep members)
 overrides = {}     # dotted profile fields, e.g. {"viewer.task": "walker-walk", "viewer.policy": "plan"}
 study_dir = None   # the study's folder (None: runs/<profile>)

@@ -43,7 +43,7 @@ StudyQuantFormat = Literal["fp16", "bf16", "int8", "paper-int8", "paper-mixed"]
 ExportLayout = Literal["official-new", "official-old"]
 ExportDtype = Literal["fp32", "fp16"]
 # The study's profiles and where its training data comes from.
-ProfileName = Literal["smoke", "mini", "paper"]
+ProfileName = Literal["smoke", "mini", "mini-takeover", "paper"]
 DataSource = Literal["synthetic", "collect", "hub"]
 
 

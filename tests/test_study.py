@@ -270,6 +270,9 @@ def test_viewer_builds_widgets_and_frames(tmp_path):
 
 # ---------------------------------------------------------------------------- profiles and plan
 def test_profiles_plan_and_overrides():
+    from tdmpc_lib.choices import ProfileName, options
+
+    assert list(profiles.PROFILES) == list(options(ProfileName))  # every profile can be asked for by name
     for prof in profiles.PROFILES.values():
         assert profiles.Profile.from_dict(prof.to_dict()) == prof
     for recording in ("mini", "mini-amd"):  # what the README's numbers ran, on each CPU kind

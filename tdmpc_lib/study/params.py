@@ -1,6 +1,6 @@
 """Notebook parameters: every notebook has the same four, checked in the cell after `parameters`.
 
-    profile    smoke | mini | paper (the study folder's profile.json when the runner wrote one)
+    profile    smoke | mini | mini-takeover | paper (the study folder's profile.json when the runner wrote one)
     member     a sweep member of the notebook (`python -m tdmpc_lib.study --list` names them);
                None: the profile's own run
     overrides  {dotted profile key: value}, e.g. {"train.distill.d_coef": 0.9, "eval.episodes": 5}
