@@ -16,7 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 from tdmpc_lib.study import params, profiles  # noqa: E402
 from tdmpc_lib.study.params import PARAMETERS, ParameterError, resolve, validate  # noqa: E402
 from tdmpc_lib.study.execution import NOTEBOOK_DIR, use_this_interpreter_kernel  # noqa: E402
-from tdmpc_lib.study.runner import ORDER, plan, run_study, select, sync_notebooks  # noqa: E402
+from tdmpc_lib.study.runner import ORDER, plan, prepare, run_study, select, sync_notebooks  # noqa: E402
 
 pytest.importorskip("papermill")
 use_this_interpreter_kernel()
@@ -116,6 +116,7 @@ def test_takeover_data_comes_from_a_round_0_student(tmp_path):
                                      "data.mixture": ("random", "random+0"), "teacher.checkpoint": "tdmpc-opt-mt30-1M",
                                      "data.takeover": (2, 5), "eval.planner.num_samples": 16,
                                      "eval.planner.num_elites": 4, "eval.planner.num_pi_trajs": 2})
+    prepare(prof, tmp_path)  # the resolved profile, as the runner writes it for the notebooks
     path = pipeline.ensure_training_data(prof, tmp_path)
     assert path == tmp_path / "data_takeover"
     base, store = open_store(tmp_path / "data"), open_store(path)
@@ -127,11 +128,17 @@ def test_takeover_data_comes_from_a_round_0_student(tmp_path):
     assert took["takeover"] == {"student": str(Path(round0.out) / "model.pt"), "steps": [2, 5]}
     assert took["seed"] == prof.data.seed + pipeline.TAKEOVER_SEED_OFFSET and took["policy"] == "plan"
     stamp = path / pipeline.DATA_STAMP
+    made = json.loads(stamp.read_text())
+    assert len(made["takeover_returns"]["cartpole-balance"]) == 2 and made["episodes"] == store.num_episodes
     mtime = stamp.stat().st_mtime_ns
     assert pipeline.ensure_training_data(prof, tmp_path) == path and stamp.stat().st_mtime_ns == mtime
-    member = prof.replace(**profiles.sweep_members(prof)["02_distillation"]["d0_s1"])
-    assert pipeline.student_config(member, tmp_path)[0].data == str(path)
-    assert "plus 16 student-then-teacher" in profiles.MINI_TAKEOVER.caveat
+    # every member trains on the same takeover data, whatever its own terms and seed
+    for name in ("d0_s1", "all_s1", "linear_s1"):
+        member = prof.replace(**profiles.sweep_members(prof)["02_distillation"][name])
+        assert pipeline.takeover_student_config(member, tmp_path)[0] == round0
+        assert pipeline.student_config(member, tmp_path)[0].data == str(path)
+    assert stamp.stat().st_mtime_ns == mtime
+    assert "plus 24 student-then-teacher" in profiles.MINI_TAKEOVER.caveat
     with pytest.raises(ParameterError, match="data.takeover .* needs data.source 'collect'"):
         profiles.SMOKE.replace(**{"data.takeover": (2,)})
 

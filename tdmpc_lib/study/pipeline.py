@@ -19,7 +19,8 @@
     default_student(profile, study_dir)          -> record of the profile's default distilled run
 
 Folders under the study folder (runs/<profile>/): data/ (the store and its teacher-target
-caches), data_takeover/ (the store with the takeover episodes, when the profile has them), heldout/ (episodes no student trains on, and the teacher's predictions on them),
+caches), data_takeover/ (the store with the takeover episodes, when the profile has them),
+heldout/ (episodes no student trains on, and the teacher's predictions on them),
 teachers/train-SIZE_<config hash>/ (teachers trained here), train/<key>/ (student runs: config.json,
 metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json, final_eval.json,
 heldout_reward_error.json, diagnostics.json). Each is made by `once`: under a file lock, so
@@ -68,7 +69,8 @@ TAKEOVER_SEED_OFFSET = 2000  # takeover episodes: environment seed data.seed + 2
 
 def _store(profile: Profile, path: Path, spec: dict, fill, resumes: bool = False) -> Path:
     """The episode store at `path`, made by fill() once per spec; a half-made or different earlier
-    store is removed first, unless fill `resumes` it (a hub conversion). Stamped DATA_STAMP."""
+    store is removed first, unless fill `resumes` it (a hub conversion). Stamped DATA_STAMP, with
+    what fill returns (a dict or None)."""
     from ..data import open_store
 
     spec = {**spec, "teacher": profile.teacher.checkpoint, "planner": dataclasses.asdict(profile.eval.planner)}
@@ -76,11 +78,11 @@ def _store(profile: Profile, path: Path, spec: dict, fill, resumes: bool = False
     def make() -> dict:
         if path.exists() and not resumes:
             shutil.rmtree(path)
-        fill()
+        made = fill() or {}
         store = open_store(path)
         counts = {"rows": store.num_rows, "episodes": store.num_episodes}
         store.close()
-        return {"spec": spec, **counts}
+        return {"spec": spec, **counts, **made}
     once(path / DATA_STAMP, spec, make, lock=path)
     return path
 
@@ -137,14 +139,17 @@ def ensure_training_data(profile: Profile, study_dir: str | Path, progress: bool
     spec = {"dataset": read_json(base / DATA_STAMP)["key"], "takeover": list(d.takeover),
             "student": _run_fields(cfg)}
 
-    def fill() -> None:
+    def fill() -> dict:
         _ensure_teacher_cache(cfg)
-        student = load_checkpoint(_train_once(cfg)["model"])
+        student_path = _train_once(cfg)["model"]
+        student = load_checkpoint(student_path)
         shutil.copytree(base, path, ignore=shutil.ignore_patterns("teacher_cache", DATA_STAMP, ".*.lock"))
         teacher = load_checkpoint(resolve_teacher(profile, study_dir, progress=progress).path)
-        collect(path, d.tasks, len(d.takeover), "plan", teacher, seed=d.seed + TAKEOVER_SEED_OFFSET,
-                precision=profile.teacher.precision, max_steps=d.max_steps, explore=True,
-                planner=profile.eval.planner, progress=progress, takeover=Takeover(student, d.takeover))
+        took = collect(path, d.tasks, len(d.takeover), "plan", teacher, seed=d.seed + TAKEOVER_SEED_OFFSET,
+                       precision=profile.teacher.precision, max_steps=d.max_steps, explore=True,
+                       planner=profile.eval.planner, progress=progress, takeover=Takeover(student, d.takeover))
+        # each episode's return, in the order of data.takeover: how far the teacher brought it back
+        return {"takeover_returns": took["returns"], "takeover_student": str(student_path)}
     return _store(profile, path, spec, fill)
 
 
@@ -152,12 +157,20 @@ def takeover_student_config(profile: Profile, study_dir: str | Path, progress: b
                             ) -> tuple[TrainConfig, TeacherInfo | None]:
     """The round-0 student of data.takeover: the sweep's `takeover_arm` arm ('reward': the
     profile's own d_coef) with seed sweep.seeds[0], trained on the dataset without the takeover
-    episodes."""
-    from .profiles import arm_changes
+    episodes. It is the study's, whichever member asks: made from the study folder's resolved
+    profile (profiles.load_profile) when its data and teacher are this profile's, so a member's
+    own changes (its terms, seed, steps) never reach it."""
+    from .profiles import arm_changes, load_profile
 
-    arm, seed = profile.data.takeover_arm, profile.sweep.seeds[0]
-    changes = {} if arm == "reward" else arm_changes(profile.sweep, arm)
-    member = profile.replace(**{f"train.distill.{k}": v for k, v in changes.items()}, **{"train.seed": seed})
+    try:
+        study = load_profile(profile.name, study_dir)
+    except ValueError:  # a profile made in code, under a name of its own
+        study = profile
+    if (study.data, study.teacher) != (profile.data, profile.teacher):
+        study = profile
+    arm, seed = study.data.takeover_arm, study.sweep.seeds[0]
+    changes = {} if arm == "reward" else arm_changes(study.sweep, arm)
+    member = study.replace(**{f"train.distill.{k}": v for k, v in changes.items()}, **{"train.seed": seed})
     return student_config(member, study_dir, progress, data=ensure_dataset(member, study_dir, progress))
 
 

@@ -499,18 +499,20 @@ MINI = Profile(
 )
 
 # The mini study on data with the states a student drifts into: the round-0 value student plans the
-# first 10, 20, 30 or 40 steps of one episode per task, then the teacher takes over (16 episodes, a
-# sixth more data). Early switches, because from a student's late states on cartpole-balance the pole
-# is beyond the teacher's reach: the teacher then balances no better than the student.
+# first 10, 20, 30, 40 or 50 steps of one episode per task, then the teacher takes over, and one
+# more episode is the student's own (T = 500): 24 episodes, a quarter more data. Early switches,
+# because from a student's late states on cartpole-balance the pole is beyond the teacher's reach;
+# the student's whole episode lets the value target (the teacher's Q) mark its own actions there.
 MINI_TAKEOVER = dataclasses.replace(
     MINI, name="mini-takeover",
     summary=("the mini study with student-then-teacher takeover episodes (DAgger's data) added to every "
-             "student's training data: a round-0 value student plans the first 10-40 steps, then the teacher"),
-    caveat=MINI.caveat.replace("on 96 teacher-collected episodes", "on 96 teacher-collected episodes plus 16 "
+             "student's training data: a round-0 value student plans the first 10-50 steps (or all 500), "
+             "then the teacher"),
+    caveat=MINI.caveat.replace("on 96 teacher-collected episodes", "on 96 teacher-collected episodes plus 24 "
                                "student-then-teacher takeover episodes"),
     expected_cost=("about 35 minutes on a 2-core CPU with 2 workers, setup included (the round-0 student and "
                    "its takeover episodes come before the sweep), under 2 GB of memory"),
-    data=dataclasses.replace(MINI.data, takeover=(10, 20, 30, 40)))
+    data=dataclasses.replace(MINI.data, takeover=(10, 20, 30, 40, 50, 500)))
 
 PAPER = Profile(
     name="paper",
