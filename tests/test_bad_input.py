@@ -295,7 +295,7 @@ MATRIX = [
                                "--out", f"{W}/c"], "use one of plan, prior, random"),
     ("choice", "cli", "export", ["--checkpoint", f"{I}/tiny.pt", "--output", f"{W}/e.pt", "--dtype", "int8"],
      "use one of fp32, fp16"),
-    ("choice", "cli", "study", ["--list", "--profile", "huge"], "use one of smoke, mini, paper"),
+    ("choice", "cli", "study", ["--list", "--profile", "huge"], "use one of smoke, mini, mini-takeover, paper"),
     ("choice", "set", "train", TRAIN + ["--set", "distill.schedule=cosine"],
      "schedule must be one of constant, decrease, increase, got 'cosine'"),
     ("choice", "set", "study", S + ["--set", "eval.protocol=fast"], "must be one of clean, paper"),

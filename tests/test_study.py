@@ -138,6 +138,13 @@ def test_takeover_data_comes_from_a_round_0_student(tmp_path):
         assert pipeline.takeover_student_config(member, tmp_path)[0] == round0
         assert pipeline.student_config(member, tmp_path)[0].data == str(path)
     assert stamp.stat().st_mtime_ns == mtime
+    # other takeover steps: other data at the same path, so the runs on it are new runs
+    before = pipeline.student_config(member, tmp_path)[0].out
+    other = prof.replace(**{"data.takeover": (5, 2)})
+    prepare(other, tmp_path)
+    assert pipeline.student_config(other.replace(**profiles.sweep_members(other)["02_distillation"]["linear_s1"]),
+                                   tmp_path)[0].out != before
+    assert json.loads(stamp.read_text())["key"] != made["key"]
     assert "plus 24 student-then-teacher" in profiles.MINI_TAKEOVER.caveat
     with pytest.raises(ParameterError, match="data.takeover .* needs data.source 'collect'"):
         profiles.SMOKE.replace(**{"data.takeover": (2,)})
@@ -203,7 +210,7 @@ def test_bad_parameter_fails_first_cell_with_one_line(tmp_path):
     ({"overrides": {"eval.episodes": 0}}, "eval: episodes must be at least 1"),
     ({"overrides": {"train.distill.d_coef": float("nan")}}, "d_coef must be a finite number >= 0"),
     ({"epsiodes": 2}, "unknown parameter 'epsiodes' for 01_teacher"),
-    ({"profile": "huge"}, "parameter 'profile' must be one of smoke, mini, paper"),
+    ({"profile": "huge"}, "parameter 'profile' must be one of smoke, mini, mini-takeover, paper"),
     ({"overrides": [("eval.episodes", 2)]}, "parameter 'overrides' must be a dict"),
     ({"member": "d9_s1"}, "01_teacher has no member 'd9_s1'"),
 ])
@@ -282,9 +289,10 @@ def test_profiles_plan_and_overrides():
     assert list(profiles.PROFILES) == list(options(ProfileName))  # every profile can be asked for by name
     for prof in profiles.PROFILES.values():
         assert profiles.Profile.from_dict(prof.to_dict()) == prof
-    for recording in ("mini", "mini-amd"):  # what the README's numbers ran, on each CPU kind
+    recordings = {"mini": profiles.MINI, "mini-amd": profiles.MINI, "mini-takeover-amd": profiles.MINI_TAKEOVER}
+    for recording, prof in recordings.items():  # what the README's numbers ran
         recorded = NOTEBOOK_DIR.parent / "results" / recording / "profile.json"
-        assert profiles.Profile.from_dict(json.loads(recorded.read_text())) == profiles.MINI
+        assert profiles.Profile.from_dict(json.loads(recorded.read_text())) == prof
     mini = plan(profiles.MINI)
     assert [e.member for e in mini["01_teacher"]] == ["tdmpc-opt-mt30-1M"]
     members = {e.member: e for e in mini["02_distillation"]}

@@ -261,11 +261,15 @@ def _run_config(profile: Profile, study_dir: Path, steps: int, progress: bool, d
 
 
 def _run_fields(cfg: TrainConfig) -> dict:
+    """What a run is made from: its config without the bookkeeping fields, and the identity of
+    its data (the key of the store's DATA_STAMP), since the data path stays the same when a
+    study's data changes. A run folder is named by it, so new data trains a new run."""
     d = cfg.to_dict()
     for k in ("out", "progress", "threads", "resume", "log_freq", "checkpoint_freq", "keep_checkpoints",
               "wandb_project"):
         d.pop(k, None)
     d["distill"].pop("teacher_device", None)
+    d["data_key"] = (read_json(Path(cfg.data) / DATA_STAMP) or {}).get("key")
     return d
 
 
