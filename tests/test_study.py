@@ -150,6 +150,19 @@ def test_takeover_data_comes_from_a_round_0_student(tmp_path):
         profiles.SMOKE.replace(**{"data.takeover": (2,)})
 
 
+def test_arm_labels_name_the_terms_a_run_has():
+    from tdmpc_lib.study.pipeline import run_arm
+    from tdmpc_lib.study.results import arm_label
+
+    def label(**distill):
+        distill = {"teacher": "t.pt", "d_coef": 0.0, "q_coef": 0.0, "pi_coef": 0.0, **distill}
+        return arm_label({"arm": run_arm(distill), "d_coef": distill["d_coef"], "latent": "none"})
+    assert label(teacher=None) == "scratch" and label(d_coef=0.45) == "d_coef 0.45"
+    assert label(q_coef=1.0) == "value distill" and label(pi_coef=1.0) == "policy distill"
+    assert label(d_coef=0.45, q_coef=1.0, pi_coef=1.0) == "reward+value+policy"
+    assert label(q_coef=1.0, pi_coef=1.0) == "value+policy"  # no reward term: not named after it
+
+
 def test_runner_skips_existing_results(smoke):
     study_dir, first = smoke
     tic = time.perf_counter()

@@ -17,7 +17,8 @@ import seaborn as sns
 
 from . import paper
 from .profiles import Profile
-from .results import ARM_LABELS, ARM_ORDER, LATENT_ORDER, PRIOR_ONLY, Study, arm_label, loss_columns, read_metrics
+from .results import (ARM_ORDER, LATENT_ORDER, PRIOR_ONLY, Study, arm_label, loss_columns, read_metrics,
+                      transfer_label)
 
 OURS, PAPER, SCRATCH = "#1f77b4", "#7f7f7f", "#d62728"
 
@@ -366,7 +367,7 @@ def transfer(study: Study, profile: Profile, out_dir=None):
     fig, (ax, axq, axd) = plt.subplots(1, 3, figsize=(17, 4.6), gridspec_kw={"width_ratios": [3, 3, 2]})
     agg = study.aggregate(profile)
     arms = ["scratch", *[f"d_coef {d:g}" for d in sorted(profile.sweep.d_coefs) if d > 0],
-            *[ARM_LABELS[a] for a in profile.sweep.arms]]
+            *[transfer_label(a, profile.train.distill.d_coef) for a in profile.sweep.arms]]
     names = [a.replace(" distill", "\ndistill").replace("+", "+\n") for a in arms]
     for panel, suffix, what in ((ax, "", f"policy {profile.eval.policy}"), (axq, PRIOR_ONLY, "policy prior alone")):
         shown = [a + suffix for a in arms]

@@ -118,12 +118,19 @@ class Study:
 ARM_LABELS = {"value": "value distill", "policy": "policy distill", "all": "reward+value+policy"}
 
 
+def transfer_label(arm: str, d_coef: float) -> str:
+    """The label of a transfer arm beyond the paper; 'all' is named by its terms, so the arm at
+    d_coef 0 (value and policy distillation without the reward term) is 'value+policy'."""
+    return "value+policy" if arm == "all" and not d_coef else ARM_LABELS.get(arm, arm)
+
+
 def arm_label(r) -> str:
     """The arm a student run belongs to: 'scratch', 'd_coef 0.45', 'd_coef 0.45 + latent pca',
-    or a transfer arm beyond the paper ('value distill', 'policy distill', 'reward+value+policy')."""
+    or a transfer arm beyond the paper (`transfer_label`: 'value distill', 'policy distill',
+    'reward+value+policy', 'value+policy')."""
     arm = r.get("arm") or "reward"
     if isinstance(arm, str) and arm != "reward":
-        return ARM_LABELS.get(arm, arm)
+        return transfer_label(arm, r.get("d_coef") or 0.0)
     base = "scratch" if not r.get("d_coef") else f"d_coef {r['d_coef']:g}"
     return base if r.get("latent", "none") == "none" else f"{base} + latent {r['latent']}"
 
