@@ -302,7 +302,10 @@ def test_profiles_plan_and_overrides():
     assert list(profiles.PROFILES) == list(options(ProfileName))  # every profile can be asked for by name
     for prof in profiles.PROFILES.values():
         assert profiles.Profile.from_dict(prof.to_dict()) == prof
-    recordings = {"mini": profiles.MINI, "mini-amd": profiles.MINI, "mini-takeover-amd": profiles.MINI_TAKEOVER}
+    value_policy = profiles.MINI_TAKEOVER.replace(**{  # its README: the 'all' arm without the reward term
+        "train.distill.d_coef": 0.0, "sweep.arms": ("all",), "sweep.latent_modes": (), "sweep.d_coefs": (0.0,)})
+    recordings = {"mini": profiles.MINI, "mini-amd": profiles.MINI, "mini-takeover-amd": profiles.MINI_TAKEOVER,
+                  "mini-takeover-vp-amd": value_policy}
     for recording, prof in recordings.items():  # what the README's numbers ran
         recorded = NOTEBOOK_DIR.parent / "results" / recording / "profile.json"
         assert profiles.Profile.from_dict(json.loads(recorded.read_text())) == prof
