@@ -105,6 +105,9 @@ def normalized_score(task_means: dict[str, float]) -> float:
     return float(np.mean(scores))
 
 
+EPISODE_SEGMENTS = 10  # an episode's return is also reported per tenth of its agent steps
+
+
 def _read_journal(path: Path, header: dict) -> dict[int, dict]:
     """The finished batches recorded in a journal of this same evaluation ({batch index: record})."""
     lines = path.read_text().splitlines()
@@ -129,7 +132,8 @@ def _read_journal(path: Path, header: dict) -> dict[int, dict]:
 
 
 def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal: str | Path | None = None) -> dict:
-    """Run the evaluation; returns the result dict that the CLI writes as JSON.
+    """Run the evaluation; returns the result dict that the CLI writes as JSON: per task every
+    episode's return and its return over each tenth of the episode ('segment_returns').
 
     Environments plan in batches of `max_batch_envs` (0: one batch); batch b starts from seed
     cfg.seed + b. With a `journal` file every finished batch is appended to it, and a journal of
@@ -150,6 +154,8 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
     pairs = [(t, k) for t in tasks for k in range(cfg.episodes)]
     chunk = cfg.max_batch_envs or len(pairs)
     returns: dict[str, list[float]] = {t: [0.0] * cfg.episodes for t in tasks}
+    # the return over each tenth of every episode: where along it a policy loses the reward
+    segments = {t: [[0.0] * EPISODE_SEGMENTS for _ in range(cfg.episodes)] for t in tasks}
     start, plan_time, agent_steps, plan_calls = time.perf_counter(), 0.0, 0, 0
     info = getattr(model, "checkpoint_info", {}) or {}
     finished: dict[int, dict] = {}
@@ -172,6 +178,8 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
         if b in finished:  # done by an earlier, interrupted run of this evaluation
             for task, k, ret in finished[b]["returns"]:
                 returns[task][k] = ret
+            for task, k, seg in finished[b].get("segments", []):
+                segments[task][k] = seg
             bar.update(len(batch) * DMC_EPISODE_LENGTH)
             episodes_done += len(batch)
             continue
@@ -191,6 +199,9 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
         def on_step(step: Step) -> None:
             nonlocal agent_steps, episodes_done
             agent_steps += int(step.active.sum())
+            part = min(step.t * EPISODE_SEGMENTS // DMC_EPISODE_LENGTH, EPISODE_SEGMENTS - 1)
+            for (task, k), r in zip(batch, step.rewards):
+                segments[task][k][part] += float(r)
             episodes_done += int((step.done & step.active).sum())
             bar.update(int(step.active.sum()))
             bar.set_postfix(episodes=f"{episodes_done}/{len(pairs)}", refresh=False)
@@ -204,7 +215,8 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
         if journal is not None:
             try:
                 with open(journal, "a") as f:  # one line per finished batch; a torn last line is redone
-                    f.write(json.dumps({"batch": b, "returns": [[t_, k, returns[t_][k]] for t_, k in batch]}) + "\n")
+                    f.write(json.dumps({"batch": b, "returns": [[t_, k, returns[t_][k]] for t_, k in batch],
+                                        "segments": [[t_, k, segments[t_][k]] for t_, k in batch]}) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
             except OSError as e:
@@ -212,7 +224,8 @@ def evaluate(model: WorldModel, cfg: EvalConfig, progress: bool = True, journal:
     bar.close()
     wall = time.perf_counter() - start
     per_task = {t: {"returns": [round(r, 4) for r in returns[t]], "mean": float(np.mean(returns[t])),
-                    "score": float(np.mean(returns[t])) / 10} for t in tasks}
+                    "score": float(np.mean(returns[t])) / 10,
+                    "segment_returns": [[round(r, 4) for r in ep] for ep in segments[t]]} for t in tasks}
     return {
         "normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}),
         "tasks": per_task,

@@ -16,6 +16,9 @@ def test_cli_writes_results_json_with_every_field(tmp_path, capsys):
     assert set(r["tasks"]) == {"pendulum-swingup", "cup-spin"}
     for v in r["tasks"].values():
         assert len(v["returns"]) == 2 and v["mean"] == pytest.approx(sum(v["returns"]) / 2, abs=1e-3)
+        # the return over each tenth of the episode, summing to the episode's return
+        assert [len(s) for s in v["segment_returns"]] == [10, 10]
+        assert [sum(s) for s in v["segment_returns"]] == pytest.approx(v["returns"], abs=1e-2)
     assert r["normalized_score"] == pytest.approx(normalized_score({t: v["mean"] for t, v in r["tasks"].items()}))
     assert r["protocol"] == "paper" and r["seed"] == 3 and r["precision"] == "fp32" and r["device"] == "cpu"
     assert len(r["checkpoint"]["sha256"]) == 64 and r["timing"]["agent_steps"] == 4 * 500

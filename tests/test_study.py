@@ -71,6 +71,16 @@ def test_figures_and_results_come_from_files(smoke):
     diag = every["diagnostics"].iloc[0]
     assert set(diag["per_task"]) == set(profiles.SMOKE.eval.tasks.split(",")) and "q_action_std" in diag["mean"]
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
+    # where along the episodes the return comes from: every tenth of every evaluated episode of the
+    # teacher and of each arm without a latent term, summing to the episode's return
+    prof = st.episode_profile(profiles.SMOKE)
+    assert list(dict.fromkeys(prof["arm"])) == ["teacher", "scratch", "d_coef 0.4", "reward+value+policy"]
+    per_episode = prof.groupby(["arm", "task", "episode"])["reward"].agg(["size", "sum"])
+    assert (per_episode["size"] == 10).all()
+    scratch = st.runs[(st.runs["d_coef"] == 0) & (st.runs["arm"] == "reward")]["run_dir"].iloc[0]
+    final = json.loads((Path(scratch) / "final_eval.json").read_text())["tasks"]
+    assert [per_episode.loc[("scratch", t, 0), "sum"] * 50 for t in final] == pytest.approx(
+        [v["returns"][0] for v in final.values()], abs=1e-2)
     assert list(st.quant["format"]) == ["fp32", *profiles.SMOKE.quant.formats]
     # every execution saved the profile it ran: the study's, with its member's changes
     pca = json.loads((study_dir / "02_distillation" / "pca_s1" / "result.json").read_text())

@@ -124,6 +124,14 @@ def _ci_panel(ax, agg: dict, arms: list[str], names: list[str] | None = None, te
     return True
 
 
+def _arm_palette(arms: list[str]) -> dict:
+    """The teacher (the reference) in green, scratch (the baseline) in grey, the other arms in the
+    colour-blind palette without its green and grey."""
+    cb = sns.color_palette("colorblind", 10)
+    rest = iter([c for i, c in enumerate(cb) if i not in (2, 7)] * 2)
+    return {a: {"teacher": TEACHER, "scratch": "#9e9e9e"}.get(a) or next(rest) for a in arms}
+
+
 def _runs_note(agg: dict, arms: list[str]) -> str:
     a = next((x for x in arms if x in agg), None)
     return f"{agg[a]['runs']} runs (seeds x episodes) x {agg[a]['tasks']} tasks per arm" if a else ""
@@ -425,9 +433,43 @@ def diagnostics(study: Study, profile: Profile, out_dir=None):
     return fig, _save(fig, out_dir, "diagnostics")
 
 
+def episode_profile(study: Study, profile: Profile, out_dir=None):
+    """Reward per agent step over each tenth of the evaluation episodes, one panel per task: the
+    teacher and every student arm (Study.episode_profile), mean over seeds x episodes with 95%
+    bootstrap bands. A student that loses its return late (a pole that falls after a while)
+    looks different here from one that never earns it."""
+    df = study.episode_profile(profile)
+    tasks = list(dict.fromkeys(df["task"])) or ["(none)"]
+    arms = list(dict.fromkeys(df["arm"]))
+    cols = min(4, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(11.0, 3.6 * cols + 1), 3.0 * rows + 1.4), squeeze=False)
+    palette = _arm_palette(arms)
+    for ax, task in zip(axes.flat, tasks):
+        d = df[df["task"] == task]
+        if not len(d):
+            _empty(ax, "evaluation with per-tenth returns")
+            continue
+        sns.lineplot(data=d, x="step", y="reward", hue="arm", hue_order=arms, palette=palette,
+                     errorbar=("ci", 95), n_boot=1000, seed=0, marker="o", ms=4, ax=ax)
+        ax.set(title=task, xlabel="agent step (start of each tenth)", ylabel="mean reward per agent step")
+        if ax is not axes.flat[0] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+        elif ax.get_legend() is not None:
+            ax.legend(fontsize=7, title=None)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    runs = df.groupby("arm", sort=False)[["file", "episode"]].apply(lambda g: len(g.drop_duplicates())) if len(df) else {}
+    extra = "episodes per arm and task (seeds x episodes): " + ", ".join(
+        f"{a} {n}" for a, n in dict(runs).items()) if len(runs) else None
+    how = "MPPI" if profile.eval.policy == "plan" else "policy prior"
+    return _done(fig, profile, f"Where along the episode the return is earned or lost ({how} evaluation)", out_dir,
+                 "episode_profile", extra)
+
+
 # Every figure, in the order 05 shows them.
-DRAW = {f.__name__: f for f in (score_vs_dcoef, transfer, diagnostics, reward_error, latent_ablation, quantization,
-                                task_heatmap, score_vs_steps, teacher_size)}
+DRAW = {f.__name__: f for f in (score_vs_dcoef, transfer, diagnostics, episode_profile, reward_error, latent_ablation,
+                                quantization, task_heatmap, score_vs_steps, teacher_size)}
 FIGURES = tuple(DRAW)
 
 
@@ -467,10 +509,7 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
     df = pd.DataFrame(rows)
     tasks = list(dict.fromkeys(df["task"])) if len(df) else []
     arms = list(dict.fromkeys(df["arm"])) if len(df) else []
-    # The teacher (the reference) in green, scratch (the baseline) in grey, the other arms in the
-    # colour-blind palette.
-    rest = iter(sns.color_palette("colorblind", len(arms)))
-    palette = {a: {"teacher": TEACHER, "scratch": "#9e9e9e"}.get(a) or next(rest) for a in arms}
+    palette = _arm_palette(arms)
     fig, axes = plt.subplots(len(DIAGNOSTIC_PANELS), 1, sharex=True,
                              figsize=(max(7.0, 0.5 * len(tasks) * max(1, len(arms)) + 2), 3.1 * len(DIAGNOSTIC_PANELS)))
     for ax, (col, label) in zip(axes, DIAGNOSTIC_PANELS):

@@ -78,21 +78,54 @@ class Study:
             add("teacher", teacher["returns"])
             add("teacher" + PRIOR_ONLY, teacher.get("prior_returns"), prior)
             add("random", teacher["floor_returns"])
-        r = self.runs
-        if len(r):
-            r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.train.steps)].drop_duplicates("run_dir")
-            r = r.assign(_mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER)
-                                for m in r["latent"]],
-                         _arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
-            for _, row in r.sort_values(["_mode", "_arm", "d_coef", "seed"]).iterrows():
-                add(arm_label(row), row["returns"])
-                add(arm_label(row) + PRIOR_ONLY, row.get("prior_returns"), prior)
+        for _, row in self.sweep_runs(profile).iterrows():
+            add(arm_label(row), row["returns"])
+            add(arm_label(row) + PRIOR_ONLY, row.get("prior_returns"), prior)
         q = self.quant
         if len(q) and "returns" in q:
             for _, row in q.iterrows():
                 if row["format"] != "fp32":
                     add(row["format"], row["returns"])
         return {k: v for k, v in {**out, **prior}.items() if v}
+
+    def sweep_runs(self, profile) -> pd.DataFrame:
+        """The student runs of the sweep's length with the default teacher, one row per training
+        run, in figure order: reward only (scratch, d_coef), the arms beyond the paper, then the
+        latent variants; within each by d_coef and seed."""
+        r = self.runs
+        if not len(r):
+            return r
+        r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.train.steps)].drop_duplicates("run_dir")
+        r = r.assign(_mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER) for m in r["latent"]],
+                     _arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
+        return r.sort_values(["_mode", "_arm", "d_coef", "seed"])
+
+    def episode_profile(self, profile) -> pd.DataFrame:
+        """Where along an episode each arm earns or loses its return: one row per (arm, task,
+        evaluation episode, tenth of the episode) with `step` (the tenth's first agent step) and
+        `reward` (the mean reward per agent step within it), from the evaluation files
+        (tdmpc_lib.evaluate's segment_returns): the teacher, then every student arm without a
+        latent term. Evaluation files written before segment returns existed add no rows."""
+        from ..tasks import DMC_EPISODE_LENGTH
+
+        rows = []
+
+        def add(arm: str, path) -> None:
+            path = Path(path) if path else None
+            result = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+            for task, v in result.get("tasks", {}).items():
+                for episode, parts in enumerate(v.get("segment_returns") or []):
+                    width = DMC_EPISODE_LENGTH / len(parts)
+                    rows.extend({"arm": arm, "task": task, "file": str(path), "episode": episode,
+                                 "step": i * width, "reward": r / width} for i, r in enumerate(parts))
+
+        teacher = self.own_teacher(profile)
+        if teacher is not None:
+            add("teacher", teacher.get("eval_file"))
+        for _, row in self.sweep_runs(profile).iterrows():
+            if row["latent"] == "none" and row["run_dir"]:
+                add(arm_label(row), Path(row["run_dir"]) / "final_eval.json")
+        return pd.DataFrame(rows, columns=["arm", "task", "file", "episode", "step", "reward"])
 
     def own_teacher(self, profile):
         """The 01 row (a pandas Series) of the profile's own teacher (the first teacher when none
@@ -152,7 +185,7 @@ def load_study(study_dir: str | Path) -> Study:
                          "path": t.get("path"), "source": t.get("source"), "params": r.get("total_params"),
                          "size": r.get("size"), "normalized_score": r.get("normalized_score"),
                          "returns": r.get("returns"), "prior_returns": r.get("prior_returns"),
-                         "floor_returns": floor.get("returns"),
+                         "eval_file": r.get("eval_file"), "floor_returns": floor.get("returns"),
                          "floor_score": floor.get("normalized_score"),
                          "teacher_reward_mse_true": (r.get("reward_error") or {}).get("mse_true"),
                          "diagnostics": r.get("diagnostics")})
