@@ -17,7 +17,7 @@ import seaborn as sns
 
 from . import paper
 from .profiles import Profile
-from .results import (ARM_ORDER, LATENT_ORDER, PRIOR_ONLY, Study, arm_label, loss_columns, read_metrics,
+from .results import (LATENT_ORDER, PRIOR_ONLY, Study, arm_label, loss_columns, read_metrics,
                       transfer_label)
 
 OURS, PAPER, SCRATCH = "#1f77b4", "#7f7f7f", "#d62728"
@@ -293,9 +293,8 @@ def reward_error(study: Study, profile: Profile, out_dir=None):
     95% bootstrap CI across seeds)."""
     from .. import stats
 
-    r = study.runs
+    r = study.sweep_runs(profile)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    r = r[r["default_teacher"].astype(bool) & (r["steps"] == profile.train.steps)].drop_duplicates("run_dir") if len(r) else r
     if len(r) and r["reward_mse_true"].notna().any():
         r = r.assign(arm=[arm_label(row) for _, row in r.iterrows()])
         r = r.assign(mode=[LATENT_ORDER.index(m) if m in LATENT_ORDER else len(LATENT_ORDER) for m in r["latent"]])
@@ -416,12 +415,10 @@ def _diagnostic_rows(study: Study, profile: Profile) -> list[dict]:
     teacher = study.own_teacher(profile)
     if teacher is not None:
         add("teacher", "teacher", teacher.get("diagnostics"))
-    r = _default_runs(study)
+    r = study.sweep_runs(profile)
     if not len(r) or "diagnostics" not in r:
         return rows
-    r = r[r["latent"] == "none"]
-    r = r.assign(_arm=[ARM_ORDER.index(a) if a in ARM_ORDER else len(ARM_ORDER) for a in r["arm"]])
-    for _, run in r.sort_values(["_arm", "d_coef", "seed"]).iterrows():
+    for _, run in r[r["latent"] == "none"].iterrows():
         add(arm_label(run), run["run_dir"], run["diagnostics"])
     return rows
 
@@ -459,9 +456,9 @@ def episode_profile(study: Study, profile: Profile, out_dir=None):
             ax.legend(fontsize=7, title=None)
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
-    runs = df.groupby("arm", sort=False)[["file", "episode"]].apply(lambda g: len(g.drop_duplicates())) if len(df) else {}
+    episodes = df.drop_duplicates(["arm", "file", "episode"]).groupby("arm", sort=False).size()
     extra = "episodes per arm and task (seeds x episodes): " + ", ".join(
-        f"{a} {n}" for a, n in dict(runs).items()) if len(runs) else None
+        f"{a} {n}" for a, n in episodes.items()) if len(episodes) else None
     how = "MPPI" if profile.eval.policy == "plan" else "policy prior"
     return _done(fig, profile, f"Where along the episode the return is earned or lost ({how} evaluation)", out_dir,
                  "episode_profile", extra)
