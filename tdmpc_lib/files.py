@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -239,11 +240,15 @@ class OutputLock:
         while True:
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(fd)
-                raise OutputBusyError(f"{self.what} {self.path} is being written by {self._holder()}; wait for it to "
-                                      f"finish (or stop it) or choose another output") from None
+                if not self.wait:
+                    os.close(fd)
+                    raise OutputBusyError(f"{self.what} {self.path} is being written by {self._holder()}; wait for "
+                                          f"it to finish (or stop it) or choose another output") from None
+                print(f"waiting for {self._holder()}, which is writing the {self.what} {self.path}", file=sys.stderr,
+                      flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:  # the file we locked may have been unlinked by a holder that just released it
                 same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
             except FileNotFoundError:

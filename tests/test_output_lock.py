@@ -137,7 +137,7 @@ def test_lock_in_one_process_is_reentrant(tmp_path):
     assert not held.held and not held.lock_path.exists()
 
 
-def test_waiting_writer_gets_the_lock_when_the_holder_ends(tmp_path):
+def test_waiting_writer_gets_the_lock_when_the_holder_ends(tmp_path, capsys):
     target = tmp_path / "shared"
     holder = _holder(target, "run folder")
     pid = _wait_for_holder(OutputLock(target), holder)
@@ -147,6 +147,7 @@ def test_waiting_writer_gets_the_lock_when_the_holder_ends(tmp_path):
     with OutputLock(target, "run folder", wait=True) as waited:  # blocks until the holder is gone
         assert waited.held and holder.poll() is not None
     holder.wait()
+    assert capsys.readouterr().err == f"waiting for process {pid}, which is writing the run folder {target}\n"
 
 
 def test_lock_on_an_unwritable_place_is_one_sentence(tmp_path):

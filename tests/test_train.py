@@ -352,6 +352,34 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_losses(store_dir, teach
     assert a == b  # bit-identical on CPU fp32, before and after the kill
 
 
+def test_a_member_trained_beside_another_equals_its_run_alone(store_dir, teacher_ckpt, tmp_path):
+    """The study trains a sweep's members side by side, one process of one thread each, on one
+    dataset whose teacher-target cache the first of them builds while the other waits
+    (benchmarks/sweep_training.py measures what that gains): a member's weights must be those of
+    the same member trained alone, on its own copy of the data and cache."""
+    import shutil
+
+    shutil.copytree(store_dir, tmp_path / "shared")
+    shutil.copytree(store_dir, tmp_path / "own")
+    steps = 12
+
+    def member(data, out, seed):
+        cmd, env = _cli(data, out, steps, teacher_ckpt, "--teacher-cache", "auto", "--seed", str(seed))
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    side_by_side = [member(tmp_path / "shared", tmp_path / f"pool{s}", s) for s in (1, 2)]
+    alone = member(tmp_path / "own", tmp_path / "alone1", 1)
+    for proc in (*side_by_side, alone):
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    for data in ("shared", "own"):  # each copy's cache was built once, from its own data
+        assert len(list((tmp_path / data / "teacher_cache").glob("reward_*.npy"))) == 1
+    weights = {name: load_checkpoint(tmp_path / name / "model.pt").state_dict() for name in ("pool1", "pool2", "alone1")}
+    for k, v in weights["alone1"].items():
+        assert torch.equal(v, weights["pool1"][k]), k
+    assert not all(torch.equal(v, weights["pool2"][k]) for k, v in weights["alone1"].items())  # seeds differ
+
+
 def test_resume_skips_a_truncated_newest_checkpoint(store_dir, tmp_path):
     """A damaged newest step file (a copy cut short, a full disk) falls back to the previous one."""
     cfg = cfg_for(store_dir, tmp_path / "run", steps=4, checkpoint_freq=2, keep_checkpoints=0)

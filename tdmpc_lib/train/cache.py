@@ -195,16 +195,19 @@ class TeacherTargetCache:
     @classmethod
     def build(cls, teacher: Teacher, store, path: str | os.PathLike, batch_size: int = 4096,
               precision: str = "auto", tolerance: float = 0.02, progress: bool = True,
-              flush_every: int = 64, flush_s: float = 60.0, kind: str = "reward") -> "TeacherTargetCache":
+              flush_every: int = 64, flush_s: float = 60.0, kind: str = "reward", wait: bool = False
+              ) -> "TeacherTargetCache":
         """Compute (or finish) the cache of `kind`; an interrupted build resumes from its last
-        flush (see the module docstring), in chunks of the batch_size it started with."""
+        flush (see the module docstring), in chunks of the batch_size it started with. While
+        another process builds it: OutputBusyError, or with `wait` (a training run that needs the
+        cache) wait for that process and use what it built."""
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ValueError(f"cannot create the teacher cache folder {path.parent} ({e.strerror}); "
                              f"pass a writable cache path instead of 'auto'") from None
-        with OutputLock(path, "teacher cache"):  # one builder per cache file; a second one stops at once
+        with OutputLock(path, "teacher cache", wait=wait):  # one builder per cache file
             try:
                 return cls._build_locked(teacher, store, path, batch_size, precision, tolerance, progress,
                                          flush_every, flush_s, kind)

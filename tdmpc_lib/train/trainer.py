@@ -176,7 +176,8 @@ class Trainer:
         for kind in d.cached_kinds:
             path = TeacherTargetCache.path_of(d.cache, cfg.data, teacher.sha256, kind)
             TeacherTargetCache.build(teacher, self.store, path, d.cache_batch_size, d.cache_precision,
-                                     d.cache_tolerance, progress=cfg.progress, kind=kind)  # at once if complete
+                                     d.cache_tolerance, progress=cfg.progress, kind=kind,
+                                     wait=True)  # at once if complete; after a parallel run's build
             caches[kind] = TeacherTargetCache(path, self.device)
             caches[kind].check(self.store, teacher.sha256)
         if caches:
