@@ -132,7 +132,6 @@ def test_set_and_api_reach_the_trainer_and_the_evaluator(study, monkeypatch, key
 
     monkeypatch.setattr(tdmpc_lib.train, "train", fake_train)
     monkeypatch.setattr(pipeline, "evaluate", fake_evaluate)
-    monkeypatch.setattr(pipeline, "_ensure_teacher_cache", lambda c: None)
     monkeypatch.setattr("tdmpc_lib.checkpoint.load_checkpoint", lambda *a, **k: None)
     monkeypatch.setattr("tdmpc_lib.checkpoint.cached_file_sha256", lambda *a, **k: "0" * 64)
     # a run of the same fields (device fields aside) was made by an earlier case: train this one again

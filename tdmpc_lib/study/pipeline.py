@@ -140,7 +140,6 @@ def ensure_training_data(profile: Profile, study_dir: str | Path, progress: bool
             "student": _run_fields(cfg)}
 
     def fill() -> dict:
-        _ensure_teacher_cache(cfg)
         student_path = _train_once(cfg)["model"]
         student = load_checkpoint(student_path)
         shutil.copytree(base, path, ignore=shutil.ignore_patterns("teacher_cache", DATA_STAMP, ".*.lock"))
@@ -287,29 +286,6 @@ def _train_once(cfg: TrainConfig) -> dict:
     return once(run_dir / "study_run.json", _run_fields(cfg), make, lock=run_dir)
 
 
-def _ensure_teacher_cache(cfg: TrainConfig) -> None:
-    """Build the teacher-target caches the run reads once, under a lock (parallel runs share them).
-    Finished caches are final: a run whose caches are all there does not wait for a parallel run
-    that builds other kinds."""
-    d = cfg.distill
-    if not d.cached_kinds:
-        return
-    from ..data import open_store
-    from ..train import build_teacher_cache
-    from ..train.cache import find_complete_cache
-
-    store = open_store(cfg.data)
-    try:
-        if all(find_complete_cache(store, cfg.data, d.teacher, d.cache, kind=k) for k in d.cached_kinds):
-            return
-    finally:
-        store.close()
-    with OutputLock(Path(cfg.data) / "teacher_cache", "teacher cache folder", wait=True):
-        build_teacher_cache(cfg.data, d.teacher, d.cache, d.teacher_device or cfg.device, d.teacher_dtype,
-                            d.cache_precision, d.cache_tolerance, d.cache_batch_size, progress=False,
-                            kinds=d.cached_kinds)
-
-
 def student_config(profile: Profile, study_dir: str | Path, progress: bool = False, data: Path | None = None
                    ) -> tuple[TrainConfig, TeacherInfo | None]:
     """The TrainConfig of the profile's run: `profile.train` (a sweep member's profile has its
@@ -341,8 +317,9 @@ def student_config(profile: Profile, study_dir: str | Path, progress: bool = Fal
 def run_student(cfg: TrainConfig, teacher: TeacherInfo | None, profile: Profile, study_dir: str | Path) -> dict:
     """Train (or resume, or reuse) the run, evaluate its final model as the profile says and
     measure its reward head on the held-out episodes; returns the run's record (paths, every
-    episode's return, per-task scores, reward-prediction errors, the evaluation curve, config)."""
-    _ensure_teacher_cache(cfg)
+    episode's return, per-task scores, reward-prediction errors, the evaluation curve, config).
+    Parallel runs of one dataset share its teacher-target caches: the first builds them, the
+    others wait for it (Trainer)."""
     run_dir = Path(cfg.out)
     summary = _train_once(cfg)
     evaluate_checkpoint(profile, summary["model"], run_dir / "final_eval.json")
