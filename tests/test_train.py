@@ -359,8 +359,8 @@ def test_a_member_trained_beside_another_equals_its_run_alone(store_dir, teacher
     the same member trained alone, on its own copy of the data and cache."""
     import shutil
 
-    shutil.copytree(store_dir, tmp_path / "shared")
-    shutil.copytree(store_dir, tmp_path / "own")
+    shutil.copytree(store_dir, tmp_path / "shared", ignore=_without_caches)
+    shutil.copytree(store_dir, tmp_path / "own", ignore=_without_caches)
     steps = 12
 
     def member(data, out, seed):
@@ -378,6 +378,58 @@ def test_a_member_trained_beside_another_equals_its_run_alone(store_dir, teacher
     for k, v in weights["alone1"].items():
         assert torch.equal(v, weights["pool1"][k]), k
     assert not all(torch.equal(v, weights["pool2"][k]) for k, v in weights["alone1"].items())  # seeds differ
+
+
+def _without_caches(folder, names):
+    """copytree's ignore: a copy of the store without the teacher caches earlier tests built beside it."""
+    return [n for n in names if n == "teacher_cache"]
+
+
+def _record_failure(failed: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except BaseException as e:  # noqa: BLE001 - reported by the test's assertion
+        failed.append(repr(e))
+
+
+def test_a_run_waits_for_a_cache_being_built_before_it_loads_its_teacher(store_dir, teacher_ckpt, tmp_path,
+                                                                        monkeypatch, capfd):
+    """A run whose cache another process is building waits for it without holding a teacher in
+    memory (a 317M teacher per waiting sweep member otherwise), then loads it only to build."""
+    import shutil
+    import threading
+
+    from tdmpc_lib.checkpoint import cached_file_sha256
+
+    data = tmp_path / "data"
+    shutil.copytree(store_dir, data, ignore=_without_caches)
+    cache = TeacherTargetCache.path_of("auto", data, cached_file_sha256(teacher_ckpt), "reward")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from tdmpc_lib.files import OutputLock; "
+                               f"held = OutputLock({str(cache)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        loads, real = [], Teacher.load
+        monkeypatch.setattr(Teacher, "load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+        cfg = cfg_for(data, tmp_path / "run", steps=2, distill=DistillConfig(teacher=str(teacher_ckpt), d_coef=0.45,
+                                                                               cache="auto"))
+        failed = []
+        run = threading.Thread(target=lambda: _record_failure(failed, train, cfg))
+        run.start()
+        err, deadline = "", time.monotonic() + 60
+        while "waiting for" not in err:
+            assert time.monotonic() < deadline and run.is_alive(), (err, failed)
+            time.sleep(0.05)
+            err += capfd.readouterr().err
+        assert f"waiting for process {holder.pid}, which is writing the teacher cache {cache}" in err
+        time.sleep(0.5)
+        assert run.is_alive() and not loads  # waiting, with no teacher loaded
+    finally:
+        holder.kill()
+        holder.wait()
+    run.join(120)
+    assert not run.is_alive() and not failed and loads == [str(teacher_ckpt)]  # then loaded once, to build the cache
+    assert (tmp_path / "run" / "model.pt").is_file()
 
 
 def test_resume_skips_a_truncated_newest_checkpoint(store_dir, tmp_path):

@@ -164,6 +164,8 @@ class Trainer:
             return None
         teacher_device = torch.device(d.teacher_device or cfg.device)
         cached = self._complete_caches()
+        if cached is None and self._wait_for_cache_builders():
+            cached = self._complete_caches()
         if cached is not None:  # every target is cached: the teacher is not even loaded
             return Distiller(d, None, self.model.cfg.latent_dim, cached, seed=cfg.seed, device=self.device,
                              action_mask=self.model.action_mask)
@@ -186,6 +188,21 @@ class Trainer:
                 teacher = None  # every target comes from the caches: free the teacher's memory
         return Distiller(d, teacher, self.model.cfg.latent_dim, caches, seed=cfg.seed, device=self.device,
                          action_mask=self.model.action_mask)
+
+    def _wait_for_cache_builders(self) -> bool:
+        """Before the teacher is loaded: wait while other processes build this run's caches (a
+        parallel run of the same dataset), one line saying so. False when there is nothing to
+        wait for (no cache, a latent term that needs the teacher anyway, a teacher by name)."""
+        from ..checkpoint import cached_file_sha256
+
+        d = self.cfg.distill
+        if not d.cached_kinds or d.needs_teacher_model or not Path(d.teacher).is_file():
+            return False
+        sha = cached_file_sha256(d.teacher)
+        for kind in d.cached_kinds:
+            path = TeacherTargetCache.path_of(d.cache, self.cfg.data, sha, kind)
+            OutputLock(path, "teacher cache", wait=True).acquire().release()
+        return True
 
     @staticmethod
     def _cache_info(caches: dict) -> dict:
