@@ -404,7 +404,7 @@ def test_a_run_waits_for_a_cache_being_built_before_it_loads_its_teacher(store_d
     data = tmp_path / "data"
     shutil.copytree(store_dir, data, ignore=_without_caches)
     cache = TeacherTargetCache.path_of("auto", data, cached_file_sha256(teacher_ckpt), "reward")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from tdmpc_lib.files import OutputLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from tdmpc_lib.files import OutputLock; "
                                f"held = OutputLock({str(cache)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
                               stdout=subprocess.PIPE)
     try:

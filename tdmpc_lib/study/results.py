@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import RESULT_FILE, read_result
+from .params import RESULT_FILE, read_json, read_result
 
 
 LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")  # reward only, then the latent variants
@@ -111,8 +111,7 @@ class Study:
         rows = []
 
         def add(arm: str, path) -> None:
-            path = Path(path) if path else None
-            result = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+            result = (read_json(path) if path else None) or {}
             for task, v in result.get("tasks", {}).items():
                 for episode, parts in enumerate(v.get("segment_returns") or []):
                     width = DMC_EPISODE_LENGTH / len(parts)

@@ -201,7 +201,8 @@ class Trainer:
         sha = cached_file_sha256(d.teacher)
         for kind in d.cached_kinds:
             path = TeacherTargetCache.path_of(d.cache, self.cfg.data, sha, kind)
-            OutputLock(path, "teacher cache", wait=True).acquire().release()
+            if path.parent.is_dir():  # a builder makes the folder first; without it nobody builds there
+                OutputLock(path, "teacher cache", wait=True).acquire().release()
         return True
 
     @staticmethod
