@@ -399,6 +399,16 @@ def save_checkpoint(model: WorldModel, path: str | os.PathLike, **extra) -> None
 
 
 # ---------------------------------------------------------------------------- hub
+def cached_hub_checkpoint(name: str) -> str | None:
+    """The local file of hub checkpoint `name` when it is in the Hugging Face cache (no network), else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(HUB_REPO, f"multitask/{name.removesuffix('.pt')}.pt")
+    return found if isinstance(found, str) else None
+
+
 def download_checkpoint(name: str, cache_dir: str | os.PathLike | None = None,
                         revision: str | None = None) -> str:
     """Fetch an official checkpoint from the Hugging Face hub (cached; honours HF_HUB_OFFLINE).

@@ -290,3 +290,34 @@ class OutputLock:
     def __del__(self):
         if getattr(self, "held", False):
             self.release()
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON at `path`, or None when it is missing or unreadable (an interrupted writer)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def fingerprint(obj) -> str:
+    """12 hex digits of the sha256 of `obj` as sorted JSON (non-JSON values by str)."""
+    import hashlib
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def made_once(out: str | os.PathLike, inputs, compute: Callable[[], dict], lock: str | os.PathLike | None = None,
+              what: str = "study output") -> dict:
+    """compute()'s dict, made once per `inputs`: kept at `out` (JSON) with the fingerprint of
+    `inputs` as its 'key', and returned without calling compute while the inputs are the same.
+    Under a waiting OutputLock on `lock` (default `out`: the folder compute writes, when it
+    writes more than `out`), so a parallel process that needs the same thing waits and reuses it."""
+    out, key = Path(out), fingerprint(inputs)
+    with OutputLock(lock or out, what, wait=True):
+        old = read_json(out)
+        if isinstance(old, dict) and old.get("key") == key:
+            return old
+        result = {**compute(), "key": key}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, result)
+    return result

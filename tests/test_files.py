@@ -38,3 +38,21 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         atomic_write(path, broken)
     assert json.loads(path.read_text()) == {"good": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left
+
+
+def test_made_once_computes_once_per_inputs_and_again_after_a_change_or_a_cut_file(tmp_path):
+    from tdmpc_lib.files import fingerprint, made_once
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    out = tmp_path / "sub" / "result.json"
+    first = made_once(out, {"a": 1}, compute)
+    assert first == {"value": 1, "key": fingerprint({"a": 1})} and json.loads(out.read_text()) == first
+    assert made_once(out, {"a": 1}, compute) == first and len(calls) == 1  # reused, not recomputed
+    assert made_once(out, {"a": 2}, compute)["value"] == 2  # other inputs: made again
+    out.write_text('{"value": 2, "ke')  # unreadable (cut off, edited by hand): made again
+    assert made_once(out, {"a": 2}, compute)["value"] == 3
+    assert fingerprint({"b": 1, "a": 2}) == fingerprint({"a": 2, "b": 1}) != fingerprint({"a": 2})

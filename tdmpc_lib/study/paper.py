@@ -6,8 +6,6 @@ Sources: the papers' Table 1, their score-against-updates figure and text, and t
 """
 from __future__ import annotations
 
-SETTING = "317M teacher, 1M student, MT30 data, batch 256"
-
 # Table 1 (200K updates): d_coef -> score; 0.0 = no distillation.
 TABLE1_DCOEF = {0.0: 14.04, 0.05: 13.61, 0.25: 14.49, 0.4: 17.85, 0.55: 16.08, 0.6: 14.83, 0.9: 13.79}
 # Table 1, latent rows (reward + next-state latent, d_coef 0.4). The paper's linear projection

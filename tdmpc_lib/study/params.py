@@ -15,13 +15,11 @@ the study's with the member's changes and then the overrides applied, typed and 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import platform
 from pathlib import Path
 
 from ..choices import ProfileName, options
-from ..files import atomic_write_json
+from ..files import atomic_write_json, fingerprint, read_json
 from ..typed import leaf_values
 from .profiles import ParameterError, Profile, load_profile, sweep_members
 
@@ -67,10 +65,6 @@ def resolve(notebook: str, base: Profile, member: str | None, overrides: dict) -
         known = ", ".join(members) or "none (it runs once)"
         raise ParameterError(f"{notebook} has no member {member!r} in profile '{base.name}'; its members: {known}")
     return base.replace(**{**members.get(member, {}), **overrides})
-
-
-def fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 DESCRIPTIVE_FIELDS = ("summary", "caveat", "expected_cost", "threads")
@@ -155,14 +149,6 @@ def setup(notebook: str, namespace: dict) -> NotebookRun:
         namespace[_DONE_MARK] = frozenset(k for k, v in namespace.items()
                                           if not k.startswith("_") and isinstance(v, _PLAIN))
     return NotebookRun(notebook, values, base, profile, study_dir, out)
-
-
-def read_json(path: str | Path) -> dict | None:
-    """The JSON at `path`, or None when it is missing or unreadable (an interrupted writer)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def read_result(out: str | Path) -> dict | None:

@@ -23,9 +23,9 @@ caches), data_takeover/ (the store with the takeover episodes, when the profile 
 heldout/ (episodes no student trains on, and the teacher's predictions on them),
 teachers/train-SIZE_<config hash>/ (teachers trained here), train/<key>/ (student runs: config.json,
 metrics.jsonl/csv, eval.jsonl/csv, checkpoints/, model.pt, summary.json, final_eval.json,
-heldout_reward_error.json, diagnostics.json). Each is made by `once`: under a file lock, so
-parallel sweep members wait for a shared dataset, teacher or run instead of racing, and reused
-while what it was made from is unchanged.
+heldout_reward_error.json, diagnostics.json). Each is made by `made_once` (tdmpc_lib.files):
+under a file lock, so parallel sweep members wait for a shared dataset, teacher or run instead
+of racing, and reused while what it was made from is unchanged.
 """
 from __future__ import annotations
 
@@ -35,31 +35,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import OutputLock, atomic_write, atomic_write_json, read_json_object
+from ..files import atomic_write, fingerprint, made_once, read_json, read_json_object
 from ..evaluate import EvalConfig, evaluate
 from ..train.config import DistillConfig, TrainConfig
-from .params import fingerprint, read_json
 from .results import read_metrics
 from .profiles import Profile, distils, teacher_key, teacher_spec
 
 DATA_STAMP = "study_data.json"
-
-
-# ---------------------------------------------------------------------------- made once
-def once(out: Path, inputs, compute, lock: Path | None = None) -> dict:
-    """compute()'s dict, made once per `inputs`: kept at `out` (JSON) with the fingerprint of
-    `inputs` as its 'key', and returned without calling compute while the inputs are the same.
-    Under a waiting file lock on `lock` (default `out`: the folder compute writes, when it writes
-    more than `out`), so a parallel notebook that needs the same thing waits and reuses it."""
-    out, key = Path(out), fingerprint(inputs)
-    with OutputLock(lock or out, "study output", wait=True):
-        old = read_json(out)
-        if old is not None and old.get("key") == key:
-            return old
-        result = {**compute(), "key": key}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, result)
-    return result
 
 
 # ---------------------------------------------------------------------------- data
@@ -83,7 +65,7 @@ def _store(profile: Profile, path: Path, spec: dict, fill, resumes: bool = False
         counts = {"rows": store.num_rows, "episodes": store.num_episodes}
         store.close()
         return {"spec": spec, **counts, **made}
-    once(path / DATA_STAMP, spec, make, lock=path)
+    made_once(path / DATA_STAMP, spec, make, lock=path)
     return path
 
 
@@ -194,17 +176,6 @@ class TeacherInfo:
     train_summary: dict | None = None
 
 
-def hub_cached(name: str) -> str | None:
-    """Local path of hub checkpoint `name` when it is in the Hugging Face cache (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    from ..checkpoint import HUB_REPO
-    found = try_to_load_from_cache(HUB_REPO, f"multitask/{name.removesuffix('.pt')}.pt")
-    return found if isinstance(found, str) else None
-
-
 def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = None, progress: bool = False
                     ) -> TeacherInfo:
     """Turn a teacher spec into a checkpoint file, training the teacher here when asked.
@@ -213,12 +184,12 @@ def resolve_teacher(profile: Profile, study_dir: str | Path, spec: str | None = 
     shipped in the package (sha256-checked). 'auto' -> teacher.hub when it is already in the
     local cache (no download), otherwise 'train:<teacher.size>'. 'train:SIZE' -> a SIZE preset
     trained on the profile's dataset for teacher.steps updates (once; resumed after an interruption)."""
-    from ..checkpoint import BUNDLED_CHECKPOINTS, checkpoint_path, is_checkpoint_name
+    from ..checkpoint import BUNDLED_CHECKPOINTS, cached_hub_checkpoint, checkpoint_path, is_checkpoint_name
 
     t = profile.teacher
     spec = spec or t.checkpoint
     if spec == "auto":
-        cached = hub_cached(t.hub)
+        cached = cached_hub_checkpoint(t.hub)
         if cached:
             return TeacherInfo("auto", cached, "hub", f"{t.hub} (hub, cached)")
         spec = f"train:{t.size}"
@@ -283,7 +254,7 @@ def _train_once(cfg: TrainConfig) -> dict:
         if run_dir.exists() and not any((run_dir / "checkpoints").glob("step_*.pt")):
             shutil.rmtree(run_dir)  # an attempt that died before its first checkpoint
         return train(dataclasses.replace(cfg, resume=True))
-    return once(run_dir / "study_run.json", _run_fields(cfg), make, lock=run_dir)
+    return made_once(run_dir / "study_run.json", _run_fields(cfg), make, lock=run_dir)
 
 
 def student_config(profile: Profile, study_dir: str | Path, progress: bool = False, data: Path | None = None
@@ -349,7 +320,7 @@ def evaluate_checkpoint(profile: Profile, checkpoint: str, out: str | Path, *, m
         model = load_checkpoint(checkpoint, device=cfg.device)
     sha256 = model.checkpoint_info["sha256"] if model is not None else cached_file_sha256(checkpoint)
     # reused without loading the model (a 317M teacher takes seconds)
-    return once(out, {"eval": dataclasses.asdict(cfg), "sha256": sha256}, lambda: evaluate(
+    return made_once(out, {"eval": dataclasses.asdict(cfg), "sha256": sha256}, lambda: evaluate(
         model if model is not None else load_checkpoint(checkpoint, device=cfg.device), cfg, progress=progress))
 
 
@@ -371,7 +342,8 @@ def random_floor(profile: Profile, out: str | Path, episodes: int | None = None)
         return {"normalized_score": normalized_score({t: v["mean"] for t, v in per_task.items()}),
                 "tasks": per_task, "policy": "random", "protocol": "random", "seed": profile.eval.seed,
                 "episodes": episodes}
-    return once(out, {"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"}, compute)
+    inputs = {"tasks": tasks, "episodes": episodes, "seed": profile.eval.seed, "policy": "random"}
+    return made_once(out, inputs, compute)
 
 
 @functools.lru_cache(maxsize=2)
@@ -401,7 +373,7 @@ def _teacher_on_heldout(heldout: Path, teacher: TeacherInfo, name: str, compute,
     def make() -> dict:
         atomic_write(array, lambda f: np.save(f, compute(_load_measured(teacher.path, device))))
         return {"array": array.name}
-    once(heldout / f"teacher_{name}.json", cached_file_sha256(teacher.path), make, lock=heldout)
+    made_once(heldout / f"teacher_{name}.json", cached_file_sha256(teacher.path), make, lock=heldout)
     return np.load(array)
 
 
@@ -425,7 +397,7 @@ def _on_heldout(profile: Profile, study_dir, checkpoint: str, out, kind: str, me
             store.close()
     inputs = {"heldout": read_json(heldout / DATA_STAMP), "teacher": cached_file_sha256(teacher.path),
               "model": cached_file_sha256(checkpoint), "kind": kind, **inputs}
-    return once(out, inputs, compute)
+    return made_once(out, inputs, compute)
 
 
 def heldout_reward_error(profile: Profile, study_dir, checkpoint: str, out) -> dict | None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..choices import DataSource, EvalPolicy, LatentMode, ModelSize, Precision, StudyQuantFormat, TransferArm
-from ..choices import check_choice, options
+from ..choices import check_choice
 from ..evaluate import EvalConfig
 from ..files import read_json_object
 from ..planner import PlannerConfig
@@ -44,7 +44,6 @@ from ..typed import field_names as _field_names, field_type, from_dict, replace 
 from ..typed import bad_assignment, coerce
 
 PROFILE_FILE = "profile.json"
-DATA_SOURCES = options(DataSource)
 
 
 class ParameterError(ValueError):

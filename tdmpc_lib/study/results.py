@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import RESULT_FILE, read_json, read_result
+from ..files import read_json
+from .params import RESULT_FILE, read_result
 
 
 LATENT_ORDER = ("none", "linear-frozen", "linear", "pca")  # reward only, then the latent variants
