@@ -162,6 +162,9 @@ else:
 # Two rankings against the teacher's (Spearman, 1: the same order): of Q over the random actions,
 # and of the planning value MPPI compares, rewards along the model's own 3-step latent rollout then
 # Q, over 16 random action sequences. The second tests dynamics, reward and Q together.
+# Last, on the student's own episodes (it acts as it is evaluated; the states it drifts into, which
+# no dataset holds): its Q against the return it then earns, and against the teacher's Q of the
+# same states and actions. Above 1: it thinks better of where it is going than it turns out.
 
 # %%
 diag = record["diagnostics"]
@@ -169,7 +172,7 @@ if diag:
     display(pd.DataFrame(diag["per_task"]).T[["q_mean", "mc_return_mean", "q_over_return", "q_action_std",  # noqa: F821
                                                "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated",
                                                "prior_log_std", "prior_adv_teacher", "plan_adv_teacher",
-                                               "states"]])
+                                               "own_q_over_return", "own_q_over_teacher", "states"]])
 else:
     print("this profile has no held-out episodes")
 

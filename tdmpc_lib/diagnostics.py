@@ -38,6 +38,15 @@ and reduces them per task (`student_diagnostics`):
                                   say the student's planner discards what its prior learned.
     states                        number of (episode, step) states
 
+On the model's own MPPI episodes (`own_episode_values`, a store `data.collect` filled with the
+model's planner): where a planner's errors compound, the states a student drifts into and no
+dataset holds. Over the same first `max_step` steps:
+
+    own_q_over_return             mean Q(z_t, a_t) / mean G_t of its own episodes: above 1, the
+                                  student thinks better of where it is going than it turns out
+    own_q_over_teacher            with a teacher: mean Q(z_t, a_t) / mean Q_T(s_t, a_t) at the
+                                  same states and actions (the teacher's view of the same choices)
+
     diag = student_diagnostics(model, open_store("data/heldout"))
     diag["per_task"]["walker-run"]["q_over_return"], diag["mean"]["prior_saturated"]
 """
@@ -58,6 +67,7 @@ SATURATED = 0.95  # |tanh mu| above this: the prior's mean sits at the action bo
 KEYS = ("q_mean", "mc_return_mean", "q_over_return", "q_rel_error", "q_action_std", "q_action_range",
         "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher",
         "prior_adv_teacher")
+OWN_KEYS = ("own_q_over_return", "own_q_over_teacher")
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
@@ -331,3 +341,43 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
         result["reward_error"] = reward_error(model, store, teacher_predicted, list(names), batch_size, device)
         model.train(was_training)  # reward_error leaves the model in eval mode
     return result
+
+
+@torch.no_grad()
+def _state_action_q(model: WorldModel, store, rows: np.ndarray, batch_size: int, device) -> np.ndarray:
+    """(N,) the ensemble-mean decoded Q at (obs_t, a_t) of the states whose obs are `rows` (a_t in row + 1)."""
+    dtype = next(model.parameters()).dtype
+    out = []
+    for lo in range(0, len(rows), batch_size):
+        obs, task = store.gather(rows[lo:lo + batch_size], ("obs", "task"))
+        (action,) = store.gather(rows[lo:lo + batch_size] + 1, ("action",))
+        task = torch.as_tensor(task, dtype=torch.long, device=device)
+        z = model.encode(torch.as_tensor(obs, device=device, dtype=dtype), task)
+        out.append(_q_mean(model, z, torch.as_tensor(action, device=device, dtype=dtype), task).double())
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+
+def own_episode_values(model: WorldModel, store, teacher: WorldModel | None = None, *, max_step: int = 100,
+                       batch_size: int = 4096, device="cpu") -> dict[str, dict[str, float | None]]:
+    """{task: {'own_q_over_return', 'own_q_over_teacher'}} on `store`, the model's own episodes
+    (see the module docstring; None where a task's returns average to 0, or without a teacher)."""
+    names = get_task_set(store.task_set).tasks
+    models = [m for m in (model, teacher) if m is not None]
+    was_training = [m.training for m in models]
+    for m in models:
+        m.to(device).eval()
+    try:
+        states = heldout_states(model, store, max_step)
+        q = _state_action_q(model, store, states["row"], batch_size, device)
+        q_t = _state_action_q(teacher, store, states["row"], batch_size, device) if teacher is not None else None
+    finally:
+        for m, training in zip(models, was_training):
+            m.train(training)
+    out = {}
+    for t in np.unique(states["task"]):
+        sel = states["task"] == t
+        g, mean_q = float(np.mean(states["mc_return"][sel])), float(np.mean(q[sel]))
+        mean_qt = float(np.mean(q_t[sel])) if q_t is not None else 0.0
+        out[names[int(t)]] = {"own_q_over_return": mean_q / g if g != 0 else None,
+                              "own_q_over_teacher": mean_q / mean_qt if mean_qt != 0 else None}
+    return out

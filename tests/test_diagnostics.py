@@ -101,8 +101,8 @@ def test_figure():
             for s in range(3)]
     fig = diagnostics_figure(rows, "diagnostics")
     # Q / return, Q rank and planning-value rank vs teacher, Q spread, prior saturation, the
-    # teacher's value of prior and plan
-    assert len(fig.axes) == 7
+    # teacher's value of prior and plan; on its own episodes Q / return and Q / the teacher's Q
+    assert len(fig.axes) == 9
     plt.close(fig)
 
 
@@ -218,3 +218,34 @@ def test_sequence_values_are_the_discounted_rewards_of_the_latent_rollout_then_q
                 q = model.decode(model.Q(z, info["mean"], t, return_type="all")).mean()
                 total += gamma ** H * float(q)
                 assert G[k, i].item() == pytest.approx(total, rel=1e-5, abs=1e-5)
+
+
+def test_own_episode_values_compare_q_with_the_return_earned_and_the_teachers_q(tmp_path):
+    """On a model's own episodes: mean Q / mean discounted return of the first max_step steps
+    (recomputed here from the stored rows), and 1 against a teacher that is the model itself."""
+    import numpy as np
+    import torch
+    from tdmpc_lib.data import collect, open_store
+    from tdmpc_lib.diagnostics import _q_mean, own_episode_values
+    from tdmpc_lib.planner import PlannerConfig
+    from tdmpc_lib.world_model import make_world_model
+    model = make_world_model("tiny", seed=1)
+    with torch.no_grad():
+        model._Qs.params[-1].weight.normal_(0, 0.3)
+    collect(tmp_path / "own", "cartpole-balance,reacher-easy", 1, "plan", model, seed=3, max_steps=30,
+            planner=PlannerConfig(num_samples=16, num_elites=4, num_pi_trajs=2, iterations=1), progress=False)
+    store = open_store(tmp_path / "own")
+    v = own_episode_values(model, store, model, max_step=10)
+    assert set(v) == {"cartpole-balance", "reacher-easy"}
+    start = int(store.episode_starts[0])  # cartpole-balance's episode
+    obs, task = store.gather(np.arange(start, start + 10), ("obs", "task"))
+    action, = store.gather(np.arange(start + 1, start + 11), ("action",))
+    reward, = store.gather(np.arange(start + 1, start + 31), ("reward",))
+    task_t = torch.as_tensor(task, dtype=torch.long)
+    gamma = float(model.discount(task_t[:1], "cpu"))
+    g = [sum(gamma ** k * reward[t + k] for k in range(30 - t)) for t in range(10)]
+    with torch.no_grad():
+        q = _q_mean(model, model.encode(torch.as_tensor(obs), task_t), torch.as_tensor(action), task_t)
+    assert v["cartpole-balance"]["own_q_over_return"] == pytest.approx(q.double().mean().item() / np.mean(g), rel=1e-4)
+    assert all(x["own_q_over_teacher"] == pytest.approx(1.0) for x in v.values())
+    assert own_episode_values(model, store)["reacher-easy"]["own_q_over_teacher"] is None

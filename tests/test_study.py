@@ -70,6 +70,8 @@ def test_figures_and_results_come_from_files(smoke):
     assert len(every) == 1 and every["d_coef"].iloc[0] == 0.4
     diag = every["diagnostics"].iloc[0]
     assert set(diag["per_task"]) == set(profiles.SMOKE.eval.tasks.split(",")) and "q_action_std" in diag["mean"]
+    # and on the student's own episodes: its Q beside the teacher's Q of the same states and actions
+    assert all(v["own_q_over_teacher"] is not None for v in diag["per_task"].values())
     assert st.runs.loc[st.runs["latent"] == "pca", "pca_explained_variance"].notna().all()
     # where along the episodes the return comes from: every tenth of every evaluated episode of the
     # teacher and of each arm without a latent term, summing to the episode's return

@@ -418,17 +418,60 @@ def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> di
     """tdmpc_lib.diagnostics of `checkpoint` on the held-out episodes: Q against the Monte-Carlo
     return, Q's sensitivity to the action, its ranking of random actions and of random action
     sequences (by planning value) against the profile's teacher, prior saturation, and the
-    teacher's value of the actions the student's MPPI (the study's planner) and its prior take."""
-    from ..diagnostics import KEYS, action_values, student_diagnostics
+    teacher's value of the actions the student's MPPI (the study's planner) and its prior take;
+    and on the model's own episodes (`own_episodes`): its Q against the return it then earns
+    and against the teacher's Q of the same actions."""
+    from ..diagnostics import KEYS, OWN_KEYS, action_values, student_diagnostics
 
     def measure(store, teacher, heldout, device) -> dict:
         values = _teacher_on_heldout(heldout, teacher, "action_values",
                                      lambda model: action_values(model, store, device=device), device)
-        return student_diagnostics(_load_measured(checkpoint, device), store, device=device,
-                                   teacher_action_values=values, teacher=_load_measured(teacher.path, device),
-                                   planner=profile.eval.planner)
+        model, teacher_model = _load_measured(checkpoint, device), _load_measured(teacher.path, device)
+        result = student_diagnostics(model, store, device=device, teacher_action_values=values,
+                                     teacher=teacher_model, planner=profile.eval.planner)
+        for task, own in own_episodes(profile, model, teacher_model, device).items():
+            result["per_task"].setdefault(task, {}).update(own)
+        for k in OWN_KEYS:
+            vals = [v[k] for v in result["per_task"].values() if v.get(k) is not None]
+            result["mean"][k] = sum(vals) / len(vals) if vals else None
+        return result
     return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure,
-                       planner=dataclasses.asdict(profile.eval.planner), measures=list(KEYS))
+                       evaluation=dataclasses.asdict(profile.eval), measures=[*KEYS, *OWN_KEYS],
+                       own_episodes=OWN_EPISODES)
+
+
+# Episodes per task of a model's own policy the own-episode diagnostics look at.
+OWN_EPISODES = 1
+
+
+def own_episodes(profile: Profile, model, teacher, device: str) -> dict[str, dict]:
+    """diagnostics.own_episode_values on OWN_EPISODES episodes per evaluation task of `model`
+    acting as the study evaluates it (profile.eval: its planner or its prior, eval mode, the
+    evaluation's seed), collected into a temporary store. The rollout seeds the global random
+    generators; their states are restored afterwards."""
+    import random
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from ..data import collect, open_store
+    from ..diagnostics import own_episode_values
+
+    states = random.getstate(), np.random.get_state()
+    with tempfile.TemporaryDirectory(prefix="own_episodes_") as tmp, torch.random.fork_rng(devices=[]):
+        try:
+            collect(Path(tmp) / "store", profile.eval.tasks, OWN_EPISODES, profile.eval.policy, model,
+                    seed=profile.eval.seed, device=device, precision=profile.eval.precision,
+                    planner=profile.eval.planner, progress=False)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+        store = open_store(Path(tmp) / "store")
+        try:
+            return own_episode_values(model, store, teacher, device=device)
+        finally:
+            store.close()
 
 
 def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary: dict | None = None) -> dict:

@@ -494,7 +494,11 @@ DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = ca
                      ("prior_adv_teacher", "the teacher's advantage of the prior's mean action, in stds of its Q over "
                                           "random actions (0 = a random action)"),
                      ("plan_adv_teacher", "the teacher's advantage of the action the student's MPPI takes (same "
-                                         "units: below the prior's = the planner discards the prior)"))
+                                         "units: below the prior's = the planner discards the prior)"),
+                     ("own_q_over_return", "on its own episodes: mean Q / mean Monte-Carlo return it then earns "
+                                           "(above 1 = it thinks better of the states it drifts into than they are)"),
+                     ("own_q_over_teacher", "on its own episodes: mean Q / the teacher's mean Q of the same "
+                                            "states and actions"))
 
 
 def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = None):
@@ -516,7 +520,8 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
             continue
         sns.barplot(data=d, x="task", y=col, hue="arm", order=tasks, hue_order=arms, palette=palette,
                     errorbar="sd", capsize=0.1, ax=ax)
-        if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher"):
+        if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher", "own_q_over_return",
+                   "own_q_over_teacher"):
             ax.axhline(1.0, color="black", ls="--", lw=1)
         elif col.endswith("_adv_teacher"):
             ax.axhline(0.0, color="black", ls="--", lw=1)
