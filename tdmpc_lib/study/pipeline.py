@@ -447,7 +447,8 @@ OWN_EPISODES = 1
 def own_episodes(profile: Profile, model, teacher, device: str) -> dict[str, dict]:
     """diagnostics.own_episode_values on OWN_EPISODES episodes per evaluation task of `model`
     acting as the study evaluates it (profile.eval: its planner or its prior, eval mode, the
-    evaluation's seed), collected into a temporary store. The rollout seeds the global random
+    evaluation's seed), as long as the held-out episodes (data.max_steps), collected into a
+    temporary store. The rollout seeds the global random
     generators; their states are restored afterwards."""
     import random
     import tempfile
@@ -463,7 +464,7 @@ def own_episodes(profile: Profile, model, teacher, device: str) -> dict[str, dic
         try:
             collect(Path(tmp) / "store", profile.eval.tasks, OWN_EPISODES, profile.eval.policy, model,
                     seed=profile.eval.seed, device=device, precision=profile.eval.precision,
-                    planner=profile.eval.planner, progress=False)
+                    max_steps=profile.data.max_steps, planner=profile.eval.planner, progress=False)
         finally:
             random.setstate(states[0])
             np.random.set_state(states[1])
