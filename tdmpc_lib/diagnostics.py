@@ -38,8 +38,8 @@ and reduces them per task (`student_diagnostics`):
                                   say the student's planner discards what its prior learned.
     states                        number of (episode, step) states
 
-On the model's own MPPI episodes (`own_episode_values`, a store `data.collect` filled with the
-model's planner): where a planner's errors compound, the states a student drifts into and no
+On the model's own episodes (`own_episode_diagnostics` rolls it out; `own_episode_values` reads
+a store `data.collect` filled with its planner): where a planner's errors compound, the states a student drifts into and no
 dataset holds. Over the same first `max_step` steps:
 
     own_q_over_return             mean Q(z_t, a_t) / mean G_t of its own episodes: above 1, the
@@ -381,3 +381,32 @@ def own_episode_values(model: WorldModel, store, teacher: WorldModel | None = No
         out[names[int(t)]] = {"own_q_over_return": mean_q / g if g != 0 else None,
                               "own_q_over_teacher": mean_q / mean_qt if mean_qt != 0 else None}
     return out
+
+
+def own_episode_diagnostics(model: WorldModel, teacher: WorldModel | None, tasks: str | list[str], *,
+                            episodes: int = 1, policy: str = "plan", planner: PlannerConfig | None = None,
+                            seed: int = 1, precision: str = "fp32", max_steps: int | None = None,
+                            max_step: int = 100, device="cpu") -> dict[str, dict[str, float | None]]:
+    """`own_episode_values` on `episodes` episodes per task of `model` acting with `policy`
+    ('plan': its MPPI with `planner`, or 'prior') in eval mode, cut at `max_steps` agent steps,
+    collected into a temporary store. The rollout seeds the global random generators with `seed`;
+    their states are restored afterwards."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    from .data import collect, open_store
+
+    states = random.getstate(), np.random.get_state()
+    with tempfile.TemporaryDirectory(prefix="own_episodes_") as tmp, torch.random.fork_rng(devices=[]):
+        try:
+            collect(Path(tmp) / "store", tasks, episodes, policy, model, seed=seed, device=device,
+                    precision=precision, max_steps=max_steps, planner=planner, progress=False)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+        store = open_store(Path(tmp) / "store")
+        try:
+            return own_episode_values(model, store, teacher, max_step=max_step, device=device)
+        finally:
+            store.close()

@@ -249,3 +249,11 @@ def test_own_episode_values_compare_q_with_the_return_earned_and_the_teachers_q(
     assert v["cartpole-balance"]["own_q_over_return"] == pytest.approx(q.double().mean().item() / np.mean(g), rel=1e-4)
     assert all(x["own_q_over_teacher"] == pytest.approx(1.0) for x in v.values())
     assert own_episode_values(model, store)["reacher-easy"]["own_q_over_teacher"] is None
+    # the same from one call that rolls the model out itself, leaving the global generators as they were
+    from tdmpc_lib.diagnostics import own_episode_diagnostics
+    rng = torch.get_rng_state(), np.random.get_state()[1].copy()
+    one = own_episode_diagnostics(model, model, "cartpole-balance,reacher-easy", seed=3, max_steps=30,
+                                  max_step=10, planner=PlannerConfig(num_samples=16, num_elites=4, num_pi_trajs=2,
+                                                                     iterations=1))
+    assert one == v
+    assert torch.equal(torch.get_rng_state(), rng[0]) and np.array_equal(np.random.get_state()[1], rng[1])

@@ -445,34 +445,15 @@ OWN_EPISODES = 1
 
 
 def own_episodes(profile: Profile, model, teacher, device: str) -> dict[str, dict]:
-    """diagnostics.own_episode_values on OWN_EPISODES episodes per evaluation task of `model`
+    """diagnostics.own_episode_diagnostics on OWN_EPISODES episodes per evaluation task of `model`
     acting as the study evaluates it (profile.eval: its planner or its prior, eval mode, the
-    evaluation's seed), as long as the held-out episodes (data.max_steps), collected into a
-    temporary store. The rollout seeds the global random
-    generators; their states are restored afterwards."""
-    import random
-    import tempfile
+    evaluation's seed), as long as the held-out episodes (data.max_steps)."""
+    from ..diagnostics import own_episode_diagnostics
 
-    import numpy as np
-    import torch
-
-    from ..data import collect, open_store
-    from ..diagnostics import own_episode_values
-
-    states = random.getstate(), np.random.get_state()
-    with tempfile.TemporaryDirectory(prefix="own_episodes_") as tmp, torch.random.fork_rng(devices=[]):
-        try:
-            collect(Path(tmp) / "store", profile.eval.tasks, OWN_EPISODES, profile.eval.policy, model,
-                    seed=profile.eval.seed, device=device, precision=profile.eval.precision,
-                    max_steps=profile.data.max_steps, planner=profile.eval.planner, progress=False)
-        finally:
-            random.setstate(states[0])
-            np.random.set_state(states[1])
-        store = open_store(Path(tmp) / "store")
-        try:
-            return own_episode_values(model, store, teacher, device=device)
-        finally:
-            store.close()
+    e = profile.eval
+    return own_episode_diagnostics(model, teacher, e.tasks, episodes=OWN_EPISODES, policy=e.policy,
+                                   planner=e.planner, seed=e.seed, precision=e.precision,
+                                   max_steps=profile.data.max_steps, device=device)
 
 
 def run_record(run_dir: str | Path, teacher: TeacherInfo | None = None, summary: dict | None = None) -> dict:
