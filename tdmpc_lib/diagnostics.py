@@ -39,8 +39,8 @@ and reduces them per task (`student_diagnostics`):
     states                        number of (episode, step) states
 
 On the model's own episodes (`own_episode_diagnostics` rolls it out; `own_episode_values` reads
-a store `data.collect` filled with its planner): where a planner's errors compound, the states a student drifts into and no
-dataset holds. Over the same first `max_step` steps:
+a store `data.collect` filled with its planner): where a planner's errors compound, the states
+a student drifts into and no dataset holds. Over the same first `max_step` steps:
 
     own_q_over_return             mean Q(z_t, a_t) / mean G_t of its own episodes: above 1, the
                                   student thinks better of where it is going than it turns out
@@ -279,6 +279,16 @@ def _reduce(p: dict, sel: np.ndarray) -> dict[str, float]:
             "states": int(sel.sum())}
 
 
+def task_means(per_task: dict[str, dict], keys) -> dict[str, float | None]:
+    """{key: the unweighted mean over tasks of per_task[task][key]}, None entries (and tasks
+    without the key) skipped; None when no task has a value."""
+    out = {}
+    for k in keys:
+        vals = [v[k] for v in per_task.values() if v.get(k) is not None]
+        out[k] = float(np.mean(vals)) if vals else None
+    return out
+
+
 def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_actions: int = 128, seed: int = 0,
                         batch_size: int = 4096, device="cpu", teacher_predicted: np.ndarray | None = None,
                         teacher: WorldModel | None = None, teacher_action_values: np.ndarray | None = None,
@@ -331,10 +341,7 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
             model.train(was_training), teacher.train(teacher_was_training)
 
     per_task = {names[int(t)]: _reduce(p, states["task"] == t) for t in np.unique(states["task"])}
-    mean = {}
-    for k in KEYS:
-        vals = [v[k] for v in per_task.values() if v[k] is not None]
-        mean[k] = float(np.mean(vals)) if vals else None
+    mean = task_means(per_task, KEYS)
     mean["states"] = int(sum(v["states"] for v in per_task.values()))
     result = {"per_task": per_task, "mean": mean, "max_step": int(max_step), "num_actions": int(num_actions)}
     if teacher_predicted is not None:

@@ -421,7 +421,7 @@ def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> di
     teacher's value of the actions the student's MPPI (the study's planner) and its prior take;
     and on the model's own episodes (`own_episodes`): its Q against the return it then earns
     and against the teacher's Q of the same actions."""
-    from ..diagnostics import KEYS, OWN_KEYS, action_values, student_diagnostics
+    from ..diagnostics import KEYS, OWN_KEYS, action_values, student_diagnostics, task_means
 
     def measure(store, teacher, heldout, device) -> dict:
         values = _teacher_on_heldout(heldout, teacher, "action_values",
@@ -431,9 +431,7 @@ def heldout_diagnostics(profile: Profile, study_dir, checkpoint: str, out) -> di
                                      teacher=teacher_model, planner=profile.eval.planner)
         for task, own in own_episodes(profile, model, teacher_model, device).items():
             result["per_task"].setdefault(task, {}).update(own)
-        for k in OWN_KEYS:
-            vals = [v[k] for v in result["per_task"].values() if v.get(k) is not None]
-            result["mean"][k] = sum(vals) / len(vals) if vals else None
+        result["mean"].update(task_means(result["per_task"], OWN_KEYS))
         return result
     return _on_heldout(profile, study_dir, checkpoint, out, "diagnostics", measure,
                        evaluation=dataclasses.asdict(profile.eval), measures=[*KEYS, *OWN_KEYS],
