@@ -94,15 +94,21 @@ def test_json_and_deterministic(store):
 def test_figure():
     import matplotlib.pyplot as plt
 
-    from tdmpc_lib.study.plots import diagnostics_figure
+    from tdmpc_lib.study.plots import DIAGNOSTIC_PANELS, RATIO_PANELS, diagnostics_figure
 
     rows = [{"arm": arm, "task": task, "q_over_return": 1 + 0.1 * s, "q_action_std": 0.5 + s,
-             "q_rank_vs_teacher": 0.1 * s, "prior_saturated": 0.2 * s} for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
+             "q_rank_vs_teacher": 0.1 * s, "prior_saturated": 0.2 * s, "own_q_over_return": 1 + 4 * s,
+             "own_q_over_teacher": 0.9 + s}
+            for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
             for s in range(3)]
     fig = diagnostics_figure(rows, "diagnostics")
     # Q / return, Q rank and planning-value rank vs teacher, Q spread, prior saturation, the
     # teacher's value of prior and plan; on its own episodes Q / return and Q / the teacher's Q
     assert len(fig.axes) == 9
+    # the ratios that can reach 9 are on a symmetric-log axis, the others linear
+    scales = {col: ax.get_yscale() for ax, (col, _) in zip(fig.axes, DIAGNOSTIC_PANELS)}
+    assert {c for c, s in scales.items() if s == "symlog"} == set(RATIO_PANELS)
+    assert scales["q_action_std"] == "linear"
     plt.close(fig)
 
 

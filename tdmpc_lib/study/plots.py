@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -501,6 +502,11 @@ DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = ca
                                             "states and actions"))
 
 
+# Ratios that can lie far above 1: drawn on a symmetric-log axis.
+RATIO_PANELS = ("own_q_over_return", "own_q_over_teacher")
+RATIO_TICKS = (0, 0.25, 0.5, 0.75, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
 def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = None):
     """The student diagnostics (tdmpc_lib.diagnostics) of several arms, one panel per measure:
     bars per task, one colour per arm, error bars = the std over the arm's seeds (one row of
@@ -520,9 +526,14 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
             continue
         sns.barplot(data=d, x="task", y=col, hue="arm", order=tasks, hue_order=arms, palette=palette,
                     errorbar="sd", capsize=0.1, ax=ax)
-        if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher", "own_q_over_return",
-                   "own_q_over_teacher"):
+        if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher", *RATIO_PANELS):
             ax.axhline(1.0, color="black", ls="--", lw=1)
+        if col in RATIO_PANELS:  # a 9x overestimate on one task must not flatten the others' 0.8-2
+            ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)
+            ax.set_ylim(bottom=min(0.0, float(d[col].min())))  # no empty negative decade below 0
+            ax.yaxis.set_major_locator(mticker.FixedLocator(RATIO_TICKS))
+            ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+            label += " [axis: linear to 1, log above]"
         elif col.endswith("_adv_teacher"):
             ax.axhline(0.0, color="black", ls="--", lw=1)
         ax.set_title(label, fontsize=9)
@@ -535,7 +546,7 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
     for lab in axes[-1].get_xticklabels():
         lab.set_ha("right")
     fig.suptitle(f"{title}\nbars: mean over seeds; error bars: std over seeds", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / fig.get_figheight()))  # room for the three-line title
     if out is not None:
         fig.savefig(out, dpi=110)
     return fig
