@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .choices import QuantFormat, options
 from .device import resolve_device, resolve_dtype
 from .files import atomic_write
 from .config import PRESETS, ModelConfig, model_config
@@ -300,6 +301,37 @@ def checkpoint_path(spec: str | os.PathLike) -> Path:
     return Path(download_checkpoint(str(spec)))
 
 
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel int8 back to fp32: q (..., out, in), scale (..., out)."""
+    return q.float() * scale.float().unsqueeze(-1)
+
+
+def dequantize_checkpoint(obj: dict) -> dict:
+    """Our quantized checkpoint dict -> the same dict with an fp32 state dict (called by
+    `load_checkpoint`; tdmpc_lib.quantize writes them). The "quantization" entry is kept (without tensors) as a record."""
+    meta = obj.get("quantization") or {}
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt not in options(QuantFormat):
+        raise CheckpointError(f"checkpoint records an unknown quantization format {fmt!r}; this version "
+                              f"reads {', '.join(options(QuantFormat))}")
+    state, scales = obj.get("model"), obj.get("int8_scales") or {}
+    if not isinstance(state, dict):
+        raise CheckpointError("quantized checkpoint has no 'model' state dict")
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.dtype == torch.int8:
+            if k not in scales:
+                raise CheckpointError(f"int8 entry {k!r} has no scale in 'int8_scales'; the file is incomplete")
+            v = dequantize_int8(v, scales[k])
+        elif isinstance(v, torch.Tensor) and v.is_floating_point():
+            v = v.float()
+        out[k] = v
+    result = {k: v for k, v in obj.items() if k != "int8_scales"}
+    result["model"] = out
+    result["quantization"] = dict(meta, dequantized_on_load=True)
+    return result
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     dtype: torch.dtype | str = torch.float32, size: str | int | None = None,
                     task_set: str | None = None) -> WorldModel:
@@ -326,8 +358,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in _state_of(obj, path).values()
                      if isinstance(v, torch.Tensor)})
     if ours and obj.get("quantization"):
-        from .quantize import dequantize_checkpoint  # our own int8/fp16 files (quantize.py)
-        obj = dequantize_checkpoint(obj)
+        obj = dequantize_checkpoint(obj)  # our own int8/fp16 files (tdmpc_lib.quantize)
     state = _state_of(obj, path)
     state, notes = _dequantize(state, path)
     layout = ("ours" if ours else "new" if any(k.startswith("_target_Qs_params.") for k in state)

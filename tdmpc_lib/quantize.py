@@ -12,7 +12,7 @@
 
 Our quantized files are ordinary `save_checkpoint` dicts plus a "quantization" entry (and
 "int8_scales" for int8); `checkpoint.load_checkpoint` reads them through
-`dequantize_checkpoint`. FP32 reference for size ratios = `save_checkpoint` of the fp32
+`checkpoint.dequantize_checkpoint`. FP32 reference for size ratios = `save_checkpoint` of the fp32
 model (its state dict holds the online AND the target Q ensemble).
 
 Only tdmpc_lib reads these files (they carry our own quantization record); to hand a model to
@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_torch_save, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (FORMAT_NAME, FORMAT_VERSION, CheckpointError, atomic_torch_save, dequantize_checkpoint,
+                         dequantize_int8, load_checkpoint, save_checkpoint)
 from .choices import QuantFormat, options
 from .device import DTYPES
 from .files import OutputLock, check_output_path
@@ -71,10 +71,6 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     q = torch.round(w / safe.unsqueeze(-1)).clamp_(-INT8_QMAX, INT8_QMAX).to(torch.int8)
     return q, scale
-
-
-def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return q.float() * scale.float().unsqueeze(-1)
 
 
 def quantize_state_dict(state: dict, fmt: str, scale_dtype: torch.dtype = torch.float32
@@ -119,32 +115,6 @@ def save_quantized(model: WorldModel, path: str | os.PathLike, fmt: str,
     check_output_path(path)
     atomic_torch_save(quantized_checkpoint(model, fmt, scale_dtype), path)
     return os.path.getsize(path)
-
-
-def dequantize_checkpoint(obj: dict) -> dict:
-    """Our quantized checkpoint dict -> the same dict with an fp32 state dict (called by
-    `load_checkpoint`). The "quantization" entry is kept (without tensors) as a record."""
-    meta = obj.get("quantization") or {}
-    fmt = meta.get("format") if isinstance(meta, dict) else None
-    if fmt not in FORMATS:
-        raise CheckpointError(f"checkpoint records an unknown quantization format {fmt!r}; this version "
-                              f"reads {', '.join(FORMATS)}")
-    state, scales = obj.get("model"), obj.get("int8_scales") or {}
-    if not isinstance(state, dict):
-        raise CheckpointError("quantized checkpoint has no 'model' state dict")
-    out = {}
-    for k, v in state.items():
-        if isinstance(v, torch.Tensor) and v.dtype == torch.int8:
-            if k not in scales:
-                raise CheckpointError(f"int8 entry {k!r} has no scale in 'int8_scales'; the file is incomplete")
-            v = dequantize_int8(v, scales[k])
-        elif isinstance(v, torch.Tensor) and v.is_floating_point():
-            v = v.float()
-        out[k] = v
-    result = {k: v for k, v in obj.items() if k != "int8_scales"}
-    result["model"] = out
-    result["quantization"] = dict(meta, dequantized_on_load=True)
-    return result
 
 
 def fake_quantize(model: WorldModel, fmt: str) -> WorldModel:

@@ -76,7 +76,7 @@ def test_value_and_policy_terms_train_the_heads_not_the_encoder_when_detached(st
 
 @pytest.mark.parametrize("kind", ["value", "policy", "value_random3"])
 def test_value_and_policy_caches_equal_the_online_teacher(store, teacher_ckpt, tmp_path, kind):
-    from tdmpc_lib.train.distill import contrast_actions
+    from tdmpc_lib.train.cache import contrast_actions
     teacher = Teacher.load(str(teacher_ckpt), "cpu", keep=("pi", "Q"))
     cache = TeacherTargetCache.build(teacher, store, tmp_path / f"{kind}.npy", batch_size=1000, precision="fp32",
                                      progress=False, kind=kind)
@@ -140,7 +140,7 @@ def test_cache_kinds_are_checked():
 
 
 def test_contrast_actions_are_a_function_of_the_row():
-    from tdmpc_lib.train.distill import contrast_actions
+    from tdmpc_lib.train.cache import contrast_actions
     rows = torch.tensor([[5, 9, 5]])
     a = contrast_actions(rows, 4, 6)
     assert a.shape == (4, 1, 3, 6) and a.min() >= -1 and a.max() < 1

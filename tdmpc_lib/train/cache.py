@@ -67,6 +67,31 @@ def random_actions_of(kind: str) -> int:
     return int(k)
 
 
+def contrast_actions(rows: torch.Tensor, k: int, action_dim: int, seed: int = 0) -> torch.Tensor:
+    """(k, *rows.shape, action_dim) actions uniform in [-1, 1), a function of (seed, row, i, dim)
+    only (splitmix64 of the counter): the same for a row in every batch, run and cache build."""
+    r = rows.detach().cpu().numpy().astype(np.uint64)
+    i = np.arange(k, dtype=np.uint64).reshape(k, *([1] * r.ndim), 1)
+    d = np.arange(action_dim, dtype=np.uint64)
+    x = ((r[None, ..., None] * np.uint64(k) + i) * np.uint64(action_dim) + d) ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(40)).astype(np.float64) / float(1 << 24)  # 24 random bits -> [0, 1)
+    return torch.from_numpy((2 * u - 1).astype(np.float32)).to(rows.device)
+
+
+def task_contrast_actions(rows: torch.Tensor, k: int, task: torch.Tensor, action_dim: int, action_mask
+                          ) -> torch.Tensor:
+    """contrast_actions with the task's inactive action dims zeroed, as the data's are:
+    rows (...), task (...) -> (k, ..., A). action_mask: WorldModel.action_mask (None single-task)."""
+    a = contrast_actions(rows, k, action_dim)
+    mask = action_mask(task, a)
+    return a if mask is None else a * mask
+
+
 def kind_columns(teacher: Teacher, kind: str) -> int:
     """Floats per row of a cache of `kind` (policy: tanh-mean and log-std of every action dim)."""
     k = random_actions_of(kind)
@@ -76,8 +101,6 @@ def kind_columns(teacher: Teacher, kind: str) -> int:
 def kind_values(teacher: Teacher, obs, action, task, kind: str, bf16: bool, rows: np.ndarray) -> torch.Tensor:
     """The teacher's targets of `kind` for dataset rows `rows` (n,) given their obs (n, O),
     action (n, A) and task (n,): (n, C)."""
-    from .distill import task_contrast_actions
-
     k = random_actions_of(kind)
     actions = None
     if k:  # the actions training draws for these rows (Distiller.targets)

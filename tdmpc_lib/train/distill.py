@@ -25,7 +25,7 @@ Beyond the paper, the teacher's value and policy, the two things MPPI reads besi
              pi_coef * L_policy to the policy loss (on the detached latents the policy step uses).
 
 With `q_random_actions` = K > 0 the value term also compares both Qs at K uniform random actions
-per state (drawn by `contrast_actions` from the row index: the same actions in every run and in
+per state (drawn by `cache.contrast_actions` from the row index: the same actions in every run and in
 the teacher cache, whose 'value_randomK' table holds the teacher's Qs there), so the
 student learns how the teacher ranks the actions MPPI samples, not only the behaviour's actions:
 L_value += mean (A_S - A_T)^2 / mean A_T^2 with A = Q(z, a_k) - mean_k Q(z, a_k) over the K
@@ -75,34 +75,9 @@ from ..checkpoint import file_sha256, load_checkpoint
 from ..device import DTYPES
 from ..world_model import WorldModel
 from .. import math as tmath
-from .cache import TeacherTargetCache, random_value_kind
+from .cache import TeacherTargetCache, random_value_kind, task_contrast_actions
 from .config import DistillConfig
 from .losses import encode, layer_norm_mish, mlp_forward, q_logits, soft_ce, task_rows
-
-
-def contrast_actions(rows: torch.Tensor, k: int, action_dim: int, seed: int = 0) -> torch.Tensor:
-    """(k, *rows.shape, action_dim) actions uniform in [-1, 1), a function of (seed, row, i, dim)
-    only (splitmix64 of the counter): the same for a row in every batch, run and cache build."""
-    r = rows.detach().cpu().numpy().astype(np.uint64)
-    i = np.arange(k, dtype=np.uint64).reshape(k, *([1] * r.ndim), 1)
-    d = np.arange(action_dim, dtype=np.uint64)
-    x = ((r[None, ..., None] * np.uint64(k) + i) * np.uint64(action_dim) + d) ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    u = (x >> np.uint64(40)).astype(np.float64) / float(1 << 24)  # 24 random bits -> [0, 1)
-    return torch.from_numpy((2 * u - 1).astype(np.float32)).to(rows.device)
-
-
-def task_contrast_actions(rows: torch.Tensor, k: int, task: torch.Tensor, action_dim: int, action_mask
-                          ) -> torch.Tensor:
-    """contrast_actions with the task's inactive action dims zeroed, as the data's are:
-    rows (...), task (...) -> (k, ..., A). action_mask: WorldModel.action_mask (None single-task)."""
-    a = contrast_actions(rows, k, action_dim)
-    mask = action_mask(task, a)
-    return a if mask is None else a * mask
 
 
 def prior_moments(model: WorldModel, features: torch.Tensor, task) -> tuple[torch.Tensor, torch.Tensor]:
