@@ -308,7 +308,8 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 def dequantize_checkpoint(obj: dict) -> dict:
     """Our quantized checkpoint dict -> the same dict with an fp32 state dict (called by
-    `load_checkpoint`; tdmpc_lib.quantize writes them). The "quantization" entry is kept (without tensors) as a record."""
+    `load_checkpoint`; tdmpc_lib.quantize writes these files). The "quantization" entry is kept
+    (without tensors) as a record."""
     meta = obj.get("quantization") or {}
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt not in options(QuantFormat):

@@ -528,14 +528,14 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
                     errorbar="sd", capsize=0.1, ax=ax)
         if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher", *RATIO_PANELS):
             ax.axhline(1.0, color="black", ls="--", lw=1)
+        elif col.endswith("_adv_teacher"):
+            ax.axhline(0.0, color="black", ls="--", lw=1)
         if col in RATIO_PANELS:  # a 9x overestimate on one task must not flatten the others' 0.8-2
             ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)
             ax.set_ylim(bottom=min(0.0, float(d[col].min())))  # no empty negative decade below 0
             ax.yaxis.set_major_locator(mticker.FixedLocator(RATIO_TICKS))
             ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
             label += " [axis: linear to 1, log above]"
-        elif col.endswith("_adv_teacher"):
-            ax.axhline(0.0, color="black", ls="--", lw=1)
         ax.set_title(label, fontsize=9)
         ax.set(xlabel="", ylabel=col)
         if ax is axes[0]:  # one legend: the arms are the same in every panel
