@@ -164,7 +164,9 @@ else:
 # Q, over 16 random action sequences. The second tests dynamics, reward and Q together.
 # Last, on the student's own episodes (it acts as it is evaluated; the states it drifts into, which
 # no dataset holds): its Q against the return it then earns, and against the teacher's Q of the
-# same states and actions. Above 1: it thinks better of where it is going than it turns out.
+# same states and actions. Above 1: it thinks better of where it is going than it turns out. And its
+# reward head's bias there, predicted minus true reward per agent step (the teacher's beside it):
+# above 0, its planner steers to reward it imagines.
 
 # %%
 diag = record["diagnostics"]
@@ -172,7 +174,8 @@ if diag:
     display(pd.DataFrame(diag["per_task"]).T[["q_mean", "mc_return_mean", "q_over_return", "q_action_std",  # noqa: F821
                                                "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated",
                                                "prior_log_std", "prior_adv_teacher", "plan_adv_teacher",
-                                               "own_q_over_return", "own_q_over_teacher", "states"]])
+                                               "own_q_over_return", "own_q_over_teacher", "own_reward_bias",
+                                               "own_reward_bias_teacher", "states"]])
 else:
     print("this profile has no held-out episodes")
 

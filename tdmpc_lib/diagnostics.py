@@ -46,6 +46,12 @@ a student drifts into and no dataset holds. Over the same first `max_step` steps
                                   student thinks better of where it is going than it turns out
     own_q_over_teacher            with a teacher: mean Q(z_t, a_t) / mean Q_T(s_t, a_t) at the
                                   same states and actions (the teacher's view of the same choices)
+    own_reward_bias               mean over the steps of (predicted reward - true reward r_t) at
+                                  (z_t, a_t), per agent step: above 0, the model's planner steers
+                                  to reward it imagines (model exploitation), in states the data
+                                  did not teach it
+    own_reward_bias_teacher       with a teacher: the same for the teacher's reward head at the
+                                  same states and actions (near 0: the states are predictable)
 
     diag = student_diagnostics(model, open_store("data/heldout"))
     diag["per_task"]["walker-run"]["q_over_return"], diag["mean"]["prior_saturated"]
@@ -67,7 +73,7 @@ SATURATED = 0.95  # |tanh mu| above this: the prior's mean sits at the action bo
 KEYS = ("q_mean", "mc_return_mean", "q_over_return", "q_rel_error", "q_action_std", "q_action_range",
         "q_rank_vs_teacher", "g_rank_vs_teacher", "prior_saturated", "prior_log_std", "plan_adv_teacher",
         "prior_adv_teacher")
-OWN_KEYS = ("own_q_over_return", "own_q_over_teacher")
+OWN_KEYS = ("own_q_over_return", "own_q_over_teacher", "own_reward_bias", "own_reward_bias_teacher")
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
@@ -351,23 +357,30 @@ def student_diagnostics(model: WorldModel, store, *, max_step: int = 100, num_ac
 
 
 @torch.no_grad()
-def _state_action_q(model: WorldModel, store, rows: np.ndarray, batch_size: int, device) -> np.ndarray:
-    """(N,) the ensemble-mean decoded Q at (obs_t, a_t) of the states whose obs are `rows` (a_t in row + 1)."""
+def _state_action_predictions(model: WorldModel, store, rows: np.ndarray, batch_size: int, device
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) the ensemble-mean decoded Q and (N,) the decoded predicted reward at (obs_t, a_t) of
+    the states whose obs are `rows` (a_t in row + 1)."""
     dtype = next(model.parameters()).dtype
-    out = []
+    q, r = [], []
     for lo in range(0, len(rows), batch_size):
         obs, task = store.gather(rows[lo:lo + batch_size], ("obs", "task"))
         (action,) = store.gather(rows[lo:lo + batch_size] + 1, ("action",))
         task = torch.as_tensor(task, dtype=torch.long, device=device)
         z = model.encode(torch.as_tensor(obs, device=device, dtype=dtype), task)
-        out.append(_q_mean(model, z, torch.as_tensor(action, device=device, dtype=dtype), task).double())
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+        a = torch.as_tensor(action, device=device, dtype=dtype)
+        q.append(_q_mean(model, z, a, task).double())
+        r.append(model.decode(model.reward(z, a, task)).squeeze(-1).double())
+    if not q:
+        return np.zeros(0), np.zeros(0)
+    return torch.cat(q).cpu().numpy(), torch.cat(r).cpu().numpy()
 
 
 def own_episode_values(model: WorldModel, store, teacher: WorldModel | None = None, *, max_step: int = 100,
                        batch_size: int = 4096, device="cpu") -> dict[str, dict[str, float | None]]:
-    """{task: {'own_q_over_return', 'own_q_over_teacher'}} on `store`, the model's own episodes
-    (see the module docstring; None where a task's returns average to 0, or without a teacher)."""
+    """{task: {'own_q_over_return', 'own_q_over_teacher', 'own_reward_bias', 'own_reward_bias_teacher'}}
+    on `store`, the model's own episodes (see the module docstring; None where a task's returns
+    average to 0, or without a teacher)."""
     names = get_task_set(store.task_set).tasks
     models = [m for m in (model, teacher) if m is not None]
     was_training = [m.training for m in models]
@@ -375,18 +388,24 @@ def own_episode_values(model: WorldModel, store, teacher: WorldModel | None = No
         m.to(device).eval()
     try:
         states = heldout_states(model, store, max_step)
-        q = _state_action_q(model, store, states["row"], batch_size, device)
-        q_t = _state_action_q(teacher, store, states["row"], batch_size, device) if teacher is not None else None
+        q, r_hat = _state_action_predictions(model, store, states["row"], batch_size, device)
+        q_t, r_hat_t = (_state_action_predictions(teacher, store, states["row"], batch_size, device)
+                        if teacher is not None else (None, None))
+        (reward,) = store.gather(states["row"] + 1, ("reward",))
     finally:
         for m, training in zip(models, was_training):
             m.train(training)
+    reward = np.asarray(reward, np.float64)
     out = {}
     for t in np.unique(states["task"]):
         sel = states["task"] == t
         g, mean_q = float(np.mean(states["mc_return"][sel])), float(np.mean(q[sel]))
         mean_qt = float(np.mean(q_t[sel])) if q_t is not None else 0.0
-        out[names[int(t)]] = {"own_q_over_return": mean_q / g if g != 0 else None,
-                              "own_q_over_teacher": mean_q / mean_qt if mean_qt != 0 else None}
+        out[names[int(t)]] = {
+            "own_q_over_return": mean_q / g if g != 0 else None,
+            "own_q_over_teacher": mean_q / mean_qt if mean_qt != 0 else None,
+            "own_reward_bias": float(np.mean(r_hat[sel] - reward[sel])),
+            "own_reward_bias_teacher": float(np.mean(r_hat_t[sel] - reward[sel])) if r_hat_t is not None else None}
     return out
 
 

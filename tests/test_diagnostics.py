@@ -98,13 +98,14 @@ def test_figure():
 
     rows = [{"arm": arm, "task": task, "q_over_return": 1 + 0.1 * s, "q_action_std": 0.5 + s,
              "q_rank_vs_teacher": 0.1 * s, "prior_saturated": 0.2 * s, "own_q_over_return": 1 + 4 * s,
-             "own_q_over_teacher": 0.9 + s}
+             "own_q_over_teacher": 0.9 + s, "own_reward_bias": 0.5 * s}
             for arm in ("scratch", "d_coef 0.4") for task in ("walker-run", "cup-catch")
             for s in range(3)]
     fig = diagnostics_figure(rows, "diagnostics")
     # Q / return, Q rank and planning-value rank vs teacher, Q spread, prior saturation, the
-    # teacher's value of prior and plan; on its own episodes Q / return and Q / the teacher's Q
-    assert len(fig.axes) == 9
+    # teacher's value of prior and plan; on its own episodes Q / return, Q / the teacher's Q and
+    # the reward head's bias
+    assert len(fig.axes) == 10
     # the ratios that can reach 9 are on a symmetric-log axis, the others linear
     scales = {col: ax.get_yscale() for ax, (col, _) in zip(fig.axes, DIAGNOSTIC_PANELS)}
     assert {c for c, s in scales.items() if s == "symlog"} == set(RATIO_PANELS)
@@ -227,8 +228,9 @@ def test_sequence_values_are_the_discounted_rewards_of_the_latent_rollout_then_q
 
 
 def test_own_episode_values_compare_q_with_the_return_earned_and_the_teachers_q(tmp_path):
-    """On a model's own episodes: mean Q / mean discounted return of the first max_step steps
-    (recomputed here from the stored rows), and 1 against a teacher that is the model itself."""
+    """On a model's own episodes: mean Q / mean discounted return of the first max_step steps and
+    the reward head's bias (recomputed here from the stored rows), and the same numbers against
+    a teacher that is the model itself."""
     import numpy as np
     import torch
     from tdmpc_lib.data import collect, open_store
@@ -253,8 +255,15 @@ def test_own_episode_values_compare_q_with_the_return_earned_and_the_teachers_q(
     with torch.no_grad():
         q = _q_mean(model, model.encode(torch.as_tensor(obs), task_t), torch.as_tensor(action), task_t)
     assert v["cartpole-balance"]["own_q_over_return"] == pytest.approx(q.double().mean().item() / np.mean(g), rel=1e-4)
+    # the reward head's bias on the same steps: predicted minus the reward stored in row t + 1
+    with torch.no_grad():
+        r_hat = model.decode(model.reward(model.encode(torch.as_tensor(obs), task_t), torch.as_tensor(action), task_t))
+    bias = float(np.mean(r_hat.squeeze(-1).double().numpy() - reward[:10]))
+    assert v["cartpole-balance"]["own_reward_bias"] == pytest.approx(bias, rel=1e-4, abs=1e-6)
     assert all(x["own_q_over_teacher"] == pytest.approx(1.0) for x in v.values())
-    assert own_episode_values(model, store)["reacher-easy"]["own_q_over_teacher"] is None
+    assert all(x["own_reward_bias_teacher"] == x["own_reward_bias"] for x in v.values())
+    alone = own_episode_values(model, store)["reacher-easy"]
+    assert alone["own_q_over_teacher"] is None and alone["own_reward_bias_teacher"] is None
     # the same from one call that rolls the model out itself, leaving the global generators as they were
     from tdmpc_lib.diagnostics import own_episode_diagnostics
     rng = torch.get_rng_state(), np.random.get_state()[1].copy()

@@ -499,7 +499,9 @@ DIAGNOSTIC_PANELS = (("q_over_return", "mean Q / mean Monte-Carlo return (1 = ca
                      ("own_q_over_return", "on its own episodes: mean Q / mean Monte-Carlo return it then earns "
                                            "(above 1 = it thinks better of the states it drifts into than they are)"),
                      ("own_q_over_teacher", "on its own episodes: mean Q / the teacher's mean Q of the same "
-                                            "states and actions"))
+                                            "states and actions"),
+                     ("own_reward_bias", "on its own episodes: mean predicted - true reward per agent step "
+                                         "(above 0 = its planner steers to reward it imagines)"))
 
 
 # Ratios that can lie far above 1: drawn on a symmetric-log axis.
@@ -528,7 +530,7 @@ def diagnostics_figure(rows: list[dict], title: str, out: str | Path | None = No
                     errorbar="sd", capsize=0.1, ax=ax)
         if col in ("q_over_return", "q_rank_vs_teacher", "g_rank_vs_teacher", *RATIO_PANELS):
             ax.axhline(1.0, color="black", ls="--", lw=1)
-        elif col.endswith("_adv_teacher"):
+        elif col.endswith("_adv_teacher") or col == "own_reward_bias":
             ax.axhline(0.0, color="black", ls="--", lw=1)
         if col in RATIO_PANELS:  # a 9x overestimate on one task must not flatten the others' 0.8-2
             ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)
