@@ -47,9 +47,9 @@ a student drifts into and no dataset holds. Over the same first `max_step` steps
     own_q_over_teacher            with a teacher: mean Q(z_t, a_t) / mean Q_T(s_t, a_t) at the
                                   same states and actions (the teacher's view of the same choices)
     own_reward_bias               mean over the steps of (predicted reward - true reward r_t) at
-                                  (z_t, a_t), per agent step: above 0, the model's planner steers
-                                  to reward it imagines (model exploitation), in states the data
-                                  did not teach it
+                                  (z_t, a_t), per agent step: above 0, it believes it earns reward
+                                  it does not; with a planner, the planner has steered to where
+                                  the reward head is wrong (model exploitation)
     own_reward_bias_teacher       with a teacher: the same for the teacher's reward head at the
                                   same states and actions (near 0: the states are predictable)
 
