@@ -235,7 +235,7 @@ class FastHeads:
 
     def __init__(self, w: _CastWeights, model: WorldModel, task: torch.Tensor, z: torch.Tensor,
                  generator: torch.Generator | None = None):
-        cfg, cd, f32 = model.cfg, w.dtype, torch.float32
+        cfg, cd = model.cfg, w.dtype
         self.w, self.m, self.cd, self.gen = w, model, cd, generator
         self.E, self.L, self.A, self.M = z.shape[0], cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
         self.fused = fused_cpu.available()

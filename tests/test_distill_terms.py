@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from tdmpc_lib.data.sampler import SliceSampler
 from tdmpc_lib.train import DistillConfig, Distiller, Learner, Teacher, TeacherTargetCache, TrainConfig, train
 from tdmpc_lib.train.distill import policy_distill_loss, value_distill_loss
 from tdmpc_lib.world_model import make_world_model

@@ -282,7 +282,7 @@ def test_bf16_autocast_update_runs(store):
 
 def test_periodic_evaluation_does_not_change_training(store_dir, tmp_path):
     """Evaluation runs on a copy with its own seeding; the training RNG streams are restored."""
-    plain = train(cfg_for(store_dir, tmp_path / "plain", steps=2))
+    train(cfg_for(store_dir, tmp_path / "plain", steps=2))
     evald = train(cfg_for(store_dir, tmp_path / "eval", steps=2, eval_freq=2,
                           eval=EvalConfig(tasks="cartpole-balance", episodes=1, policy="prior")))
     assert evald["eval"]["step"] == 2 and evald["eval"]["normalized_score"] >= 0
