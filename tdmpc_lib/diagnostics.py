@@ -95,8 +95,8 @@ def heldout_states(model: WorldModel, store, max_step: int = 100) -> dict[str, n
     """The (episode, step) states the diagnostics look at and their Monte-Carlo returns.
 
     Returns N-row arrays: 'row' (N,) int64 the global row of obs_t (a_t, r_t are in row + 1),
-    'task' (N,) int64, 'episode' (N,) int64, 'step' (N,) int64 (t < max_step), 'mc_return'
-    (N,) float64 G_t.
+    'task' (N,) int64, 'episode' (N,) int64, 'step' (N,) int64 (t < max_step), 'reward' (N,)
+    float64 r_t, 'mc_return' (N,) float64 G_t.
 
     The stored episodes end where the data collection stopped (a time limit, not a terminal
     state), so G_t is truncated: it omits gamma^(T-t) V(s_T) after the last stored step T-1,
@@ -132,7 +132,7 @@ def heldout_states(model: WorldModel, store, max_step: int = 100) -> dict[str, n
     keep = valid & (col[None, :] < max_step)
     e_idx, t_idx = np.nonzero(keep)
     return {"row": first[e_idx] + t_idx, "task": task[e_idx], "episode": episodes[e_idx], "step": t_idx,
-            "mc_return": returns[e_idx, t_idx]}
+            "reward": rewards[e_idx, t_idx], "mc_return": returns[e_idx, t_idx]}
 
 
 def _q_mean(model: WorldModel, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
@@ -391,11 +391,10 @@ def own_episode_values(model: WorldModel, store, teacher: WorldModel | None = No
         q, r_hat = _state_action_predictions(model, store, states["row"], batch_size, device)
         q_t, r_hat_t = (_state_action_predictions(teacher, store, states["row"], batch_size, device)
                         if teacher is not None else (None, None))
-        (reward,) = store.gather(states["row"] + 1, ("reward",))
     finally:
         for m, training in zip(models, was_training):
             m.train(training)
-    reward = np.asarray(reward, np.float64)
+    reward = states["reward"]
     out = {}
     for t in np.unique(states["task"]):
         sel = states["task"] == t

@@ -48,6 +48,7 @@ def test_monte_carlo_return_is_the_discounted_sum_of_the_rest_of_the_episode(sto
             want += gamma ** k * r
         got = s["mc_return"][(s["episode"] == e) & (s["step"] == t)]
         assert s["row"][(s["episode"] == e) & (s["step"] == t)][0] == first + t
+        assert s["reward"][(s["episode"] == e) & (s["step"] == t)][0] == rewards[t]
         assert got[0] == pytest.approx(want, rel=1e-6)
 
 
